@@ -1,0 +1,82 @@
+"""Types shared by every face backend: a detected face and the FaceEmbedder protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in an image.
+
+    box: (x0, y0, x1, y1) in pixels; landmarks: (5, 2) float32 (eyes, nose, mouth corners);
+    score: detection confidence in [0, 1]; embedding: (D,) float32, L2-normalised.
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    score: float
+    embedding: np.ndarray = field(repr=False)
+
+
+@runtime_checkable
+class FaceEmbedder(Protocol):
+    """Finds faces in RGB uint8 images and embeds them.
+
+    `name` identifies the models (detector + recognizer) so that caches can key on it.
+    """
+
+    name: str
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """All faces in one RGB uint8 H x W x 3 image, largest first."""
+        ...
+
+    def faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """faces() for several images; backends batch where they can."""
+        ...
+
+
+@dataclass(frozen=True)
+class CharacterResult:
+    """How one expected character fared in one frame.
+
+    similarity: cosine between the face assigned to this character and the identity's centroid
+    (None when no face was assigned). wrong_person: the cast member that assigned face matches
+    better than the expected one (None when it is the right person).
+    """
+
+    name: str
+    found: bool
+    similarity: float | None
+    threshold: float
+    passed: bool
+    box: tuple[float, float, float, float] | None = None
+    wrong_person: str | None = None
+
+    @property
+    def margin(self) -> float:
+        """similarity - threshold; -1 - threshold when the character is missing."""
+        sim = -1.0 if self.similarity is None else self.similarity
+        return sim - self.threshold
+
+
+@dataclass(frozen=True)
+class FrameCheck:
+    """The identity verdict for one frame: a result per expected character, plus the faces
+    that belong to nobody expected (boxes)."""
+
+    characters: dict[str, CharacterResult]
+    strangers: tuple[tuple[float, float, float, float], ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.characters.values())
+
+    @property
+    def margin(self) -> float:
+        """The worst character's margin (higher is better); +inf for a frame with nobody expected."""
+        return min((c.margin for c in self.characters.values()), default=float("inf"))
