@@ -1,0 +1,260 @@
+"""The identity store: identities saved next to the cast, rebuilt only when something changed.
+
+Layout (beside the characters' folders, hidden so `find_cast` skips it):
+
+    cast/.keyrender/identities/<name>.npz    embeddings (N, D) float32
+    cast/.keyrender/identities/<name>.json   metadata: face model, threshold, spread, each
+                                             reference's file name + sha256 + size + mtime,
+                                             skipped references with the reason, and the
+                                             sha256 of the .npz (so a torn pair reads as stale)
+
+An identity is stale when its files are missing or unreadable, the face model's name differs,
+or the set of reference files or any file's content (sha256; size + mtime are a shortcut to
+skip rehashing untouched files) differs. Loading needs numpy and json only: no torch, no face
+model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from keyrender.errors import InputError
+from keyrender.fsutil import atomic_path, atomic_write_json
+
+from .base import FaceEmbedder
+from .cast import find_cast
+from .identity import Identity, Reference, file_sha256
+
+STORE_DIR = Path(".keyrender") / "identities"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """What `IdentityStore.build` reports through its progress callback.
+
+    action: "cached" (up to date, loaded), "built" (embedded anew), "skipped-reference"
+    (detail names the file and why) or "failed" (no usable reference; detail says why).
+    """
+
+    name: str
+    action: str
+    detail: str = ""
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 image from disk; InputError naming the file when it cannot be read."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InputError(f"cannot read image {path}")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+class IdentityStore:
+    """Identities of the characters in `cast_dir`, cached in `cast_dir/.keyrender/identities`."""
+
+    def __init__(self, cast_dir: str | Path, *, threshold: float | None = None):
+        self.cast_dir = Path(cast_dir)
+        self.dir = self.cast_dir / STORE_DIR
+        self.threshold = threshold
+
+    # -- the cast ----------------------------------------------------------------------------
+    def cast(self) -> dict[str, list[Path]]:
+        if not self.cast_dir.is_dir():
+            raise InputError(f"cast folder {self.cast_dir} does not exist (expected "
+                             f"{self.cast_dir}/<character>/<reference images>)")
+        cast = find_cast(self.cast_dir)
+        if not cast:
+            raise InputError(f"cast folder {self.cast_dir} has no character folders (expected "
+                             f"{self.cast_dir}/<character>/<reference images>)")
+        return cast
+
+    def _paths(self, name: str) -> tuple[Path, Path]:
+        return self.dir / f"{name}.json", self.dir / f"{name}.npz"
+
+    def names(self) -> list[str]:
+        """Names of the identities saved in the store."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.dir.glob("*.json") if not p.name.startswith("."))
+
+    # -- load --------------------------------------------------------------------------------
+    def _read(self, name: str) -> tuple[dict, np.ndarray] | None:
+        meta_path, npz_path = self._paths(name)
+        try:
+            meta = json.loads(meta_path.read_text())
+            raw = npz_path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        import hashlib
+
+        if meta.get("version") != FORMAT_VERSION or meta.get("npz_sha256") != hashlib.sha256(raw).hexdigest():
+            return None
+        try:
+            with np.load(io.BytesIO(raw)) as z:
+                emb = np.asarray(z["embeddings"], np.float32)
+        except (OSError, ValueError, KeyError):
+            return None
+        return meta, emb
+
+    def load(self, name: str) -> Identity:
+        """The saved identity of `name` (whether or not it is stale; see `is_stale`)."""
+        got = self._read(name)
+        if got is None:
+            raise InputError(f"no saved identity for character {name!r} in {self.dir}: run "
+                             f"`keyrender identity build {self.cast_dir}`")
+        meta, emb = got
+        refs = tuple(Reference(file=r["file"], sha256=r["sha256"], size=r.get("size", 0),
+                               mtime_ns=r.get("mtime_ns", 0),
+                               box=tuple(r["box"]) if r.get("box") else None, score=r.get("score"))
+                     for r in meta["references"])
+        ident = Identity.from_embeddings(
+            meta["name"], emb, refs, meta["model"],
+            skipped=tuple((s["file"], s["reason"]) for s in meta.get("skipped", ())),
+        )
+        ident = ident.with_threshold(meta["threshold"])
+        if self.threshold is not None:
+            ident = ident.with_threshold(self.threshold)
+        return ident
+
+    def load_all(self) -> dict[str, Identity]:
+        return {n: self.load(n) for n in self.names()}
+
+    # -- staleness ---------------------------------------------------------------------------
+    def is_stale(self, name: str, model_name: str | None) -> bool:
+        """True when `name` must be rebuilt for `model_name` (None: any model will do)."""
+        return self.why_stale(name, model_name) is not None
+
+    def why_stale(self, name: str, model_name: str | None) -> str | None:
+        got = self._read(name)
+        if got is None:
+            return "not built"
+        meta, _ = got
+        if model_name is not None and meta.get("model") != model_name:
+            return f"built with face model {meta.get('model')!r}, now {model_name!r}"
+        folder = self.cast_dir / name
+        files = find_cast(self.cast_dir).get(name)
+        if files is None:
+            return f"character folder {folder} is gone"
+        known = {r["file"]: r for r in meta["references"]}
+        known.update({s["file"]: s for s in meta.get("skipped", ())})
+        current = {p.name for p in files}
+        if current != set(known):
+            added, removed = sorted(current - set(known)), sorted(set(known) - current)
+            parts = ([f"added {', '.join(added)}"] if added else []) + \
+                    ([f"removed {', '.join(removed)}"] if removed else [])
+            return "references changed: " + "; ".join(parts)
+        for p in files:
+            rec = known[p.name]
+            st = p.stat()
+            if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+                continue
+            if rec.get("sha256") != file_sha256(p):
+                return f"reference {p.name} changed"
+        return None
+
+    # -- build -------------------------------------------------------------------------------
+    def build(self, embedder: FaceEmbedder, names: Iterable[str] | None = None,
+              progress: Callable[[BuildEvent], None] | None = None) -> dict[str, Identity]:
+        """Identities for `names` (default: the whole cast), rebuilding only the stale ones.
+
+        A reference with no face or several faces, or that cannot be read, is skipped and
+        reported (progress event "skipped-reference", and kept in the identity's `skipped`).
+        A character with no usable reference raises InputError (after the others are saved).
+        """
+        cast = self.cast()
+        wanted = list(cast) if names is None else list(dict.fromkeys(names))
+        unknown = [n for n in wanted if n not in cast]
+        if unknown:
+            raise InputError(f"unknown character(s) {', '.join(unknown)} in {self.cast_dir}: the "
+                             f"cast has {', '.join(cast) or 'nobody'}")
+        report = progress or (lambda event: None)
+        out: dict[str, Identity] = {}
+        errors: list[str] = []
+        for name in wanted:
+            if not self.is_stale(name, embedder.name):
+                out[name] = self.load(name)
+                report(BuildEvent(name, "cached"))
+                continue
+            try:
+                ident, skipped_sha = self._build_one(name, cast[name], embedder, report)
+            except InputError as exc:
+                errors.append(str(exc))
+                report(BuildEvent(name, "failed", str(exc)))
+                continue
+            self._save(ident, skipped_sha)
+            if self.threshold is not None:
+                ident = ident.with_threshold(self.threshold)
+            out[name] = ident
+            report(BuildEvent(name, "built", f"{len(ident.references)} reference(s)"))
+        if errors:
+            raise InputError("; ".join(errors))
+        return out
+
+    def _build_one(self, name: str, files: list[Path], embedder: FaceEmbedder,
+                   report: Callable[[BuildEvent], None]) -> tuple[Identity, dict[str, str | None]]:
+        folder = self.cast_dir / name
+        if not files:
+            raise InputError(f"character {name!r} has no reference images in {folder} "
+                             "(.jpg, .jpeg, .png, .webp, .bmp)")
+        refs, embs, skipped = [], [], []
+
+        def skip(p: Path, reason: str, sha: str | None = None) -> None:
+            skipped.append((p.name, reason, sha))
+            report(BuildEvent(name, "skipped-reference", f"{folder / p.name}: {reason}"))
+
+        images, readable = [], []
+        for p in files:
+            try:
+                images.append(read_image(p))
+                readable.append(p)
+            except InputError:
+                skip(p, "cannot read image", file_sha256(p))
+        found = embedder.faces_batch(images) if images else []
+        for p, faces in zip(readable, found):
+            sha = file_sha256(p)
+            if not faces:
+                skip(p, "no face found", sha)
+                continue
+            if len(faces) > 1:
+                skip(p, f"{len(faces)} faces found, expected one", sha)
+                continue
+            st = p.stat()
+            refs.append(Reference(p.name, sha, st.st_size, st.st_mtime_ns,
+                                  tuple(float(v) for v in faces[0].box), float(faces[0].score)))
+            embs.append(faces[0].embedding)
+        if not refs:
+            why = "; ".join(f"{f}: {r}" for f, r, _ in skipped)
+            raise InputError(f"character {name!r} has no usable reference in {folder} ({why})")
+        ident = Identity.from_embeddings(name, np.stack(embs), tuple(refs), embedder.name,
+                                         skipped=tuple((f, r) for f, r, _ in skipped))
+        # the skipped files' hashes are kept too, so that fixing one triggers a rebuild
+        return ident, {f: s for f, _, s in skipped}
+
+    def _save(self, ident: Identity, skipped_sha: dict[str, str | None]) -> None:
+        import hashlib
+
+        meta_path, npz_path = self._paths(ident.name)
+        buf = io.BytesIO()
+        np.savez(buf, embeddings=ident.embeddings.astype(np.float32))
+        raw = buf.getvalue()
+        with atomic_path(npz_path) as tmp:
+            tmp.write_bytes(raw)
+        meta = {"version": FORMAT_VERSION, **ident.to_json(),
+                "npz_sha256": hashlib.sha256(raw).hexdigest()}
+        for s in meta["skipped"]:
+            s["sha256"] = skipped_sha.get(s["file"])
+            path = self.cast_dir / ident.name / s["file"]
+            if path.exists():
+                st = path.stat()
+                s["size"], s["mtime_ns"] = st.st_size, st.st_mtime_ns
+        atomic_write_json(meta_path, meta)
