@@ -6,7 +6,10 @@ stay fast.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -34,9 +37,386 @@ def main() -> None:
 
 
 # ---- run (foundation) ----------------------------------------------------------------------
+@main.command()
+@click.argument("shotlist", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: renders/ next to the shot list).")
+@click.option("--only", default=None, help="Render only these shots: SHOT[,SHOT...].")
+@click.option("--preset", default="sdxl", show_default=True, help="Keyframe model preset (sdxl, sd15, tiny).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present).")
+@click.option("--cast", "cast", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cast folder, one sub-folder of reference images per character (default: cast/ next to the shot list).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and exit; renders nothing, loads no model.")
+@click.option("--force", is_flag=True, help="Render again even the shots that are done.")
+@click.option("--strict", is_flag=True, help="Shots still failing identity checks count as failed (exit 3).")
+@click.option("--face-model", default=None, help="Face model pack name or folder (default: the preset's).")
+@click.option("--allow-download", is_flag=True, help="Let insightface download a missing face model pack.")
+@click.option("--offline/--online", default=None, help="Never / may look up the Hugging Face hub (default: HF_HUB_OFFLINE).")
+@click.option("--no-refine", is_flag=True, help="Skip the identity check-and-repair loop.")
+@click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: automatic).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable progress and summary (JSON lines).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and the summary line.")
+def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_model, allow_download,
+        offline, no_refine, check_every, as_json, quiet):
+    """Render every shot of SHOTLIST (a CSV) into video."""
+    from keyrender.pipeline import RenderOptions
+
+    options = RenderOptions(
+        out=out or shotlist.parent / "renders", cast=cast, preset=preset, device=device,
+        only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
+        face_model=face_model, offline=offline, allow_download=allow_download,
+        refine=not no_refine, check_every=check_every,
+    )
+    if dry_run:
+        _dry_run(shotlist, options, as_json)
+        return
+    from keyrender.pipeline import render
+
+    with _Progress(as_json=as_json, quiet=quiet) as progress:
+        result = render(shotlist, options, callback=progress)
+    _summary(result, as_json=as_json, quiet=quiet)
+    sys.exit(result.exit_code)
+
+
+def _dry_run(shotlist: Path, options, as_json: bool) -> None:
+    from keyrender.identity.cast import find_cast
+    from keyrender.pipeline import plan
+    from keyrender.shotlist import load_shotlist
+
+    cast_dir = options.cast_dir(shotlist)
+    sl = load_shotlist(shotlist, cast=find_cast(cast_dir).keys())
+    jobs = plan(sl, options)
+    if as_json:
+        for j in jobs:
+            click.echo(json.dumps({
+                "shot": j.shot.id, "scene": j.scene.id, "frames": j.frames,
+                "fps": f"{j.shot.fps.numerator}/{j.shot.fps.denominator}", "size": [j.width, j.height],
+                "keyframe_frames": list(j.shot.keyframe_frames), "keyframe_times": list(j.shot.keyframe_times),
+                "characters": list(j.shot.characters), "storyboard": j.shot.storyboard,
+                "done": j.done, "cache_key": j.cache_key, "out": str(j.out_dir),
+            }))
+        return
+    click.echo(f"{sl.path}: {len(sl.shots)} shots in {len(sl.scenes)} scenes; preset {options.preset}; out {options.out}")
+    for j in jobs:
+        s = j.shot
+        times = ", ".join(f"{t:g}" for t in s.keyframe_times)
+        source = "storyboard" if s.storyboard else (
+            "generate" if not any(s.keyframe_images) else f"{sum(p is not None for p in s.keyframe_images)} given + generate")
+        state = "done (cached)" if j.done else "to render"
+        click.echo(
+            f"  {s.id:<10} scene {j.scene.id:<6} {s.frames:>5} frames @ {float(s.fps):g} fps  {j.width}x{j.height}  "
+            f"keyframes [{times}] s ({source})  characters: {', '.join(s.characters) or '-'}  -> {state}")
+    todo = sum(not j.done for j in jobs)
+    click.echo(f"{todo} of {len(jobs)} shots to render.")
+
+
+class _Progress:
+    """Turns the library's progress events into tqdm bars (TTY only), lines, or JSON lines."""
+
+    def __init__(self, as_json: bool, quiet: bool):
+        self.as_json, self.quiet = as_json, quiet
+        self.tty = sys.stderr.isatty() and not quiet and not as_json
+        self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._close_bar()
+
+    def _close_bar(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if self.as_json:
+            if kind not in ("frame", "debug") or event.get("done") == event.get("total"):
+                click.echo(json.dumps(event, default=str))
+            return
+        if kind == "debug":
+            if os.environ.get("KEYRENDER_DEBUG"):
+                click.echo(event.get("traceback", ""), err=True)
+            return
+        if kind == "warning":
+            click.echo(f"warning: {event['message']}", err=True)
+            return
+        if self.quiet:
+            return
+        if kind == "frame" and self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=event["total"], desc=event["shot"], unit="frame", leave=False)
+            self.bar.n = event["done"]
+            self.bar.refresh()
+        elif kind == "shot_start":
+            click.echo(f"{event['shot']}: rendering {event['frames']} frames", err=True)
+        elif kind == "stage" and not self.tty:
+            click.echo(f"{event['shot']}: {event['stage']}", err=True)
+        elif kind in ("shot_done", "shot_failed"):
+            self._close_bar()
+            if event["status"] == "failed":
+                click.echo(f"{event['shot']}: FAILED: {event['reason']}", err=True)
+            elif event["status"] == "rendered":
+                flag = f" ({event['flagged']} frames flagged by identity checks)" if event.get("flagged") else ""
+                click.echo(f"{event['shot']}: done{flag}", err=True)
+        elif kind == "load":
+            click.echo(f"loading {event['what']}...", err=True)
+
+
+def _summary(result, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"event": "summary", "exit_code": result.exit_code, "out": str(result.out), "shots": [
+            {"shot": r.shot, "status": r.status, "video": str(r.video) if r.video else None,
+             "flagged_frames": r.flagged, "reason": r.reason, "seconds": round(r.seconds, 2)}
+            for r in result.shots]}))
+        return
+    if not quiet:
+        for r in result.shots:
+            detail = r.reason if r.status == "failed" else (str(r.video) + (f"  [{len(r.flagged)} frames flagged]" if r.flagged else ""))
+            click.echo(f"  {r.shot:<10} {r.status:<9} {detail}")
+    counts = {k: sum(r.status == k for r in result.shots) for k in ("rendered", "cached", "failed")}
+    flagged = sum(1 for r in result.shots if r.flagged)
+    line = f"{counts['rendered']} rendered, {counts['cached']} cached, {counts['failed']} failed"
+    if flagged:
+        line += f", {flagged} with flagged frames" + (" (counted as failed: --strict)" if result.strict else "")
+    click.echo(line + f"; output in {result.out}")
 # ---- end run ---------------------------------------------------------------------------------
 
 # ---- identity + check (identity layer) -------------------------------------------------------
+def _identity_model_options(fn):
+    """--face-model, --recognizer, --allow-download: shared by `identity` and `check`."""
+    fn = click.option("--allow-download", is_flag=True, default=False,
+                      help="Let insightface download a missing model pack (off by default).")(fn)
+    fn = click.option("--recognizer", type=click.Path(dir_okay=False), default=None,
+                      help="Any ArcFace-style ONNX to use instead of the pack's recognizer.")(fn)
+    fn = click.option("--face-model", "face_model", default=None, metavar="NAME_OR_DIR",
+                      help="insightface pack name (buffalo_l, antelopev2; default "
+                           "$KEYRENDER_FACE_MODEL or buffalo_l, under $INSIGHTFACE_HOME or "
+                           "~/.insightface/models) or a folder of ONNX files.")(fn)
+    return fn
+
+
+def _identity_load_model(face_model, recognizer, allow_download, lazy=False):
+    from keyrender.identity import load_face_model
+
+    return load_face_model(face_model, recognizer=recognizer, allow_download=allow_download,
+                           lazy=lazy)
+
+
+def _identity_echo_json(obj) -> None:
+    import json
+
+    from keyrender.fsutil import _json_default
+
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _identity_build_progress(as_json: bool):
+    def report(event) -> None:
+        if event.action == "skipped-reference":
+            click.echo(f"warning: {event.name}: skipped {event.detail}", err=True)
+        elif not as_json and event.action in ("built", "cached"):
+            click.echo(f"{event.name}: {event.action}" + (f" ({event.detail})" if event.detail else ""))
+    return report
+
+
+@main.group()
+def identity() -> None:
+    """Build, list, show and compare the cast's face identities."""
+
+
+@identity.command("build")
+@click.argument("cast_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--cast", "cast_opt", type=click.Path(file_okay=False), default=None,
+              help="The cast folder (cast/<name>/*.jpg); same as CAST_DIR.")
+@click.option("--characters", default=None, help="Only these characters (comma separated).")
+@_identity_model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the identities as JSON.")
+def identity_build(cast_dir, cast_opt, characters, face_model, recognizer, allow_download, as_json):
+    """Embed the reference faces of each character; only changed ones are rebuilt."""
+    from keyrender.identity import IdentityStore
+
+    cast_dir = cast_dir or cast_opt or "cast"
+    store = IdentityStore(cast_dir)
+    store.cast()  # a missing or empty cast folder is an input error before any model loads
+    embedder = _identity_load_model(face_model, recognizer, allow_download, lazy=True)
+    names = [c.strip() for c in characters.split(",") if c.strip()] if characters else None
+    ids = store.build(embedder, names=names, progress=_identity_build_progress(as_json))
+    if as_json:
+        _identity_echo_json({n: i.to_json() for n, i in ids.items()})
+
+
+@identity.command("list")
+@click.option("--cast", "cast_dir", type=click.Path(file_okay=False), default="cast",
+              show_default=True, help="The cast folder.")
+@_identity_model_options
+@click.option("--json", "as_json", is_flag=True)
+def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
+    """The cast's characters with their identity status (built, stale and why, not built)."""
+    from keyrender.identity import IdentityStore
+
+    store = IdentityStore(cast_dir)
+    cast = store.cast()
+    model_name = None
+    if face_model or recognizer:
+        model_name = _identity_load_model(face_model, recognizer, allow_download, lazy=True).name
+    rows = []
+    for name, files in cast.items():
+        why = store.why_stale(name, model_name)
+        row = {"name": name, "references": len(files), "status": "ok" if why is None else "stale",
+               "reason": why}
+        if why != "not built":
+            ident = store.load(name)
+            row.update(model=ident.model, threshold=ident.threshold, used=len(ident.references),
+                       skipped=len(ident.skipped))
+        rows.append(row)
+    if as_json:
+        _identity_echo_json(rows)
+        return
+    for r in rows:
+        extra = f" threshold={r['threshold']:.3f} used={r['used']}/{r['references']}" if "model" in r else ""
+        why = f" ({r['reason']})" if r["reason"] else ""
+        click.echo(f"{r['name']}: {r['status']}{why}{extra}")
+
+
+@identity.command("show")
+@click.argument("name")
+@click.option("--cast", "cast_dir", type=click.Path(file_okay=False), default="cast",
+              show_default=True, help="The cast folder.")
+@click.option("--json", "as_json", is_flag=True)
+def identity_show(name, cast_dir, as_json):
+    """A saved identity: model, threshold, spread, references and skipped files."""
+    from keyrender.identity import IdentityStore
+
+    ident = IdentityStore(cast_dir).load(name)
+    info = ident.to_json()
+    if as_json:
+        _identity_echo_json(info)
+        return
+    click.echo(f"{ident.name}: model {ident.model}")
+    click.echo(f"  threshold {ident.threshold:.3f} (calibrated {ident.calibrated_threshold:.3f}), "
+               f"spread {ident.spread:.3f}, dim {info['dim']}, digest {ident.digest[:16]}")
+    for ref, sim in zip(ident.references, ident.embeddings @ ident.centroid):
+        click.echo(f"  {ref.file}  sim {float(sim):.3f}  sha256 {ref.sha256[:16]}")
+    for f, why in ident.skipped:
+        click.echo(f"  {f}  skipped: {why}")
+
+
+@identity.command("compare")
+@click.argument("a", metavar="NAME_OR_IMAGE")
+@click.argument("b", metavar="NAME_OR_IMAGE")
+@click.option("--cast", "cast_dir", type=click.Path(file_okay=False), default="cast",
+              show_default=True, help="The cast folder.")
+@_identity_model_options
+@click.option("--threshold", type=float, default=None,
+              help="Verdict threshold (default: the identities' own; 0.35 for two images).")
+@click.option("--json", "as_json", is_flag=True)
+def identity_compare(a, b, cast_dir, face_model, recognizer, allow_download, threshold, as_json):
+    """Cosine similarity between two characters, two images, or one of each, and a verdict."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from keyrender.errors import InputError
+    from keyrender.identity import IdentityStore, read_image
+
+    store = IdentityStore(cast_dir)
+    embedder = None
+    sides = []
+    for arg in (a, b):
+        if Path(arg).is_file():
+            if embedder is None:
+                embedder = _identity_load_model(face_model, recognizer, allow_download)
+            faces = embedder.faces(read_image(Path(arg)))
+            if not faces:
+                raise InputError(f"no face found in {arg}")
+            if len(faces) > 1:
+                click.echo(f"warning: {len(faces)} faces in {arg}; using the largest", err=True)
+            sides.append((arg, faces[0].embedding, None, None))
+        else:
+            ident = store.load(arg)
+            sides.append((arg, ident.centroid, ident.threshold, ident.model))
+    models = {m for *_, m in sides if m is not None}
+    if embedder is not None:
+        models.add(embedder.name)
+    if len(models) > 1:
+        raise InputError(f"{a} and {b} were embedded with different face models "
+                         f"({', '.join(sorted(models))}): rebuild with `keyrender identity build`")
+    cos = float(np.dot(sides[0][1], sides[1][1]))
+    thrs = [t for _, _, t, _ in sides if t is not None]
+    thr = threshold if threshold is not None else (max(thrs) if thrs else 0.35)
+    verdict = "same person" if cos >= thr else "different people"
+    if as_json:
+        _identity_echo_json({"a": a, "b": b, "cosine": cos, "threshold": thr, "same": cos >= thr})
+    else:
+        click.echo(f"cosine {cos:.3f} (threshold {thr:.3f}): {verdict}")
+
+
+@main.command("check")
+@click.argument("video", type=click.Path(dir_okay=False))
+@click.option("--cast", "cast_dir", type=click.Path(file_okay=False), required=True,
+              help="The cast folder (identities are built or refreshed as needed).")
+@click.option("--characters", default=None,
+              help="Characters expected in every frame (comma separated). Without it every cast "
+                   "member is 'expected if seen': judged only once recognised in the video.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Check every N-th frame.")
+@click.option("--threshold", type=float, default=None,
+              help="Force one acceptance threshold for every character.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG plot of similarity over time.")
+@click.option("--worst", type=int, default=5, show_default=True, help="How many worst frames to list.")
+@_identity_model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the full audit as JSON.")
+def check(video, cast_dir, characters, every, threshold, plot, worst, face_model, recognizer,
+          allow_download, as_json):
+    """Audit a video (from keyrender or any tool) for identity drift.
+
+    Exit codes: 0 no drift, 3 drift found, 2 bad input (missing video, cast or face model).
+    """
+    from pathlib import Path
+
+    from keyrender.errors import EXIT_SHOTS_FAILED, InputError
+    from keyrender.identity import FaceChecker, IdentityStore, audit_video, write_plot
+
+    if not Path(video).is_file():
+        raise InputError(f"video {video} does not exist")
+    store = IdentityStore(cast_dir, threshold=threshold)
+    store.cast()
+    embedder = _identity_load_model(face_model, recognizer, allow_download)
+    ids = store.build(embedder, progress=_identity_build_progress(True))
+    expected = [c.strip() for c in characters.split(",") if c.strip()] if characters else None
+    checker = FaceChecker(embedder, ids)
+    result = audit_video(video, checker, expected, every=every)
+    if plot:
+        write_plot(result, plot)
+    if as_json:
+        _identity_echo_json(result.to_json(worst))
+    else:
+        click.echo(f"{video}: {len(result.frames)} frame(s) checked of {result.frames_decoded} "
+                   f"(every {every}), mode {result.mode}")
+        for name, s in result.stats().items():
+            mean = "-" if s["mean_similarity"] is None else f"{s['mean_similarity']:.3f}"
+            low = "-" if s["min_similarity"] is None else f"{s['min_similarity']:.3f}"
+            click.echo(f"  {name}: found {s['frames_found']}, pass {s['frames_passed']}, "
+                       f"drift {s['frames_drift']}, wrong person {s['frames_wrong_person']}, "
+                       f"missing {s['frames_missing']}; mean {mean}, min {low} "
+                       f"(threshold {s['threshold']:.3f})")
+        if result.drift:
+            click.echo("  worst frames:")
+            for r in result.worst_frames(worst):
+                desc = ", ".join(f"{n} {st}" + ("" if r.similarity[n] is None else f" {r.similarity[n]:.3f}")
+                                 for n, st in r.status.items() if st != "absent")
+                t = "" if r.time is None else f" t={r.time:.2f}s"
+                click.echo(f"    frame {r.index}{t}: {desc}")
+        click.echo("drift found" if result.drift else "no drift")
+        if plot:
+            click.echo(f"plot: {plot}")
+    if result.drift:
+        click.get_current_context().exit(EXIT_SHOTS_FAILED)
 # ---- end identity + check --------------------------------------------------------------------
 
 # ---- interpolate (interpolation stage) -------------------------------------------------------
