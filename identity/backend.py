@@ -182,6 +182,8 @@ class InsightFaceEmbedder:
     def faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Detection per image (insightface's SCRFD takes one image), then one recognizer batch
         over every face of every image."""
+        import warnings
+
         from insightface.utils import face_align
 
         self.load()
@@ -192,7 +194,9 @@ class InsightFaceEmbedder:
             bboxes, kpss = self._detect(bgr)
             dets.append((bboxes, kpss))
             for j in range(bboxes.shape[0]):
-                crops.append(face_align.norm_crop(bgr, landmark=kpss[j], image_size=size))
+                with warnings.catch_warnings():  # skimage's estimate() deprecation, inside insightface
+                    warnings.simplefilter("ignore", FutureWarning)
+                    crops.append(face_align.norm_crop(bgr, landmark=kpss[j], image_size=size))
                 owners.append((i, j))
         embeddings = np.zeros((0, 0), np.float32)
         if crops:
