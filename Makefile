@@ -1,0 +1,35 @@
+# Each target does its own setup: a fresh clone needs only `make sample` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: sample test test-gpu install install-gpu bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# CUDA face models: swap onnxruntime for onnxruntime-gpu (never both installed).
+install-gpu: $(STAMP)
+	$(PY) -m pip uninstall -y -q onnxruntime
+	$(PY) -m pip install -q -e ".[gpu]"
+
+sample: $(STAMP)
+	$(VENV)/bin/keyrender run samples/shotlist.csv --out renders/sample
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu
+
+bench: $(STAMP)
+	$(PY) benchmarks/interpolation.py
+
+clean:
+	rm -rf renders build *.egg-info .pytest_cache

@@ -1,0 +1,163 @@
+"""End to end through `keyrender run` on the storyboard sample: outputs, caching, bad input,
+failure isolation, crash safety, and the torch-free dry run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keyrender.cli import main
+from keyrender.media import load_image, probe_video, read_frames
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the storyboard sample (shot list, storyboard, cast) to edit freely."""
+    dst = tmp_path / "proj"
+    shutil.copytree(SAMPLES, dst, ignore=shutil.ignore_patterns("renders", ".keyrender"))
+    return dst
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_sample_renders_videos_keyframes_manifests_then_caches(project):
+    out = project / "out"
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    expected = {"1A": (48, Fraction(24)), "1B": (48, Fraction(24000, 1001)), "2A": (36, Fraction(24))}
+    for shot, (frames, fps) in expected.items():
+        info = probe_video(out / shot / "video.mp4")
+        assert (info["frames"], info["fps"], info["codec"], info["pix_fmt"]) == (frames, fps, "h264", "yuv420p")
+        m = json.loads((out / shot / "manifest.json").read_text())
+        assert m["status"] == "done" and m["video"]["frames"] == frames
+        assert m["video"]["fps"] == f"{fps.numerator}/{fps.denominator}"
+        assert m["identity"]["checked"] is False and "face model" in m["identity"]["why_not"]
+        # the frames at keyframe times are the keyframes (up to H.264 loss)
+        kf = {k["frame"]: load_image(out / shot / k["path"]) for k in m["keyframes"]}
+        for i, _, frame in read_frames(out / shot / "video.mp4"):
+            if i in kf:
+                assert psnr(frame, kf[i]) > 30, (shot, i)
+    assert "identity checks are off" in r.output
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out))
+    assert r.exit_code == 0 and "0 rendered, 3 cached" in r.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+    # edit one row: only that shot renders again
+    csv = project / "shotlist.csv"
+    csv.write_text(csv.read_text().replace("close-up of Eileen", "a closer close-up of Eileen"))
+    r = run("run", str(csv), "--out", str(out), "--json")
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert {s["shot"]: s["status"] for s in summary["shots"]} == {"1A": "cached", "1B": "cached", "2A": "rendered"}
+
+    # a damaged output is noticed and rendered again
+    video = out / "1A" / "video.mp4"
+    video.write_bytes(video.read_bytes()[:-100])
+    r = run("run", str(csv), "--out", str(out), "--only", "1A")
+    assert "1 rendered" in r.output and probe_video(video)["frames"] == 48
+
+
+def test_bad_shot_list_reports_every_mistake_and_writes_nothing(project):
+    csv = project / "shotlist.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = lines[1].replace(",eileen,", ",zoe,")                 # unknown character
+    lines[2] = lines[2].replace(",23.976,", ",fast,")                # not a frame rate
+    lines[3] = lines[3].replace("storyboard/2A_1.jpg", "nope.jpg")   # missing image
+    csv.write_text("\n".join(lines) + "\n")
+    out = project / "out"
+    r = run("run", str(csv), "--out", str(out))
+    assert r.exit_code == 2
+    assert ":2: column 'characters': unknown character 'zoe'" in r.output
+    assert ":3: column 'fps': 'fast' is not a frame rate" in r.output
+    assert ":4: column 'keyframe_images': image 'nope.jpg' not found" in r.output
+    assert "Traceback" not in r.output and not out.exists()
+
+
+def test_one_broken_shot_fails_alone_with_exit_3(project):
+    # a file with a PNG header that does not decode passes validation and fails at render time
+    bad = project / "storyboard" / "2A_1.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"garbage" * 10)
+    out = project / "out"
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out))
+    assert r.exit_code == 3, r.output
+    assert "2A: FAILED" in r.output and "cannot decode image" in r.output
+    assert (out / "1A" / "video.mp4").is_file() and (out / "1B" / "video.mp4").is_file()
+    assert not (out / "2A").exists() and not list(out.glob(".staging-*"))
+
+
+def test_crash_mid_shot_leaves_old_output_and_no_half_files(project, monkeypatch):
+    from keyrender import media, pipeline
+    from keyrender.pipeline import RenderOptions, render
+
+    out = project / "out"
+    assert render(project / "shotlist.csv", RenderOptions(out=out)).exit_code == 0
+    old = (out / "1A" / "video.mp4").read_bytes()
+    csv = project / "shotlist.csv"
+    csv.write_text(csv.read_text().replace("smiling", "laughing"))
+
+    calls = {"n": 0}
+    real_write = media.VideoWriter.write
+
+    def dying_write(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt  # like a kill: not an error the shot can absorb
+        return real_write(self, frame)
+
+    monkeypatch.setattr(media.VideoWriter, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        render(csv, RenderOptions(out=out))
+    assert (out / "1A" / "video.mp4").read_bytes() == old  # the old shot is intact
+    assert not list(out.glob(".staging-*")) and not list(out.rglob("*.tmp*"))
+    monkeypatch.setattr(media.VideoWriter, "write", real_write)
+    result = render(csv, RenderOptions(out=out))
+    assert [s.status for s in result.shots] == ["rendered", "cached", "cached"]
+    assert pipeline.is_done(out / "1A", json.loads((out / "1A" / "manifest.json").read_text())["cache_key"])
+
+
+NO_TORCH = """
+import sys
+from keyrender.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    assert not e.code, e.code
+assert 'torch' not in sys.modules, 'torch was imported'
+assert 'diffusers' not in sys.modules, 'diffusers was imported'
+"""
+
+
+def test_dry_run_and_help_import_no_torch(project):
+    args = ["run", str(project / "shotlist.csv"), "--dry-run", "--out", str(project / "out")]
+    p = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "3 of 3 shots to render" in p.stdout and "23.976 fps" in p.stdout and "storyboard" in p.stdout
+    assert not (project / "out").exists()
+    p = subprocess.run([sys.executable, "-c", NO_TORCH, "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "run" in p.stdout, p.stderr
+
+
+def test_only_and_unknown_shot(project):
+    out = project / "out"
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A")
+    assert r.exit_code == 0 and [p.name for p in out.iterdir()] == ["2A"]
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "9Z")
+    assert r.exit_code == 2 and "unknown shot 9Z" in r.output
