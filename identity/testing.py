@@ -2,7 +2,7 @@
 
 `make_tiny_face_pack(folder)` writes two small ONNX files that insightface's own model router
 recognises: an SCRFD-style detector (9 outputs: scores, boxes and 5 landmarks at strides 8, 16
-and 32) and an ArcFace-style recognizer (one input N x 3 x 112 x 112, one output N x 128). They
+and 32) and an ArcFace-style recognizer (one input N x 3 x 112 x 112, one output N x 512). They
 go through the same loading path as a real pack (`load_face_model(folder)` -> insightface's
 `model_zoo.get_model` -> `SCRFD` / `ArcFaceONNX` on onnxruntime), so a test that uses them tests
 the real code.
@@ -13,12 +13,12 @@ What the tiny models compute, so that checks made with them mean something:
   variance of each 8 x 8 cell, averaged over the 3 channels and smoothed over 5 x 5 cells
   (40 px, a bit under a third of the image's longer side). A "face" is a local maximum of that
   map (7 x 7 cells; a tiny ramp breaks ties) whose contrast is above 0.05 (in insightface's
-  normalised units, (x - 127.5) / 128). Each face gets a fixed-size 40 x 40 box (in detector
+  normalised units, (x - 127.5) / 128) and at least 0.85 of the strongest peak's. Each face gets a fixed-size 40 x 40 box (in detector
   pixels) centred on its cell and the 5 ArcFace template landmarks inside that box, so the
   aligned crop is the box. A uniform image has no face; a textured patch on a flat background
   has exactly one; two patches far enough apart (more than 4 cells) are two faces.
 * recognizer: the 112 x 112 aligned crop average-pooled to 8 x 8 x 3, then a fixed random
-  projection (seed 0) to 128 dimensions. The same crop gives cosine 1; unrelated content gives
+  projection (seed 0) to 512 dimensions. The same crop gives cosine 1; unrelated content gives
   cosine near 0.
 
 Generation takes a few milliseconds and needs only the `onnx` package.
@@ -41,7 +41,8 @@ _PEAK = 7  # cells
 _BOX = 40.0  # detector pixels
 _CONTRAST_T = 0.05
 _CONTRAST_K = 200.0
-EMBED_DIM = 128
+_RELATIVE = 0.85  # a face's contrast must be at least this fraction of the strongest face's
+EMBED_DIM = 512  # the size of real ArcFace embeddings, which FaceID adapters take
 _POOL = 14  # 112 / 14 = 8
 
 # insightface's ArcFace alignment template for a 112 x 112 crop (utils/face_align.arcface_dst)
@@ -97,8 +98,15 @@ def _detector_model():
         helper.make_node("Mul", ["contrast", "k"], ["ck"], name="scale"),
         helper.make_node("Sub", ["ck", "kt"], ["logit"], name="offset"),
         helper.make_node("Sigmoid", ["logit"], ["prob"], name="sigmoid"),
-        helper.make_node("Mul", ["prob", "is_peak"], ["score_map"], name="keep_peaks"),
+        helper.make_node("Mul", ["prob", "is_peak"], ["peak_prob"], name="keep_peaks"),
+        # only peaks within _RELATIVE of the strongest one: a photo's lesser texture peaks drop
+        helper.make_node("ReduceMax", ["contrast"], ["c_top"], name="global_max", keepdims=1),
+        helper.make_node("Mul", ["c_top", "rel"], ["c_floor"], name="relative_floor"),
+        helper.make_node("GreaterOrEqual", ["contrast", "c_floor"], ["strong_b"], name="strong"),
+        helper.make_node("Cast", ["strong_b"], ["strong"], name="strong_float", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["peak_prob", "strong"], ["score_map"], name="keep_strong"),
     ]
+    nodes.insert(0, _const("rel", np.array(_RELATIVE, np.float32)))
     nodes.append(_const("shape_cells", np.array([g * g, 1], np.int64)))
     nodes.append(_const("zeros_cells", np.zeros((g * g, 1), np.float32)))
     nodes.append(_const("shape_anchors", np.array([g * g * 2, 1], np.int64)))
