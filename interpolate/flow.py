@@ -1,0 +1,359 @@
+"""Flow backend: in-betweens from bidirectional optical flow, on CPU, without weights.
+
+The algorithm, per keyframe pair (A at t=0, B at t=1):
+
+1. Pair guard on small thumbnails (as RIFE does): a *static* pair (nothing moved) is cross-faded
+   without computing flow; an *unrelated* pair (a scene cut: flow cannot explain B from A) is not
+   morphed but held (A for t < 0.5, B from t >= 0.5) and reported in `info`.
+2. Bidirectional flow A->B and B->A with OpenCV's DIS (Kroeger et al., "Fast Optical Flow using
+   Dense Inverse Search", ECCV 2016), computed once per pair at a working resolution (frames are
+   downscaled so that the long side is at most `flow_max_side`) and upsampled while warping.
+3. Forward-backward consistency (Sundaram et al., ECCV 2010) marks the pixels of A that are not
+   visible in B and vice versa; they become soft occlusion maps.
+4. For each time t, the flows from t back to A and on to B follow the linear-motion approximation
+   of Super SloMo (Jiang et al., CVPR 2018):
+       F_t0 = -(1 - t) t F_01 + t^2 F_10,    F_t1 = (1 - t)^2 F_01 - t (1 - t) F_10
+   A and B are backward-warped to t and blended with weights (1 - t) and t, each multiplied by
+   the visibility of the sample in the *other* frame (a pixel that only A sees is taken from A)
+   and by whether the sample falls inside the frame (borders).
+5. The warp runs in horizontal strips, so a 4K frame never needs full-resolution float maps of
+   the whole image at once.
+
+Frames are produced lazily: nothing heavier than the input checks runs before the first `next()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from keyrender.interpolate.checks import check_pair, check_times
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+@dataclass(frozen=True)
+class PairGuard:
+    """What the thumbnail check found for a pair: `mode` is "static", "cut" or "flow"."""
+
+    mode: str
+    max_diff: float  # largest thumbnail pixel difference, in 0..255 levels
+    similarity: float  # normalized cross-correlation of the thumbnails after motion compensation
+
+
+def thumbnail(frame: np.ndarray, max_side: int) -> np.ndarray:
+    """Grayscale float32 thumbnail whose long side is at most `max_side` (area averaging)."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    h, w = gray.shape
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return gray.astype(np.float32)
+
+
+def dis_calc(dis, a: np.ndarray, b: np.ndarray, pad: int = 16) -> np.ndarray:
+    """`dis.calc(a, b)` on images padded by `pad` px (mirrored), the flow cropped back.
+
+    DIS's patches near the border have little support and its coarse levels are tiny on small
+    frames; a mirrored margin roughly halves the wrong vectors along the borders (measured on a
+    translated texture). It also lets any size through: DIS itself needs a side >= 12 px.
+    """
+    h, w = a.shape[:2]
+    py, px = max(pad, (17 - h) // 2 + 1, 0), max(pad, (17 - w) // 2 + 1, 0)
+    if py or px:
+        mode = cv2.BORDER_REFLECT101 if min(h, w) > max(py, px) else cv2.BORDER_REPLICATE
+        a = cv2.copyMakeBorder(a, py, py, px, px, mode)
+        b = cv2.copyMakeBorder(b, py, py, px, px, mode)
+        return np.ascontiguousarray(dis.calc(a, b, None)[py : py + h, px : px + w])
+    return dis.calc(a, b, None)
+
+
+def _ncc(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    if den < 1e-6:
+        # both flat: related if they have the same level
+        return 1.0 if np.allclose(x, y, atol=1e-3) else 0.0
+    return float((x * y).sum() / den)
+
+
+def guard_pair(
+    frame_a: np.ndarray,
+    frame_b: np.ndarray,
+    static_threshold: float = 2.0,
+    cut_threshold: float = 0.35,
+) -> PairGuard:
+    """Classify a pair as static, a scene cut, or ordinary motion, from 256 px thumbnails.
+
+    Static: no thumbnail pixel differs by more than `static_threshold` levels (of 255).
+    Otherwise, when the zero-mean normalized cross-correlation of 64 px thumbnails is below
+    `cut_threshold`, the mode is "check": the pair is a cut unless the flow explains B from A
+    (`compensated_similarity` >= `cut_threshold`), which the interpolator checks once the flow is
+    computed.
+    """
+    ta = thumbnail(frame_a, 256)
+    tb = thumbnail(frame_b, 256)
+    max_diff = float(np.abs(ta - tb).max())
+    if max_diff <= static_threshold:
+        return PairGuard("static", max_diff, 1.0)
+    # a low plain correlation is either a cut or large motion: the flow decides (see
+    # `compensated_similarity`), at the working resolution, once it is computed anyway
+    plain = _ncc(thumbnail(frame_a, 64), thumbnail(frame_b, 64))
+    return PairGuard("flow" if plain >= cut_threshold else "check", max_diff, plain)
+
+
+def compensated_similarity(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, c_a: np.ndarray) -> float:
+    """NCC between A and B warped onto A by the flow A->B, over A's flow-consistent pixels
+    (at least the best-matching half): high when the flow explains B from A (same scene moved),
+    near 0 for unrelated pictures (a cut)."""
+    h, w = gray_a.shape
+    gx, gy = _grid(h, w)
+    b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mask = c_a > 0.5
+    if mask.mean() < 0.25:
+        return 0.0
+    return _ncc(gray_a[mask].astype(np.float32), b_on_a[mask].astype(np.float32))
+
+
+def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(h, w) of the flow resolution: the frame scaled so that its long side is <= `max_side`."""
+    s = max_side / max(height, width)
+    if s >= 1.0:
+        return height, width
+    return max(8, round(height * s)), max(8, round(width * s))
+
+
+def bidirectional_flow(
+    gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "fast", variational_iterations: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """DIS optical flow A->B and B->A (float32 H x W x 2, in pixels of the given images)."""
+    if preset not in _PRESETS:
+        raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
+    dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+    if variational_iterations is not None:
+        dis.setVariationalRefinementIterations(int(variational_iterations))
+    f_ab = dis_calc(dis, gray_a, gray_b)
+    f_ba = dis_calc(dis, gray_b, gray_a)
+    return f_ab, f_ba
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+
+
+def consistency(f_ab: np.ndarray, f_ba: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Forward-backward consistency of A's pixels, in [0, 1]: ~1 where A->B->A returns home.
+
+    c(x) = exp(-|F_ab(x) + F_ba(x + F_ab(x))|^2 / (sigma^2 + 0.01 (|F_ab|^2 + |F_ba(..)|^2)))
+    (the tolerance grows with the motion, as in Sundaram et al., ECCV 2010). Low values mark the
+    pixels of A that are occluded in B or that leave the frame.
+    """
+    h, w = f_ab.shape[:2]
+    gx, gy = _grid(h, w)
+    fx, fy = f_ab[..., 0], f_ab[..., 1]
+    mx, my = gx + fx, gy + fy
+    back = cv2.remap(f_ba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bx, by = back[..., 0], back[..., 1]
+    ex, ey = fx + bx, fy + by
+    err = ex * ex + ey * ey
+    mag = fx * fx + fy * fy + bx * bx + by * by
+    c = np.exp(-err / (sigma * sigma + 0.01 * mag))
+    c[(mx < -0.5) | (mx > w - 0.5) | (my < -0.5) | (my > h - 0.5)] = 0.0
+    return c.astype(np.float32, copy=False)
+
+
+def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Super SloMo's linear-motion approximation of the flows from time t to A (F_t0) and to B (F_t1)."""
+    ft0 = (-(1.0 - t) * t) * f01 + (t * t) * f10
+    ft1 = ((1.0 - t) * (1.0 - t)) * f01 + (-t * (1.0 - t)) * f10
+    return ft0, ft1
+
+
+class _PairState:
+    """Everything computed once per pair, at the working resolution."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None):
+        h, w = a.shape[:2]
+        wh, ww = working_size(h, w, max_side)
+        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+        if (wh, ww) != (h, w):
+            ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
+            gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
+        self.f01, self.f10 = bidirectional_flow(ga, gb, preset, variational)
+        self.c0 = consistency(self.f01, self.f10)
+        self.c1 = consistency(self.f10, self.f01)
+        self.gray = (ga, gb)
+        # Where a flow fails its consistency check (the pixel is not visible in the other frame,
+        # or DIS guessed), replace it with the negated flow of the other direction at the same
+        # place, before the linear-motion approximation mixes both (it reads F_01 and F_10 at
+        # the same location): fixes the bands entering the frame and the edges of occlusions.
+        self.f01_raw = self.f01
+        c0, c1 = self.c0[..., None], self.c1[..., None]
+        f01 = c0 * self.f01 - (1.0 - c0) * self.f10
+        f10 = c1 * self.f10 - (1.0 - c1) * self.f01
+        self.f01, self.f10 = f01, f10
+        self.size = (h, w)
+        self.wsize = (wh, ww)
+        self.gx, self.gy = _grid(wh, ww)
+
+    def fields(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per time t, at working resolution: 4-channel flow (F_t0, F_t1) and the weight of A in [0,1]."""
+        ft0, ft1 = intermediate_flows(self.f01, self.f10, t)
+        wh, ww = self.wsize
+        ax, ay = self.gx + ft0[..., 0], self.gy + ft0[..., 1]
+        bx, by = self.gx + ft1[..., 0], self.gy + ft1[..., 1]
+        vis_a = cv2.remap(self.c0, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        vis_b = cv2.remap(self.c1, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        in_a = _inside(ax, ay, ww, wh)
+        in_b = _inside(bx, by, ww, wh)
+        # A's sample is trusted unless B sees the point and A's pixel is not visible in B, etc.
+        w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
+        w_b = t * (0.05 + vis_a) * in_b + 1e-4
+        # where both are doubtful fall back to the time weights
+        wa = w_a / (w_a + w_b)
+        return np.concatenate([ft0, ft1], axis=-1), wa.astype(np.float32)
+
+
+def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
+    return (((x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) & (y <= h - 1 + margin))).astype(np.float32)
+
+
+def render_time(
+    a: np.ndarray, b: np.ndarray, state: _PairState, t: float, strip_rows: int = 256
+) -> np.ndarray:
+    """One in-between at time t: warp A and B to t and blend, in strips of `strip_rows` rows."""
+    flow, wa = state.fields(t)
+    h, w = state.size
+    wh, ww = state.wsize
+    out = np.empty_like(a)
+    if (wh, ww) == (h, w):
+        gx, gy = state.gx, state.gy
+        _blend_into(out, a, b, gx + flow[..., 0], gy + flow[..., 1], gx + flow[..., 2], gy + flow[..., 3], wa)
+        return out
+    sx, sy = ww / w, wh / h
+    xs = ((np.arange(w, dtype=np.float32) + 0.5) * sx - 0.5).astype(np.float32)
+    full_x = np.arange(w, dtype=np.float32)
+    for y0 in range(0, h, strip_rows):
+        y1 = min(h, y0 + strip_rows)
+        ys = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * sy - 0.5).astype(np.float32)
+        mx = np.broadcast_to(xs[None, :], (y1 - y0, w)).copy()
+        my = np.broadcast_to(ys[:, None], (y1 - y0, w)).copy()
+        fs = cv2.remap(flow, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ws = cv2.remap(wa, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        gx = np.broadcast_to(full_x[None, :], (y1 - y0, w))
+        gy = np.broadcast_to(np.arange(y0, y1, dtype=np.float32)[:, None], (y1 - y0, w))
+        _blend_into(
+            out[y0:y1], a, b,
+            gx + fs[..., 0] / sx, gy + fs[..., 1] / sy,
+            gx + fs[..., 2] / sx, gy + fs[..., 3] / sy,
+            ws,
+        )
+    return out
+
+
+def _blend_into(out, a, b, ax, ay, bx, by, wa) -> None:
+    wa_ = np.ascontiguousarray(wa, dtype=np.float32)
+    ia = cv2.remap(a, ax.astype(np.float32), ay.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ib = cv2.remap(b, bx.astype(np.float32), by.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out[...] = cv2.blendLinear(ia, ib, wa_, 1.0 - wa_)
+
+
+def cross_fade(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """(1 - t) A + t B, rounded, uint8."""
+    return cv2.addWeighted(a, 1.0 - t, b, t, 0.0)
+
+
+class FlowInterpolator:
+    """The default interpolator: DIS optical flow, occlusion-aware warping, no weights, CPU.
+
+    Options: `preset` (DIS preset: "ultrafast", "fast", "medium"), `flow_max_side` (long side of
+    the resolution the flow is computed at), `variational_iterations` (override the preset's
+    variational refinement), `static_threshold` and `cut_threshold` (see `guard_pair`),
+    `on_cut` ("hold": A then B, or "fade": cross-fade), `strip_rows` (rows warped at a time).
+    """
+
+    name = "flow"
+
+    def __init__(
+        self,
+        preset: str = "medium",
+        flow_max_side: int = 640,
+        variational_iterations: int | None = None,
+        static_threshold: float = 2.0,
+        cut_threshold: float = 0.35,
+        on_cut: str = "hold",
+        strip_rows: int = 256,
+    ):
+        if preset not in _PRESETS:
+            raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
+        if on_cut not in ("hold", "fade"):
+            raise ValueError(f"on_cut: expected 'hold' or 'fade', got {on_cut!r}")
+        if flow_max_side < 16:
+            raise ValueError(f"flow_max_side: must be at least 16, got {flow_max_side}")
+        if strip_rows < 1:
+            raise ValueError(f"strip_rows: must be at least 1, got {strip_rows}")
+        self.preset = preset
+        self.flow_max_side = int(flow_max_side)
+        self.variational_iterations = variational_iterations
+        self.static_threshold = float(static_threshold)
+        self.cut_threshold = float(cut_threshold)
+        self.on_cut = on_cut
+        self.strip_rows = int(strip_rows)
+
+    def inbetween(
+        self,
+        frame_a: np.ndarray,
+        frame_b: np.ndarray,
+        times: Sequence[float],
+        info: dict | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield one RGB uint8 frame per time in `times` (checked now, rendered lazily)."""
+        check_pair(frame_a, frame_b)
+        ts = check_times(times)
+        return self._generate(frame_a, frame_b, ts, info)
+
+    def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
+        if not ts:
+            if info is not None:
+                info.update(mode="empty", backend=self.name)
+            return
+        guard = guard_pair(a, b, self.static_threshold, self.cut_threshold)
+        if info is not None:
+            info.update(
+                mode=guard.mode, backend=self.name,
+                max_diff=round(guard.max_diff, 3), similarity=round(guard.similarity, 4),
+            )
+        state = None
+        if guard.mode == "check":
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations)
+            sim = compensated_similarity(state.gray[0], state.gray[1], state.f01_raw, state.c0)
+            guard = PairGuard("flow" if sim >= self.cut_threshold else "cut", guard.max_diff, sim)
+        if info is not None:
+            info.update(mode=guard.mode, similarity=round(guard.similarity, 4))
+        if guard.mode == "static":
+            for t in ts:
+                yield cross_fade(a, b, t)
+            return
+        if guard.mode == "cut":
+            for t in ts:
+                if self.on_cut == "fade":
+                    yield cross_fade(a, b, t)
+                else:
+                    yield (a if t < 0.5 else b).copy()
+            return
+        if state is None:
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations)
+        if info is not None:
+            info["flow_size"] = list(state.wsize)
+            info["occluded_fraction"] = round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4)
+        for t in ts:
+            yield render_time(a, b, state, t, self.strip_rows)

@@ -1,0 +1,216 @@
+"""Tests of the interpolation stage's library call and flow backend (CPU, no weights)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from keyrender.errors import InputError
+from keyrender.interpolate import InterpolationInputError, Interpolator, even_times, get_interpolator, inbetween
+from keyrender.interpolate import flow as flow_mod
+from keyrender.interpolate.flow import FlowInterpolator, cross_fade
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> float:
+    mse = float(((x.astype(np.float64) - y.astype(np.float64)) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def texture(h: int, w: int, seed: int = 0, blur: float = 2.5) -> np.ndarray:
+    """A smooth random colour texture (trackable by optical flow)."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), blur)
+    return cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
+
+
+def shifted_pair(h=120, w=160, dx=8, dy=0, seed=0, pad=24):
+    """Crops of one large texture: A at (pad, pad), B moved by (dx, dy), and the truth at any t."""
+    big = texture(h + 2 * pad, w + 2 * pad, seed)
+
+    def at(t: float) -> np.ndarray:
+        ox, oy = pad + round(dx * t), pad + round(dy * t)
+        return big[oy : oy + h, ox : ox + w].copy()
+
+    return at(0.0), at(1.0), at
+
+
+# ---- quality: the flow path really moves pixels ---------------------------------------------
+
+
+def test_midpoint_of_translated_pattern_is_the_shifted_image_not_a_cross_fade():
+    a, b, truth = shifted_pair(dx=8, dy=4)
+    info: dict = {}
+    (mid,) = inbetween(a, b, [0.5], info=info)
+    assert info["mode"] == "flow"
+    ours, fade = psnr(mid, truth(0.5)), psnr(cross_fade(a, b, 0.5), truth(0.5))
+    assert ours > 35.0, ours
+    assert ours > fade + 10.0, (ours, fade)
+
+
+def test_arbitrary_times_any_count_and_spacing():
+    a, b, truth = shifted_pair(dx=10, dy=-10, seed=3)
+    times = [0.3, 0.1, 0.7, 0.9, 0.5]  # not sorted, not 2^k - 1
+    outs = list(inbetween(a, b, times))
+    assert len(outs) == len(times)
+    for t, f in zip(times, outs):
+        assert f.dtype == np.uint8 and f.shape == a.shape
+        assert psnr(f, truth(t)) > 30.0, (t, psnr(f, truth(t)))
+        assert psnr(f, truth(t)) > psnr(cross_fade(a, b, t), truth(t)) + 6.0
+
+
+def test_strips_and_reduced_flow_resolution_match_one_piece():
+    # long side 400 > flow_max_side 128: flow at reduced size, upsampled while warping
+    a, b, truth = shifted_pair(h=250, w=400, dx=12, dy=6, seed=5)
+    one = FlowInterpolator(flow_max_side=128, strip_rows=10_000)
+    strips = FlowInterpolator(flow_max_side=128, strip_rows=37)
+    info: dict = {}
+    (f1,) = one.inbetween(a, b, [0.5], info=info)
+    (f2,) = strips.inbetween(a, b, [0.5])
+    assert info["flow_size"] == [80, 128]
+    assert np.array_equal(f1, f2)
+    assert psnr(f1, truth(0.5)) > 30.0
+    assert psnr(f1, truth(0.5)) > psnr(cross_fade(a, b, 0.5), truth(0.5)) + 8.0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (31, 47), (121, 163)])
+def test_odd_and_tiny_sizes(shape):
+    h, w = shape
+    a, b, _ = shifted_pair(h=h, w=w, dx=2, seed=7)
+    outs = list(inbetween(a, b, [0.25, 0.75]))
+    assert [f.shape for f in outs] == [a.shape, a.shape]
+    assert all(f.dtype == np.uint8 for f in outs)
+
+
+def test_occlusion_border_disocclusion_is_filled_from_the_frame_that_sees_it():
+    # pattern moves right by 16 px: at t=0.5 the left 8 columns are only visible in A... and the
+    # truth there exists (it is a crop of a larger texture); border handling must not smear.
+    a, b, truth = shifted_pair(h=120, w=160, dx=12, seed=11)
+    (mid,) = inbetween(a, b, [0.5])
+    right = slice(154, 160)  # content entering from the right: at t=0.5 only B has it
+    assert psnr(mid[:, right], truth(0.5)[:, right]) > psnr(cross_fade(a, b, 0.5)[:, right], truth(0.5)[:, right]) + 3
+
+
+# ---- pair guard --------------------------------------------------------------------------------
+
+
+def test_scene_cut_is_held_not_morphed_and_reported():
+    a = texture(90, 120, seed=1)
+    b = texture(90, 120, seed=2)  # unrelated picture
+    info: dict = {}
+    outs = list(inbetween(a, b, [0.2, 0.5, 0.8], info=info))
+    assert info["mode"] == "cut"
+    assert np.array_equal(outs[0], a)
+    assert np.array_equal(outs[1], b) and np.array_equal(outs[2], b)
+
+
+def test_large_but_real_motion_is_not_a_cut():
+    a, b, _ = shifted_pair(h=120, w=160, dx=40, dy=10, seed=4, pad=48)
+    info: dict = {}
+    list(inbetween(a, b, [0.5], info=info))
+    assert info["mode"] == "flow", info
+
+
+def test_static_pair_shortcut_skips_flow(monkeypatch):
+    a = texture(64, 80, seed=9)
+    b = a.copy()
+    b[10, 10] = np.clip(b[10, 10].astype(int) + 1, 0, 255)  # sensor noise level change
+    monkeypatch.setattr(flow_mod, "bidirectional_flow", lambda *a, **k: pytest.fail("flow computed for a static pair"))
+    info: dict = {}
+    outs = list(inbetween(a, b, [0.5, 0.6], info=info))
+    assert info["mode"] == "static"
+    assert all(psnr(f, a) > 50 for f in outs)
+
+
+# ---- laziness, flow once per pair ------------------------------------------------------------
+
+
+def test_frames_are_generated_lazily_and_flow_is_computed_once(monkeypatch):
+    a, b, _ = shifted_pair(seed=2)
+    calls = {"flow": 0, "render": 0}
+    real_flow, real_render = flow_mod.bidirectional_flow, flow_mod.render_time
+
+    def count_flow(*args, **kw):
+        calls["flow"] += 1
+        return real_flow(*args, **kw)
+
+    def count_render(*args, **kw):
+        calls["render"] += 1
+        return real_render(*args, **kw)
+
+    monkeypatch.setattr(flow_mod, "bidirectional_flow", count_flow)
+    monkeypatch.setattr(flow_mod, "render_time", count_render)
+    info: dict = {}
+    it = inbetween(a, b, even_times(5), info=info)
+    assert isinstance(it, types.GeneratorType)
+    assert calls == {"flow": 0, "render": 0} and info == {}
+    first = next(it)
+    assert first.shape == a.shape
+    assert calls == {"flow": 1, "render": 1} and info["mode"] == "flow"
+    rest = list(it)
+    assert len(rest) == 4 and calls == {"flow": 1, "render": 5}
+
+
+def test_empty_times_yield_nothing():
+    a, b, _ = shifted_pair()
+    assert list(inbetween(a, b, [])) == []
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("times", [[0.0], [1.0], [0.5, 1.2], [-0.1], [float("nan")], ["x"], 0.5, "0.5"])
+def test_times_out_of_range_are_rejected_at_call_time(times):
+    a, b, _ = shifted_pair()
+    with pytest.raises(InterpolationInputError) as exc:
+        inbetween(a, b, times)  # no next(): checks are eager
+    assert "times" in str(exc.value)
+    assert isinstance(exc.value, ValueError) and isinstance(exc.value, InputError)
+
+
+def test_bad_frames_are_rejected_with_the_reason():
+    a, b, _ = shifted_pair()
+    with pytest.raises(InterpolationInputError, match="differ in shape"):
+        inbetween(a, b[:-1], [0.5])
+    with pytest.raises(InterpolationInputError, match="frame_b: expected dtype uint8"):
+        inbetween(a, b.astype(np.float32), [0.5])
+    with pytest.raises(InterpolationInputError, match="frame_a: expected an RGB image"):
+        inbetween(a[..., 0], b[..., 0], [0.5])
+    with pytest.raises(InterpolationInputError, match="frame_a: expected an RGB image"):
+        inbetween(np.dstack([a, a[..., :1]]), np.dstack([b, b[..., :1]]), [0.5])
+    with pytest.raises(InterpolationInputError, match="numpy array"):
+        inbetween([[1]], b, [0.5])
+
+
+def test_unknown_backend_and_options_fail_fast():
+    a, b, _ = shifted_pair()
+    with pytest.raises(InputError, match="unknown interpolator 'rife'"):
+        inbetween(a, b, [0.5], backend="rife")
+    with pytest.raises(ValueError, match="preset"):
+        inbetween(a, b, [0.5], preset="slowest")
+    with pytest.raises(TypeError):
+        inbetween(a, b, [0.5], no_such_option=1)
+
+
+def test_even_times():
+    assert even_times(3) == [0.25, 0.5, 0.75]
+    with pytest.raises(InterpolationInputError):
+        even_times(0)
+
+
+def test_flow_interpolator_implements_the_protocol():
+    interp = get_interpolator("flow", preset="ultrafast")
+    assert isinstance(interp, Interpolator) and interp.name == "flow"
+    a, b, truth = shifted_pair(dx=6)
+    (mid,) = inbetween(a, b, [0.5], backend=interp)
+    assert psnr(mid, truth(0.5)) > 30
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = "import sys, keyrender.interpolate, keyrender.interpolate.flow; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
