@@ -1,0 +1,54 @@
+"""Keyframe stage: model presets and loading, joint keyframe generation, identity and style
+conditioning.
+
+Importing this package (or `keyrender.keyframes.presets`) does not import torch: the dry run reads
+the presets. `load_generator` imports diffusers when it is called.
+"""
+
+from __future__ import annotations
+
+from .base import CharacterCondition, KeyframeGenerator, KeyframeRequest, StyleAnchor, derive_seed
+from .presets import (
+    CONTROL_TYPES,
+    DEFAULT_PRESET,
+    ENV_VARS,
+    PRESETS,
+    ConsistentAttentionOptions,
+    Preset,
+    WeightSpec,
+    get_preset,
+    list_presets,
+)
+
+
+def load_generator(preset=None, device=None, dtype=None, offline=None, **kwargs) -> KeyframeGenerator:
+    """Load the KeyframeGenerator of `preset` (default sdxl), once per run; see keyframes.diffusion."""
+    from .diffusion import load_generator as _load
+
+    return _load(preset, device=device, dtype=dtype, offline=offline, **kwargs)
+
+
+def clear_generator_cache() -> None:
+    from .diffusion import clear_cache
+
+    clear_cache()
+
+
+__all__ = [
+    "CONTROL_TYPES",
+    "DEFAULT_PRESET",
+    "ENV_VARS",
+    "PRESETS",
+    "CharacterCondition",
+    "ConsistentAttentionOptions",
+    "KeyframeGenerator",
+    "KeyframeRequest",
+    "Preset",
+    "StyleAnchor",
+    "WeightSpec",
+    "clear_generator_cache",
+    "derive_seed",
+    "get_preset",
+    "list_presets",
+    "load_generator",
+]

@@ -1,0 +1,277 @@
+"""The registry of keyframe model presets.
+
+A preset names the base model, the adapters (IP-Adapter FaceID, ControlNets), the dtype and the
+generation defaults. This module imports no torch: the dry run and the CLI read it to plan a run
+and to print what would be downloaded, without loading a model.
+
+Weight locations are overridable, per component, by environment variables (the flux pattern):
+``KEYRENDER_MODEL_BASE``, ``KEYRENDER_MODEL_FACEID``, ``KEYRENDER_MODEL_STYLE``,
+``KEYRENDER_MODEL_CONTROLNET_OPENPOSE``, ``KEYRENDER_MODEL_CONTROLNET_CANNY``,
+``KEYRENDER_MODEL_CONTROLNET_DEPTH``, ``KEYRENDER_MODEL_ANNOTATORS``. A value is a Hugging Face
+model id or a local folder (or, for the FaceID adapter, a local weight file).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from ..errors import InputError
+
+#: The environment variable that overrides each component's location.
+ENV_VARS: Mapping[str, str] = {
+    "base": "KEYRENDER_MODEL_BASE",
+    "faceid": "KEYRENDER_MODEL_FACEID",
+    "style": "KEYRENDER_MODEL_STYLE",
+    "controlnet_openpose": "KEYRENDER_MODEL_CONTROLNET_OPENPOSE",
+    "controlnet_canny": "KEYRENDER_MODEL_CONTROLNET_CANNY",
+    "controlnet_depth": "KEYRENDER_MODEL_CONTROLNET_DEPTH",
+    "annotators": "KEYRENDER_MODEL_ANNOTATORS",
+}
+
+#: request.control_type values: the kind runs its controlnet-aux preprocessor on the control image;
+#: "<kind>-preprocessed" uses the image as the control map; "none" turns control off.
+CONTROL_TYPES = ("openpose", "canny", "depth", "openpose-preprocessed", "canny-preprocessed",
+                 "depth-preprocessed", "none")
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where one component's weights live: a Hugging Face repo (+ optional subfolder / file) and
+    roughly how big the download is, so that a missing-weights error can say what to fetch."""
+
+    repo_id: str
+    subfolder: str | None = None
+    weight_name: str | None = None
+    size: str = ""
+    license: str = ""
+    # The files of the repo that a download needs (huggingface-cli --include patterns).
+    include: tuple[str, ...] = ()
+
+    def fetch_command(self) -> str:
+        parts = ["huggingface-cli download", self.repo_id]
+        if self.weight_name:
+            name = f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name
+            parts.append(name)
+        for pattern in self.include:
+            parts.append(f'--include "{pattern}"')
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class ConsistentAttentionOptions:
+    """Defaults of the joint (consistent self-) attention across a shot's keyframes.
+
+    sampling_rate: the fraction of every other image's tokens each image also attends to.
+    layers: "up" (decoder only, as StoryDiffusion), "mid_up", or "all".
+    start, end: the fraction of the denoising schedule where it applies ([0, 1], start <= end).
+    """
+
+    enabled: bool = True
+    sampling_rate: float = 0.5
+    layers: str = "up"
+    start: float = 0.0
+    end: float = 1.0
+    anchor: bool = True  # later shots of a scene attend to the scene's first keyframe too
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A keyframe model preset. Frozen; use `dataclasses.replace` (or `Preset.with_overrides`)."""
+
+    name: str
+    description: str
+    family: str  # "sdxl" | "sd15"
+    base: WeightSpec | None  # None: built in-process from tiny configs (random weights)
+    faceid: WeightSpec | None
+    controlnets: Mapping[str, WeightSpec] = field(default_factory=dict)
+    style: WeightSpec | None = None  # IP-Adapter for a scene's style reference image
+    annotators: WeightSpec | None = None  # controlnet-aux annotator weights (openpose, depth)
+    dtype: str = "float16"  # on GPU; CPU always runs float32
+    width: int = 1024
+    height: int = 1024
+    steps: int = 30
+    guidance: float = 5.0
+    identity_strength: float = 0.7
+    style_strength: float = 0.4
+    regenerate_strength: float = 0.35
+    face_model: str = "buffalo_l"
+    interpolator: str = "flow"
+    scheduler: str = "euler"
+    consistent: ConsistentAttentionOptions = field(default_factory=ConsistentAttentionOptions)
+    tiny: bool = False
+
+    def source(self, component: str) -> str | None:
+        """The location of a component: its environment override if set, else its repo id."""
+        env = ENV_VARS.get(component)
+        if env and os.environ.get(env):
+            return os.environ[env]
+        spec = self.spec(component)
+        return spec.repo_id if spec else None
+
+    def spec(self, component: str) -> WeightSpec | None:
+        if component == "base":
+            return self.base
+        if component == "faceid":
+            return self.faceid
+        if component == "style":
+            return self.style
+        if component == "annotators":
+            return self.annotators
+        if component.startswith("controlnet_"):
+            return self.controlnets.get(component[len("controlnet_"):])
+        raise KeyError(component)
+
+    def downloads(self) -> list[tuple[str, WeightSpec]]:
+        """(component, spec) of every weight this preset may need, for the dry run / docs."""
+        out: list[tuple[str, WeightSpec]] = []
+        for comp, spec in (("base", self.base), ("faceid", self.faceid), ("style", self.style)):
+            if spec is not None:
+                out.append((comp, spec))
+        for kind, spec in self.controlnets.items():
+            out.append((f"controlnet_{kind}", spec))
+        if self.annotators is not None:
+            out.append(("annotators", self.annotators))
+        return out
+
+    def with_overrides(self, **changes) -> "Preset":
+        return replace(self, **changes)
+
+
+_SDXL_LICENSE = "CreativeML Open RAIL++-M"
+_FACEID_LICENSE = (
+    "IP-Adapter-FaceID: non-commercial research use only (model card); its face embeddings "
+    "come from InsightFace models, whose pretrained weights are non-commercial research only"
+)
+_ANNOTATORS = WeightSpec(
+    "lllyasviel/Annotators",
+    size="~1.5 GB (body_pose_model.pth, hand_pose_model.pth, facenet.pth, dpt_hybrid-midas)",
+    license="see model card (OpenPose weights: academic/non-commercial)",
+    include=("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth", "dpt_hybrid-midas-501f0c75.pt"),
+)
+
+PRESETS: dict[str, Preset] = {}
+
+
+def _register(preset: Preset) -> Preset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+SDXL = _register(
+    Preset(
+        name="sdxl",
+        description="Stable Diffusion XL base 1.0 + IP-Adapter FaceID (SDXL), 1024x1024",
+        family="sdxl",
+        base=WeightSpec(
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            size="~7 GB in fp16 (unet, vae, two text encoders)",
+            license=_SDXL_LICENSE,
+            include=("*.json", "*.txt", "*fp16.safetensors"),
+        ),
+        faceid=WeightSpec(
+            "h94/IP-Adapter-FaceID",
+            weight_name="ip-adapter-faceid_sdxl.bin",
+            size="~1.1 GB",
+            license=_FACEID_LICENSE,
+        ),
+        style=WeightSpec(
+            "h94/IP-Adapter",
+            subfolder="sdxl_models",
+            weight_name="ip-adapter_sdxl.safetensors",
+            size="~0.7 GB (+ image encoder ~2.5 GB)",
+            license="Apache-2.0",
+        ),
+        controlnets={
+            "openpose": WeightSpec("thibaud/controlnet-openpose-sdxl-1.0", size="~5 GB", license="see model card"),
+            "canny": WeightSpec("diffusers/controlnet-canny-sdxl-1.0", size="~5 GB", license="openrail++"),
+            "depth": WeightSpec("diffusers/controlnet-depth-sdxl-1.0", size="~5 GB", license="openrail++"),
+        },
+        annotators=_ANNOTATORS,
+        dtype="float16",
+        width=1024,
+        height=1024,
+        steps=30,
+        guidance=5.0,
+        face_model="buffalo_l",
+        interpolator="flow",
+    )
+)
+
+SD15 = _register(
+    Preset(
+        name="sd15",
+        description="Stable Diffusion 1.5 + IP-Adapter FaceID (SD1.5), 512x512: lighter",
+        family="sd15",
+        base=WeightSpec(
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            size="~2 GB in fp16",
+            license="CreativeML Open RAIL-M",
+            include=("*.json", "*.txt", "*fp16.safetensors"),
+        ),
+        faceid=WeightSpec(
+            "h94/IP-Adapter-FaceID",
+            weight_name="ip-adapter-faceid_sd15.bin",
+            size="~0.1 GB",
+            license=_FACEID_LICENSE,
+        ),
+        style=WeightSpec(
+            "h94/IP-Adapter",
+            subfolder="models",
+            weight_name="ip-adapter_sd15.safetensors",
+            size="~0.05 GB (+ image encoder ~2.5 GB)",
+            license="Apache-2.0",
+        ),
+        controlnets={
+            "openpose": WeightSpec("lllyasviel/control_v11p_sd15_openpose", size="~1.4 GB", license="openrail"),
+            "canny": WeightSpec("lllyasviel/control_v11p_sd15_canny", size="~1.4 GB", license="openrail"),
+            "depth": WeightSpec("lllyasviel/control_v11f1p_sd15_depth", size="~1.4 GB", license="openrail"),
+        },
+        annotators=_ANNOTATORS,
+        dtype="float16",
+        width=512,
+        height=512,
+        steps=30,
+        guidance=7.0,
+        face_model="buffalo_l",
+        interpolator="flow",
+    )
+)
+
+TINY = _register(
+    Preset(
+        name="tiny",
+        description="tiny SDXL-shaped pipeline with random weights, built in-process (tests, smoke runs)",
+        family="sdxl",
+        base=None,
+        faceid=None,
+        dtype="float32",
+        width=64,
+        height=64,
+        steps=2,
+        guidance=5.0,
+        identity_strength=0.7,
+        face_model="tiny",
+        interpolator="flow",
+        tiny=True,
+    )
+)
+
+DEFAULT_PRESET = "sdxl"
+
+
+def get_preset(name: str | Preset | None = None) -> Preset:
+    """The preset called `name` (default: sdxl). Unknown names fail fast, listing the known ones."""
+    if isinstance(name, Preset):
+        return name
+    key = (name or DEFAULT_PRESET).strip().lower()
+    try:
+        return PRESETS[key]
+    except KeyError:
+        known = ", ".join(sorted(PRESETS))
+        raise InputError(f"unknown keyframe preset {name!r}; known presets: {known}") from None
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)

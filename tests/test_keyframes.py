@@ -1,0 +1,251 @@
+"""Keyframe stage on the tiny preset: the real diffusers classes from tiny configs, the real
+IP-Adapter loader, no weights, no network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.keyframes import (
+    CharacterCondition,
+    KeyframeGenerator,
+    KeyframeRequest,
+    StyleAnchor,
+    get_preset,
+    list_presets,
+    load_generator,
+)
+
+
+def _emb(seed: int) -> np.ndarray:
+    e = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
+    return e / np.linalg.norm(e)
+
+
+def _request(**kw) -> KeyframeRequest:
+    base = dict(
+        shot="s1",
+        scene="sc1",
+        prompts=["a woman walks in the rain", "a woman turns around", "a woman smiles"],
+        times=[0.0, 1.0, 2.0],
+        negative_prompt="blurry",
+        width=64,
+        height=64,
+        seed=11,
+        characters=[CharacterCondition("ana", _emb(1))],
+    )
+    base.update(kw)
+    return KeyframeRequest(**base)
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    g = load_generator("tiny", device="cpu", tiny_dir=tmp_path_factory.mktemp("tiny"), use_cache=False)
+    yield g
+
+
+@pytest.fixture(autouse=True)
+def _consistent_defaults(request):
+    if "gen" in request.fixturenames:
+        g = request.getfixturevalue("gen")
+        saved = g.consistent
+        yield
+        g.consistent = saved
+    else:
+        yield
+
+
+# -- presets, loading, errors ------------------------------------------------------------------
+
+
+def test_import_does_not_pull_torch():
+    code = "import sys, keyrender.keyframes, keyrender.keyframes.presets; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_presets_registry():
+    assert {"sdxl", "sd15", "tiny"} <= set(list_presets())
+    sdxl = get_preset(None)
+    assert sdxl.name == "sdxl" and sdxl.base.repo_id == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert sdxl.faceid.repo_id == "h94/IP-Adapter-FaceID" and sdxl.faceid.weight_name.endswith("sdxl.bin")
+    assert get_preset("tiny").width == 64 and get_preset("tiny").steps <= 4
+    assert get_preset("sd15").face_model == "buffalo_l"
+
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(InputError, match=r"unknown keyframe preset 'nope'.*sd15, sdxl, tiny"):
+        get_preset("nope")
+    with pytest.raises(InputError, match="known presets"):
+        load_generator("nope")
+
+
+def test_sdxl_missing_weights_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("KEYRENDER_MODEL_BASE", raising=False)
+    with pytest.raises(ModelNotFoundError) as err:
+        load_generator("sdxl", device="cpu", use_cache=False)
+    msg = str(err.value)
+    assert "stabilityai/stable-diffusion-xl-base-1.0" in msg
+    assert "huggingface-cli download stabilityai/stable-diffusion-xl-base-1.0" in msg
+    assert "GB" in msg and "KEYRENDER_MODEL_BASE" in msg and str(tmp_path / "hf") in msg
+    assert err.value.exit_code == 2
+
+
+def test_local_folder_override_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    folder = tmp_path / "my-sdxl"
+    monkeypatch.setenv("KEYRENDER_MODEL_BASE", str(folder))
+    with pytest.raises(ModelNotFoundError, match="my-sdxl"):
+        load_generator("sdxl", device="cpu", use_cache=False)
+    folder.mkdir()
+    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+        load_generator("sdxl", device="cpu", use_cache=False)
+
+
+def test_load_generator_caches(tmp_path):
+    a = load_generator("tiny", device="cpu", tiny_dir=tmp_path)
+    b = load_generator("tiny", device="cpu", tiny_dir=tmp_path)
+    assert a is b
+    assert isinstance(a, KeyframeGenerator)
+
+
+# -- generation ----------------------------------------------------------------------------------
+
+
+def test_generate_shapes_and_determinism(gen):
+    req = _request()
+    a = gen.generate(req)
+    b = gen.generate(req)
+    assert sorted(a) == [0, 1, 2]
+    for i in a:
+        assert a[i].shape == (64, 64, 3) and a[i].dtype == np.uint8
+        assert np.array_equal(a[i], b[i])
+    assert _diff(a[0], a[1]) > 0  # per-keyframe seeds and prompts
+
+
+def test_joint_attention_changes_batch_and_off_is_independent(gen):
+    req = _request()
+    gen.set_consistent(enabled=False)
+    off = gen.generate(req)
+    single = {i: gen.generate(req, indices=[i])[i] for i in range(3)}
+    for i in range(3):  # batched == one by one, up to float rounding
+        assert np.abs(off[i].astype(int) - single[i].astype(int)).max() <= 1
+    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
+    on = gen.generate(req)
+    assert max(_diff(on[i], off[i]) for i in range(3)) > 0.1
+    # a batch of one has nobody to share with: exactly the independent result
+    alone = gen.generate(req, indices=[1])
+    assert np.array_equal(alone[1], single[1])
+    # outside its step window it is exactly off
+    gen.set_consistent(enabled=True, start=1.0, end=1.0)
+    assert all(np.array_equal(gen.generate(req)[i], off[i]) for i in range(3))
+
+
+def test_identity_reaches_attention(gen):
+    a = gen.generate(_request(), indices=[0])[0]
+    b = gen.generate(_request(characters=[CharacterCondition("ana", _emb(2))]), indices=[0])[0]
+    assert _diff(a, b) > 0.1
+    plain = gen.generate(_request(characters=[]), indices=[0])[0]
+    zero = gen.generate(_request(), indices=[0], identity_strength=0.0)[0]
+    assert np.array_equal(plain, zero)
+    assert _diff(plain, a) > 0.1
+
+
+def test_masks_route_identities_to_regions(gen):
+    gen.set_consistent(enabled=False)
+    left, right = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
+    ab = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("b", _emb(2), right)])
+    ac = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("c", _emb(3), right)])
+    x = gen.generate(ab, indices=[0], identity_strength=1.0)[0]
+    y = gen.generate(ac, indices=[0], identity_strength=1.0)[0]
+    d_left, d_right = _diff(x[:, :24], y[:, :24]), _diff(x[:, 40:], y[:, 40:])
+    assert d_right > 0.1 and d_right > 2 * d_left, (d_left, d_right)
+    # default regions: side by side, same as the explicit split
+    auto = _request(characters=[CharacterCondition("a", _emb(1)), CharacterCondition("b", _emb(2))])
+    assert np.array_equal(gen.generate(auto, indices=[0], identity_strength=1.0)[0], x)
+
+
+def test_reroll_one_keyframe_keeps_others(gen):
+    req = _request()
+    first = gen.generate(req)
+    kept = _request(fixed={0: first[0], 2: first[2]})
+    again = gen.generate(kept, indices=[1], attempts={1: 1})
+    assert list(again) == [1]
+    assert _diff(again[1], first[1]) > 0.1
+    assert np.array_equal(gen.generate(kept, indices=[1], attempts={1: 1})[1], again[1])
+    # the default indices skip the fixed keyframes
+    assert list(gen.generate(kept)) == [1]
+
+
+def test_style_anchor_scene_context(gen):
+    req = _request()
+    base = gen.generate(req, indices=[0])[0]
+    anchor_img = np.full((64, 64, 3), 200, np.uint8)
+    anchor_img[:, :32] = 30
+    styled = _request(style=StyleAnchor(scene="sc1", anchor_keyframe=anchor_img))
+    with_anchor = gen.generate(styled, indices=[0])[0]
+    assert _diff(with_anchor, base) > 0.1
+    other_scene = _request(scene="sc2", style=StyleAnchor(scene="sc2"))
+    assert np.array_equal(gen.generate(other_scene, indices=[0])[0], base)
+    text = _request(style=StyleAnchor(scene="sc1", text="film noir, high contrast"))
+    assert _diff(gen.generate(text, indices=[0])[0], base) > 0.1
+
+
+def test_controlnet_canny_and_missing_annotator(gen):
+    ctrl = np.zeros((64, 64, 3), np.uint8)
+    ctrl[16:48, 16:48] = 255
+    base = gen.generate(_request(), indices=[0])[0]
+    canny = gen.generate(_request(control_image=ctrl, control_type="canny"), indices=[0])[0]
+    assert canny.shape == (64, 64, 3) and _diff(canny, base) > 0.1
+    with pytest.raises(ModelNotFoundError, match="Annotators"):
+        gen.generate(_request(control_image=ctrl, control_type="openpose"), indices=[0])
+    with pytest.raises(InputError, match="control type 'sketch' unknown"):
+        gen.generate(_request(control_image=ctrl, control_type="sketch"), indices=[0])
+
+
+def test_regenerate_repairs_one_frame(gen):
+    req = _request()
+    init = gen.generate(req, indices=[1])[1]
+    a = gen.regenerate(req, 1, init, req.prompts[1], strength=0.3, attempt=1)
+    b = gen.regenerate(req, 1, init, req.prompts[1], strength=0.3, attempt=1)
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    c = gen.regenerate(req, 1, init, req.prompts[1], strength=0.3, attempt=2)
+    assert _diff(a, c) > 0
+    with pytest.raises(InputError, match="strength"):
+        gen.regenerate(req, 1, init, req.prompts[1], strength=0.0, attempt=0)
+
+
+def test_bad_requests_name_the_shot(gen):
+    with pytest.raises(InputError, match="shot s1.*multiples"):
+        gen.generate(_request(width=60))
+    with pytest.raises(InputError, match="shot s1.*'ana'"):
+        gen.generate(_request(characters=[CharacterCondition("ana", np.ones(128, np.float32))]))
+
+
+@pytest.mark.gpu
+def test_tiny_on_cuda_fp16(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    g = load_generator("tiny", device="cuda", dtype="float16", tiny_dir=tmp_path, use_cache=False)
+    out = g.generate(_request())
+    again = g.generate(_request())
+    assert sorted(out) == [0, 1, 2]
+    for i in out:
+        assert out[i].shape == (64, 64, 3) and out[i].dtype == np.uint8
+        assert np.array_equal(out[i], again[i])
+        assert 0 < out[i].mean() < 255
