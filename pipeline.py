@@ -59,6 +59,11 @@ class RenderOptions:
     shot_generations: int = 12
     repair_depth: int = 3
     cache_dir: Path | None = None      # models built or fetched by keyrender (tiny face pack ...)
+    # the stages' backends, to swap any of them (Protocols: KeyframeGenerator, FaceEmbedder,
+    # Interpolator); None loads the preset's. Their `name` goes into the cache keys.
+    generator: Any = field(default=None, repr=False)
+    embedder: Any = field(default=None, repr=False)
+    interpolator: Any = field(default=None, repr=False)
 
     def cast_dir(self, shotlist_path: Path) -> Path:
         return Path(self.cast) if self.cast else Path(shotlist_path).parent / "cast"
@@ -180,6 +185,8 @@ def plan(shotlist: ShotList, options: RenderOptions) -> list[ShotJob]:
             "identities": identities,
             "preset": _jsonable(asdict(preset)) if not shot.storyboard else "storyboard",
             "face_model": face_model if shot.characters else None,
+            "backends": [getattr(b, "name", type(b).__name__) for b in
+                         (options.generator, options.embedder, options.interpolator) if b is not None],
             "refine": options.refine and shot.refine,
             "anchor": None if first or shot.storyboard else scene_keys.get(shot.scene),
         }
@@ -276,6 +283,8 @@ class RenderContext:
         return Path(base)
 
     def generator(self):
+        if self._generator is None and self.options.generator is not None:
+            self._generator = self.options.generator
         if self._generator is None:
             from keyrender.keyframes import load_generator
 
@@ -285,6 +294,8 @@ class RenderContext:
 
     def embedder(self):
         """The face model, or None (and checks_off set) when it is not available."""
+        if self._embedder is None and self.options.embedder is not None:
+            self._embedder = self.options.embedder
         if self._embedder is None and self._embedder_error is None:
             from keyrender.identity import load_face_model
 
@@ -321,6 +332,8 @@ class RenderContext:
         return self._identities
 
     def interpolator(self):
+        if self._interpolator is None and self.options.interpolator is not None:
+            self._interpolator = self.options.interpolator
         if self._interpolator is None:
             from keyrender.interpolate import get_interpolator
 

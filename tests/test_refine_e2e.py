@@ -1,0 +1,143 @@
+"""The identity loop end to end: `render()` with the real face path (insightface + onnxruntime on
+the generated tiny ONNX pack), the real flow interpolator, and planted drift.
+
+The generator draws synthetic faces (identity/testing.py): keyframe 1's first attempt is somebody
+else, and the interpolator is wrapped so the middle of a long span turns into a third person.
+The loop must re-roll the keyframe, promote a drifting in-between to a keyframe, and leave a video
+whose frames all pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keyrender.identity import FaceChecker, IdentityStore, load_face_model
+from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
+from keyrender.media import load_image, read_frames, save_image
+from keyrender.pipeline import RenderOptions, render
+
+SIZE = 256
+POS = (88, 88)
+ANNA, STRANGER, DRIFT = 1, 2, 3
+
+
+def frame(seed: int) -> np.ndarray:
+    return synthetic_frame([(seed, POS)], size=(SIZE, SIZE))
+
+
+class PlantedGenerator:
+    """Draws anna, except keyframe 1 at attempt 0 (a stranger). Records every call."""
+
+    name = "planted-generator"
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, request, indices=None, attempts=None, identity_strength=None):
+        out = {}
+        for i in indices:
+            k = (attempts or {}).get(i, 0)
+            self.calls.append(("generate", i, k))
+            out[i] = frame(STRANGER if (i, k) == (1, 0) else ANNA)
+        return out
+
+    def regenerate(self, request, index, init_image, prompt, strength, attempt, identity_strength=None):
+        self.calls.append(("regenerate", index, attempt))
+        assert init_image.shape == (SIZE, SIZE, 3)
+        return frame(ANNA)
+
+
+class DriftingInterpolator:
+    """The real flow interpolator, but in spans longer than 12 frames the middle fifth shows
+    another person."""
+
+    def __init__(self):
+        from keyrender.interpolate import get_interpolator
+
+        self.inner = get_interpolator("flow")
+        self.name = "drifting-" + getattr(self.inner, "name", "flow")
+        self.spans = []
+
+    def inbetween(self, a, b, times, info=None):
+        n = len(times) + 1
+        self.spans.append(n)
+        for t, img in zip(times, self.inner.inbetween(a, b, times, info=info)):
+            yield frame(DRIFT) if n > 12 and 0.4 <= t <= 0.6 else img
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    cast = tmp_path / "cast" / "anna"
+    for i, bg in enumerate((128, 120, 136)):
+        ref = synthetic_frame([(ANNA, POS)], size=(SIZE, SIZE), background=bg)
+        save_image(cast / f"ref{i}.png", ref)
+    (tmp_path / "shots.csv").write_text(
+        "scene,shot,prompt,characters,frames,fps,keyframes,width,height\n"
+        f"1,S1,anna walks,anna,25,24,2,{SIZE},{SIZE}\n"
+    )
+    return tmp_path
+
+
+def test_planted_drift_is_repaired_and_recorded(project):
+    pack = make_tiny_face_pack(project / "faces")
+    gen, interp = PlantedGenerator(), DriftingInterpolator()
+    out = project / "out"
+    options = RenderOptions(out=out, preset="tiny", face_model=str(pack), generator=gen, interpolator=interp)
+    result = render(project / "shots.csv", options)
+    assert result.exit_code == 0 and result.shots[0].status == "rendered", result.shots[0].reason
+    m = json.loads((out / "S1" / "manifest.json").read_text())
+
+    # keyframe 1: attempt 0 was a stranger (recorded as failing), attempt 1 passed and was kept
+    kf1 = next(k for k in m["keyframes"] if k["index"] == 1)
+    attempts = kf1["identity"]["attempts"]
+    assert [a["attempt"] for a in attempts] == [0, 1]
+    assert attempts[0]["passed"] is False and attempts[1]["passed"] is True
+    assert kf1["identity"]["chosen_attempt"] == 1 and kf1["seed"] == attempts[1]["seed"]
+    assert ("generate", 1, 1) in gen.calls and ("generate", 0, 1) not in gen.calls  # keyframe 0 untouched
+
+    # the drifting span: its worst frame became a keyframe, both halves were interpolated again
+    repairs = m["identity"]["repairs"]
+    assert repairs and repairs[0]["before"]["passed"] is False and repairs[0]["result"] == "passed"
+    assert all(r["result"] == "passed" for r in repairs)
+    repaired = sorted(k["frame"] for k in m["keyframes"] if k["source"] == "repair")
+    assert repaired and all(8 <= f <= 16 for f in repaired)
+    assert interp.spans[0] == 24 and len(interp.spans) >= 3
+    assert m["identity"]["flagged_frames"] == [] and m["flagged"] is False
+    assert m["identity"]["budget"]["spent"] == 1 + len(repairs)
+    scores = m["identity"]["frames"]
+    assert all(s["passed"] for s in scores.values()) and {"0", "24"} <= set(scores)
+
+    # the final video holds the repaired frames: every decoded frame shows anna, nobody else
+    checker = FaceChecker(load_face_model(str(pack)), IdentityStore(project / "cast").load_all())
+    decoded = {i: img for i, _, img in read_frames(out / "S1" / "video.mp4")}
+    assert len(decoded) == 25
+    for i, img in decoded.items():
+        assert checker.check(img, ["anna"]).passed, i
+    for f in repaired:
+        assert np.abs(decoded[f].astype(int) - load_image(out / "S1" / f"keyframes/repair_f{f:05d}.png").astype(int)).mean() < 6
+
+
+def test_unrepairable_drift_is_flagged_not_passed(project):
+    class NoRepair(PlantedGenerator):
+        def regenerate(self, *a, **k):
+            self.calls.append(("regenerate",))
+            return frame(DRIFT)  # the repair keeps failing
+
+    pack = make_tiny_face_pack(project / "faces")
+    out = project / "out"
+    options = RenderOptions(out=out, preset="tiny", face_model=str(pack), generator=NoRepair(),
+                            interpolator=DriftingInterpolator())
+    result = render(project / "shots.csv", options)
+    assert result.exit_code == 0 and result.shots[0].flagged
+    m = json.loads((out / "S1" / "manifest.json").read_text())
+    assert m["flagged"] is True and m["identity"]["flagged_frames"]
+    assert all(r["result"] == "failed" for r in m["identity"]["repairs"])
+    # --strict makes such a shot count as failed
+    strict = render(project / "shots.csv", RenderOptions(out=out, preset="tiny", face_model=str(pack),
+                                                          generator=NoRepair(), interpolator=DriftingInterpolator(),
+                                                          strict=True))
+    assert strict.exit_code == 3 and strict.shots[0].status == "cached"
