@@ -249,3 +249,52 @@ def test_tiny_on_cuda_fp16(tmp_path):
         assert out[i].shape == (64, 64, 3) and out[i].dtype == np.uint8
         assert np.array_equal(out[i], again[i])
         assert 0 < out[i].mean() < 255
+
+
+def test_consistent_processor_shares_within_cfg_half_only():
+    import torch
+    from diffusers.models.attention_processor import Attention
+
+    from keyrender.keyframes.attention import ConsistentAttentionState, ConsistentSelfAttnProcessor
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=16, heads=2, dim_head=8)
+    st = ConsistentAttentionState(active=True, rows=3, sampling_rate=1.0, layers="all", seed=5)
+    proc = ConsistentSelfAttnProcessor(st, "up")
+    x = torch.randn(6, 10, 16)  # [uncond x3, cond x3]
+    y = x.clone()
+    y[3:] += 1.0  # change the cond half only
+    with torch.no_grad():
+        st.calls = 0
+        ox = proc(attn, x)
+        st.calls = 0
+        oy = proc(attn, y)
+        plain = proc.plain(attn, x)
+    assert torch.equal(ox[:3], oy[:3])  # the uncond half never saw the cond half
+    assert not torch.allclose(ox, plain)  # but rows do see each other
+    st.active = False
+    with torch.no_grad():
+        assert torch.equal(proc(attn, x), plain)
+
+
+def test_real_loader_from_local_folders(tmp_path, monkeypatch, gen):
+    """The sdxl preset's loading code (from_pretrained + load_ip_adapter) on local folders."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from keyrender.keyframes.tiny import tiny_sdxl_components, write_tiny_faceid
+
+    base = tmp_path / "base"
+    tiny = StableDiffusionXLPipeline(**tiny_sdxl_components(tmp_path / "t"), add_watermarker=False)
+    tiny.save_pretrained(base)
+    folder, weight = write_tiny_faceid(tiny.unet, tmp_path / "t")
+    monkeypatch.setenv("KEYRENDER_MODEL_BASE", str(base))
+    monkeypatch.setenv("KEYRENDER_MODEL_FACEID", str(folder / weight))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    real = load_generator("sdxl", device="cpu", use_cache=False)
+    assert str(base) in real.name
+    req = _request()
+    out = real.generate(req, indices=[0], steps=2)
+    assert out[0].shape == (64, 64, 3)
+    # same weights, same adapter: the same image as the tiny preset
+    assert np.array_equal(out[0], gen.generate(req, indices=[0])[0])
