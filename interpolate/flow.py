@@ -112,13 +112,13 @@ def guard_pair(
 
 def compensated_similarity(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, c_a: np.ndarray) -> float:
     """NCC between A and B warped onto A by the flow A->B, over A's flow-consistent pixels
-    (at least the best-matching half): high when the flow explains B from A (same scene moved),
+    (which must be at least 35% of the frame): high when the flow explains B from A (same scene moved),
     near 0 for unrelated pictures (a cut)."""
     h, w = gray_a.shape
     gx, gy = _grid(h, w)
     b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mask = c_a > 0.5
-    if mask.mean() < 0.25:
+    if mask.mean() < 0.35:  # the flow cannot be followed back over most of the frame
         return 0.0
     return _ncc(gray_a[mask].astype(np.float32), b_on_a[mask].astype(np.float32))
 

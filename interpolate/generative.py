@@ -1,0 +1,321 @@
+"""Generative backend: keyframe-conditioned video diffusion, started from the flow in-betweens.
+
+LTX-Video's condition pipeline (diffusers `LTXConditionPipeline`) takes keyframes at frame
+indices and, with `denoise_strength < 1`, a starting video: here the flow backend's in-betweens,
+encoded by the pipeline's own VAE, so the flow guides the motion and the model repairs what flow
+cannot (large motion, occlusions, things appearing). Wan 2.1's first-last-frame model
+(`WanImageToVideoPipeline` with `last_image`) is the alternative ("wan"; no flow start).
+
+torch, diffusers and transformers are imported inside the functions: importing this module is
+cheap. Weights are found, in order: the `model` argument (a local folder, a hub id, or "tiny"),
+the env var (KEYRENDER_MODEL_LTX / KEYRENDER_MODEL_WAN), the default hub id through the usual
+Hugging Face cache. Downloads happen only if allowed: KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1
+turns them off; a model that is not found raises `ModelNotFoundError` saying how to get it.
+"tiny" builds the same diffusers classes from tiny configs with random weights (smoke runs, tests).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from keyrender.errors import ModelNotFoundError
+from keyrender.interpolate.checks import check_pair, check_times
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A generative interpolation model: where its weights live and its frame grid."""
+
+    family: str
+    repo_id: str
+    env_var: str
+    pipeline_class: str
+    spatial_multiple: int  # height and width must be multiples of this
+    temporal_multiple: int  # num_frames = temporal_multiple * k + 1
+    max_side: int  # long side of the generation size
+
+
+MODELS = {
+    "ltx": ModelSpec("ltx", "Lightricks/LTX-Video-0.9.5", "KEYRENDER_MODEL_LTX", "LTXConditionPipeline", 32, 8, 768),
+    "wan": ModelSpec(
+        "wan", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers", "KEYRENDER_MODEL_WAN", "WanImageToVideoPipeline", 16, 4, 1280
+    ),
+}
+
+
+def offline() -> bool:
+    """True when downloads are switched off (KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes") for v in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def resolve_model(family: str, model: str | None = None) -> str:
+    """The model source for `family`: the argument, else its env var, else the default hub id."""
+    if family not in MODELS:
+        raise ValueError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
+    spec = MODELS[family]
+    return model or os.environ.get(spec.env_var) or spec.repo_id
+
+
+def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None):
+    """Load the diffusers pipeline for `family` (see the module docstring for where from)."""
+    import torch
+
+    spec = MODELS[family]
+    source = resolve_model(family, model)
+    if source == "tiny":
+        if family != "ltx":
+            raise ValueError("model 'tiny' exists for the ltx family only")
+        pipe = tiny_ltx_pipeline()
+    else:
+        import diffusers
+
+        cls = getattr(diffusers, spec.pipeline_class)
+        if dtype is None:
+            dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        local = Path(source).expanduser()
+        looks_local = local.exists() or source.startswith((".", "/", "~"))
+        if looks_local and not local.is_dir():
+            raise ModelNotFoundError(f"{spec.env_var}: model folder {local} does not exist")
+        try:
+            pipe = cls.from_pretrained(
+                str(local) if looks_local else source,
+                torch_dtype=dtype,
+                local_files_only=looks_local or offline(),
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"{family} model {source!r} not found ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+                f"Download it with `huggingface-cli download {spec.repo_id}` (or set {spec.env_var} to a local "
+                f"diffusers folder); downloads are off when KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1."
+            ) from exc
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_t5_tokenizer(max_length: int = 64):
+    """A T5TokenizerFast built in-process: a Unigram model over a small word list with T5's
+    Metaspace pre-tokenizer and `</s>` appended, as T5's own tokenizer.json has (no hub access)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    words = "a the person walks runs turns smiles camera slow fast left right".split()
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [("\u2581" + w, -1.0 - i * 0.01) for i, w in enumerate(words)]
+    vocab += [(ch, -5.0) for ch in "\u2581abcdefghijklmnopqrstuvwxyz"]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0,
+        model_max_length=max_length,
+    )
+
+
+def tiny_ltx_components(seed: int = 0) -> dict:
+    """The components of `LTXConditionPipeline` at toy size with random weights (as diffusers'
+    own fast tests build them): tiny transformer, tiny causal VAE, tiny T5 encoder, in-process tokenizer."""
+    import torch
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4,
+        attention_head_dim=8, cross_attention_dim=32, num_layers=1, caption_channels=32,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3, out_channels=3, latent_channels=8,
+        block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False),
+        upsample_residual=(False, False, False, False), upsample_factor=(1, 1, 1, 1),
+        timestep_conditioning=False, patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
+    )
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    torch.manual_seed(seed)
+    tokenizer = tiny_t5_tokenizer()
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                 relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    )
+    for m in (transformer, vae, text_encoder):
+        m.eval()  # built modules start in training mode (dropout); from_pretrained returns eval
+    return {
+        "transformer": transformer, "vae": vae, "scheduler": FlowMatchEulerDiscreteScheduler(),
+        "text_encoder": text_encoder, "tokenizer": tokenizer,
+    }
+
+
+def tiny_ltx_pipeline(seed: int = 0):
+    from diffusers import LTXConditionPipeline
+
+    return LTXConditionPipeline(**tiny_ltx_components(seed))
+
+
+def generation_size(height: int, width: int, multiple: int, max_side: int) -> tuple[int, int]:
+    """(h, w) to generate at: the frame scaled to a long side <= max_side, rounded to `multiple`."""
+    s = min(1.0, max_side / max(height, width))
+    h = max(multiple, int(round(height * s / multiple)) * multiple)
+    w = max(multiple, int(round(width * s / multiple)) * multiple)
+    return h, w
+
+
+def grid_frames(n_times: int, temporal_multiple: int, min_frames: int = 9, max_frames: int = 121) -> int:
+    """Frames to generate (A and B included): temporal_multiple * k + 1, at least one per time."""
+    need = max(min_frames, n_times + 2)
+    k = math.ceil((need - 1) / temporal_multiple)
+    return min(max_frames, k * temporal_multiple + 1)
+
+
+class GenerativeInterpolator:
+    """Keyframe-conditioned video diffusion between A and B, started from the flow in-betweens.
+
+    Options: `family` ("ltx" or "wan"), `model` (folder, hub id or "tiny"), `pipeline` (an already
+    loaded diffusers pipeline), `device`, `dtype`, `steps`, `denoise_strength` (how far from the
+    flow start the model may go: 1.0 ignores it), `prompt`, `guidance_scale`, `seed`,
+    `max_side` (long side of the generation size), `flow_options` (for the flow start and for
+    times that fall between generated frames).
+    """
+
+    def __init__(
+        self,
+        family: str = "ltx",
+        model: str | None = None,
+        pipeline=None,
+        device: str | None = None,
+        dtype=None,
+        steps: int = 8,
+        denoise_strength: float = 0.6,
+        prompt: str = "",
+        guidance_scale: float = 1.0,
+        seed: int = 0,
+        max_side: int | None = None,
+        max_frames: int = 121,
+        flow_options: dict | None = None,
+    ):
+        if family not in MODELS:
+            raise ValueError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
+        if not 0.0 < denoise_strength <= 1.0:
+            raise ValueError(f"denoise_strength: must be in (0, 1], got {denoise_strength}")
+        if steps < 1:
+            raise ValueError(f"steps: must be >= 1, got {steps}")
+        from keyrender.interpolate.flow import FlowInterpolator
+
+        self.name = family
+        self.spec = MODELS[family]
+        self.model, self.device, self.dtype = model, device, dtype
+        self._pipe = pipeline
+        self.steps, self.denoise_strength = int(steps), float(denoise_strength)
+        self.prompt, self.guidance_scale, self.seed = prompt, float(guidance_scale), int(seed)
+        self.max_side = max_side or self.spec.max_side
+        self.max_frames = max_frames
+        self.flow = FlowInterpolator(**(flow_options or {}))
+
+    @property
+    def pipeline(self):
+        if self._pipe is None:
+            self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype)
+        return self._pipe
+
+    def inbetween(
+        self, frame_a: np.ndarray, frame_b: np.ndarray, times: Sequence[float], info: dict | None = None
+    ) -> Iterator[np.ndarray]:
+        check_pair(frame_a, frame_b)
+        ts = check_times(times)
+        return self._generate(frame_a, frame_b, ts, info)
+
+    def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
+        if not ts:
+            return
+        # 1. the flow guard: a cut is held and a static pair faded, as in the flow backend
+        flow_info: dict = {}
+        n = grid_frames(len(ts), self.spec.temporal_multiple, max_frames=self.max_frames)
+        grid_t = [i / (n - 1) for i in range(1, n - 1)]
+        flow_frames = list(self.flow.inbetween(a, b, grid_t, info=flow_info))
+        if flow_info.get("mode") in ("cut", "static"):
+            if info is not None:
+                info.update(flow_info, backend=self.name)
+            yield from self.flow.inbetween(a, b, ts)
+            return
+        # 2. generate the whole grid A, ..., B in one call
+        video = self._run(a, b, [a, *flow_frames, b], n)
+        if info is not None:
+            info.update(mode="generative", backend=self.name, num_frames=n, flow=flow_info.get("mode"),
+                        denoise_strength=self.denoise_strength, steps=self.steps)
+        # 3. the requested times: a generated frame, or flow between the two nearest ones
+        for t in ts:
+            p = t * (n - 1)
+            i = int(math.floor(p))
+            frac = p - i
+            if frac < 1e-3 or frac > 1 - 1e-3:
+                yield video[int(round(p))].copy()
+            else:
+                (f,) = self.flow.inbetween(video[i], video[i + 1], [frac])
+                yield f
+
+    def _run(self, a: np.ndarray, b: np.ndarray, start: list[np.ndarray], n: int) -> list[np.ndarray]:
+        """Run the pipeline; returns n RGB uint8 frames at the input size, A and B in place."""
+        import torch
+        from PIL import Image
+
+        pipe = self.pipeline
+        pipe.set_progress_bar_config(disable=True)
+        h, w = a.shape[:2]
+        gh, gw = generation_size(h, w, self.spec.spatial_multiple, self.max_side)
+        to_pil = [Image.fromarray(cv2.resize(f, (gw, gh), interpolation=cv2.INTER_AREA)) for f in start]
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        if self.spec.family == "ltx":
+            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+            latents = None
+            strength = self.denoise_strength
+            if strength < 1.0:
+                latents = self._encode_start(pipe, to_pil, gh, gw, gen)
+            out = pipe(
+                conditions=[
+                    LTXVideoCondition(image=to_pil[0], frame_index=0, strength=1.0),
+                    LTXVideoCondition(image=to_pil[-1], frame_index=n - 1, strength=1.0),
+                ],
+                prompt=self.prompt, negative_prompt="", height=gh, width=gw, num_frames=n,
+                num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
+                denoise_strength=strength, latents=latents, generator=gen, output_type="np",
+                max_sequence_length=64,
+            ).frames[0]
+        else:
+            out = pipe(
+                image=to_pil[0], last_image=to_pil[-1], prompt=self.prompt, height=gh, width=gw,
+                num_frames=n, num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
+                generator=gen, output_type="np",
+            ).frames[0]
+        frames = np.clip(np.asarray(out, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if frames.shape[0] != n:
+            raise RuntimeError(f"{self.name}: pipeline returned {frames.shape[0]} frames, expected {n}")
+        video = [cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) if (gh, gw) != (h, w) else f for f in frames]
+        video[0], video[-1] = a, b  # keyframes are exact
+        return video
+
+    @staticmethod
+    def _encode_start(pipe, frames, gh: int, gw: int, gen):
+        """Encode the flow start video with the pipeline's VAE into normalized LTX latents."""
+        import torch
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import retrieve_latents
+
+        vae = pipe.vae
+        device = pipe._execution_device
+        video = pipe.video_processor.preprocess_video(frames, gh, gw).to(device, dtype=vae.dtype)
+        with torch.no_grad():
+            lat = retrieve_latents(vae.encode(video), generator=gen)
+        return pipe._normalize_latents(lat, vae.latents_mean, vae.latents_std).float()
