@@ -54,10 +54,16 @@ def main() -> None:
 @click.option("--offline/--online", default=None, help="Never / may look up the Hugging Face hub (default: HF_HUB_OFFLINE).")
 @click.option("--no-refine", is_flag=True, help="Skip the identity check-and-repair loop.")
 @click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: automatic).")
+@click.option("--keyframe-attempts", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Re-rolls of a keyframe that fails identity checks.")
+@click.option("--budget", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Most generations (re-rolls and repairs) the identity loop may spend on one shot.")
+@click.option("--repair-depth", type=click.IntRange(min=0), default=3, show_default=True,
+              help="How many times a drifting span may be split by a new keyframe.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable progress and summary (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and the summary line.")
 def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_model, allow_download,
-        offline, no_refine, check_every, as_json, quiet):
+        offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
 
@@ -65,7 +71,8 @@ def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_
         out=out or shotlist.parent / "renders", cast=cast, preset=preset, device=device,
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
-        refine=not no_refine, check_every=check_every,
+        refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
+        shot_generations=budget, repair_depth=repair_depth,
     )
     if dry_run:
         _dry_run(shotlist, options, as_json)

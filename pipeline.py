@@ -187,7 +187,8 @@ def plan(shotlist: ShotList, options: RenderOptions) -> list[ShotJob]:
             "face_model": face_model if shot.characters else None,
             "backends": [getattr(b, "name", type(b).__name__) for b in
                          (options.generator, options.embedder, options.interpolator) if b is not None],
-            "refine": options.refine and shot.refine,
+            "refine": [options.keyframe_attempts, options.shot_generations, options.repair_depth,
+                       options.check_every] if options.refine and shot.refine and shot.characters else False,
             "anchor": None if first or shot.storyboard else scene_keys.get(shot.scene),
         }
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
