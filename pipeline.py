@@ -178,7 +178,8 @@ def plan(shotlist: ShotList, options: RenderOptions) -> list[ShotJob]:
         first = scene.shots[0].id == shot.id
         key_data = {
             "stage": STAGE_VERSION,
-            "shot": {k: _jsonable(v) for k, v in asdict(shot).items() if k not in ("line", "row")},
+            # notes, the line number and the raw row change nothing in the pictures
+            "shot": {k: _jsonable(v) for k, v in asdict(shot).items() if k not in ("line", "row", "notes")},
             "size": [width, height],
             "scene_style": scene.style,
             "files": files,

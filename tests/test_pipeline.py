@@ -68,6 +68,11 @@ def test_sample_renders_videos_keyframes_manifests_then_caches(project):
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert {s["shot"]: s["status"] for s in summary["shots"]} == {"1A": "cached", "1B": "cached", "2A": "rendered"}
 
+    # notes are not part of the picture: editing them renders nothing
+    csv.write_text(csv.read_text().replace("keyframes given as times", "keyframes given as times (checked)"))
+    r = run("run", str(csv), "--out", str(out))
+    assert r.exit_code == 0 and "0 rendered, 3 cached" in r.output
+
     # a damaged output is noticed and rendered again
     video = out / "1A" / "video.mp4"
     video.write_bytes(video.read_bytes()[:-100])
