@@ -109,6 +109,8 @@ class RunResult:
     shots: list[ShotResult]
     out: Path
     strict: bool = False
+    report: Path | None = None         # out/report.html, once written
+    timeline: Path | None = None       # out/timeline.otio, once written
 
     @property
     def failed(self) -> list[ShotResult]:
@@ -369,26 +371,31 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(out)
-    context = RenderContext(options, cast_dir, emit)
-    results: list[ShotResult] = []
-    for job in jobs:
-        if job.done:
-            results.append(_cached_result(job))
-            emit({"event": "shot_done", "shot": job.shot.id, "status": "cached"})
-            if job.first_in_scene:
-                _load_anchor(job, context)
-            continue
-        emit({"event": "shot_start", "shot": job.shot.id, "frames": job.frames})
-        result = render_shot_safely(job, context)
-        results.append(result)
-        emit({"event": "shot_done" if result.ok else "shot_failed", "shot": job.shot.id,
-              "status": result.status, "reason": result.reason, "flagged": len(result.flagged)})
+    from keyrender.executors import get_executor
+
+    results: list[ShotResult] = get_executor(executor).run(jobs, options, cast_dir, emit)
     run = RunResult(results, out, strict=options.strict)
+    _write_run_files(run, shotlist, emit)
     emit({"event": "run_done", "exit_code": run.exit_code,
           "rendered": sum(r.status == "rendered" for r in results),
           "cached": sum(r.status == "cached" for r in results),
           "failed": sum(r.status == "failed" for r in results)})
     return run
+
+
+def _write_run_files(run: RunResult, shotlist: ShotList, emit: Callback) -> None:
+    """report.html and timeline.otio in the output folder (also when shots failed). A failure
+    to write them is a warning: the shots are rendered and the exit code says how they went."""
+    from keyrender.report import write_report
+    from keyrender.timeline import write_otio
+
+    for attr, write, name in (("report", write_report, "report.html"), ("timeline", write_otio, "timeline.otio")):
+        try:
+            setattr(run, attr, write(run, shotlist, run.out / name))
+        except KeyrenderError as exc:
+            emit({"event": "warning", "message": str(exc)})
+    emit({"event": "report", "report": str(run.report) if run.report else None,
+          "timeline": str(run.timeline) if run.timeline else None})
 
 
 def _check_cast(shotlist: ShotList, cast_dir: Path) -> None:

@@ -1,0 +1,370 @@
+"""Executors: who runs render_shot for the jobs of a run.
+
+    LocalExecutor()                                   in this process, one shot after the other
+    RayExecutor(address=None, num_gpus=1, max_retries=3)
+                                                      one Ray task per shot, each with its GPU(s)
+
+An executor's `run(jobs, options, cast_dir, emit)` returns one ShotResult per job, in job order,
+and leaves every finished shot in place under options.out (video.mp4, keyframes/, manifest.json),
+swapped in atomically as pipeline.render_shot does.
+
+Scene order: a shot that is not its scene's first uses the scene's first keyframe as its style
+anchor (RenderContext.anchors) when it generates keyframes. Both executors therefore run a scene's
+first shot before the scene's other generated shots; the Ray executor runs the shots that do not
+wait on an anchor (other scenes' first shots, storyboard shots) in parallel, and sends the anchor
+image along with the shots that need it.
+
+Ray without a shared filesystem: the driver sends each task the bytes of the files its shot reads
+(storyboard, style and control images, its characters' reference images); the worker renders into
+a temporary folder of its own and returns {relative path: bytes} and the manifest; the driver
+checks every file against the manifest's size and sha256, writes them into a staging folder under
+the output folder and swaps it into place. A worker that dies (killed, out of memory, node lost)
+is retried by Ray up to max_retries times; an error inside a shot is not retried, it fails that
+shot with its reason like a local run does. Workers keep their models loaded between tasks (a
+module-level cache per worker process).
+
+Nothing here imports torch or ray at module level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from keyrender.errors import InputError, KeyrenderError
+
+Event = dict[str, Any]
+Callback = Callable[[Event], None]
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, jobs: list, options, cast_dir: Path, emit: Callback) -> list:
+        """Render the jobs that are not done; one ShotResult per job, in job order."""
+        ...
+
+
+def get_executor(executor: "str | Executor | None", **kwargs) -> Executor:
+    """An executor from a name ("local", "ray"), an executor instance, or None (local)."""
+    if executor is None or executor == "local":
+        return LocalExecutor()
+    if executor == "ray":
+        return RayExecutor(**kwargs)
+    if isinstance(executor, str):
+        raise InputError(f"unknown executor '{executor}' (known: local, ray)")
+    if not callable(getattr(executor, "run", None)):
+        raise InputError(f"executor {executor!r} has no run(jobs, options, cast_dir, emit) method")
+    return executor
+
+
+def scene_dependencies(jobs: list) -> dict[str, str | None]:
+    """shot id -> the shot id whose first keyframe it waits for (its scene's first shot, when
+    that shot is among the jobs and this shot generates keyframes), else None."""
+    firsts = {j.scene.id: j.shot.id for j in jobs if j.first_in_scene}
+    deps = {}
+    for j in jobs:
+        wait = None
+        if not j.first_in_scene and not j.shot.storyboard:
+            wait = firsts.get(j.scene.id)
+        deps[j.shot.id] = wait
+    return deps
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class LocalExecutor:
+    """Every shot in this process, in shot-list order (a scene's first shot comes first)."""
+
+    name = "local"
+
+    def run(self, jobs: list, options, cast_dir: Path, emit: Callback) -> list:
+        from keyrender.pipeline import RenderContext, _cached_result, _load_anchor, render_shot_safely
+
+        context = RenderContext(options, cast_dir, emit)
+        results = []
+        for job in jobs:
+            if job.done:
+                results.append(_cached_result(job))
+                emit({"event": "shot_done", "shot": job.shot.id, "status": "cached"})
+                if job.first_in_scene:
+                    _load_anchor(job, context)
+                continue
+            emit({"event": "shot_start", "shot": job.shot.id, "frames": job.frames})
+            result = render_shot_safely(job, context)
+            results.append(result)
+            emit({"event": "shot_done" if result.ok else "shot_failed", "shot": job.shot.id,
+                  "status": result.status, "reason": result.reason, "flagged": len(result.flagged)})
+        return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+
+
+@dataclass
+class RayExecutor:
+    """One Ray task per shot. address: a cluster ("ray://host:10001", "auto"), or None to use
+    the Ray already initialised in this process, else start a local one. num_gpus: GPUs per task
+    (0 for CPU workers; fractions share a GPU). max_retries: re-runs of a task whose worker died."""
+
+    address: str | None = None
+    num_gpus: float = 1
+    max_retries: int = 3
+    num_cpus: float = 1
+    name: str = "ray"
+
+    def _init(self):
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor ray needs Ray: pip install 'keyrender[ray]'") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except Exception as exc:  # ConnectionError, RuntimeError... name the address
+                raise KeyrenderError(f"cannot start or reach Ray at {self.address or 'a new local cluster'}: {exc}") from exc
+        if self.num_gpus:
+            have = ray.cluster_resources().get("GPU", 0)
+            if have < self.num_gpus:
+                raise InputError(
+                    f"the Ray cluster at {self.address or 'local'} has {have:g} GPU(s); each shot asks for "
+                    f"{self.num_gpus:g} (--num-gpus): use --num-gpus 0 for CPU workers, or add GPU nodes")
+        return ray
+
+    def run(self, jobs: list, options, cast_dir: Path, emit: Callback) -> list:
+        from keyrender.pipeline import _cached_result, read_manifest
+
+        results: dict[str, Any] = {}
+        anchors: dict[str, bytes | None] = {}       # scene -> PNG of its first keyframe
+        deps = scene_dependencies(jobs)
+        for job in jobs:
+            if job.done:
+                results[job.shot.id] = _cached_result(job)
+                emit({"event": "shot_done", "shot": job.shot.id, "status": "cached"})
+                if job.first_in_scene:
+                    anchors[job.scene.id] = _anchor_bytes(job.out_dir, read_manifest(job.out_dir))
+        todo = [j for j in jobs if not j.done]
+        if not todo:
+            return [results[j.shot.id] for j in jobs]
+
+        ray = self._init()
+        remote = ray.remote(_render_task).options(
+            num_gpus=self.num_gpus, num_cpus=self.num_cpus, max_retries=self.max_retries,
+            retry_exceptions=False)
+        waiting = {j.shot.id for j in todo}
+        running: dict[Any, Any] = {}                # object ref -> job
+        started: dict[str, float] = {}
+        warned: set[str] = set()
+
+        def submit_ready():
+            for j in todo:
+                sid = j.shot.id
+                dep = deps[sid]
+                if sid not in waiting or (dep is not None and dep not in results):
+                    continue
+                waiting.discard(sid)
+                payload = _payload(j, options, cast_dir, anchors.get(j.scene.id) if dep is not None else None)
+                started[sid] = time.perf_counter()
+                emit({"event": "shot_start", "shot": sid, "frames": j.frames, "executor": "ray"})
+                running[remote.remote(payload)] = j
+
+        submit_ready()
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            job = running.pop(ref)
+            reply: dict = {}
+            try:
+                reply = ray.get(ref)
+                for message in reply.get("warnings") or []:
+                    if message not in warned:
+                        warned.add(message)
+                        emit({"event": "warning", "message": message})
+                result = _receive(job, reply, options, time.perf_counter() - started[job.shot.id])
+            except KeyrenderError as exc:
+                result = _failed(job, str(exc), started)
+            except Exception as exc:  # the task's worker died max_retries + 1 times, or the reply was lost
+                result = _failed(job, f"Ray task failed: {type(exc).__name__}: {_first_line(exc)}", started)
+            results[job.shot.id] = result
+            if job.first_in_scene:
+                anchors[job.scene.id] = reply.get("anchor") if result.ok else None
+            emit({"event": "shot_done" if result.ok else "shot_failed", "shot": job.shot.id,
+                  "status": result.status, "reason": result.reason, "flagged": len(result.flagged),
+                  "done": len(results), "total": len(jobs)})
+            submit_ready()
+        return [results[j.shot.id] for j in jobs]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else ""
+
+
+def _failed(job, reason: str, started: dict):
+    from keyrender.pipeline import ShotResult
+
+    return ShotResult(job.shot.id, "failed", job.out_dir, reason=reason,
+                      seconds=time.perf_counter() - started.get(job.shot.id, time.perf_counter()), error_type="error")
+
+
+def _anchor_bytes(out_dir: Path, manifest: dict | None) -> bytes | None:
+    kfs = (manifest or {}).get("keyframes") or []
+    if not kfs:
+        return None
+    try:
+        return (Path(out_dir) / kfs[0]["path"]).read_bytes()
+    except OSError:
+        return None
+
+
+# ---- driver -> worker: the job with the bytes of every file it reads --------------------------
+
+
+def _payload(job, options, cast_dir: Path, anchor: bytes | None) -> dict:
+    from keyrender.identity.cast import find_cast
+
+    shot, scene = job.shot, job.scene
+    files: dict[str, bytes] = {}
+
+    def ship(p: Path | None, kind: str) -> str | None:
+        if p is None:
+            return None
+        data = Path(p).read_bytes()
+        rel = f"inputs/{kind}/{hashlib.sha256(data).hexdigest()[:16]}{Path(p).suffix.lower()}"
+        files[rel] = data
+        return rel
+
+    kf_images = tuple(ship(p, "keyframes") for p in shot.keyframe_images)
+    style = ship(scene.style_image, "style")
+    control = ship(shot.control_image, "control")
+    cast = find_cast(cast_dir)
+    for name in shot.characters:
+        for p in cast.get(name, []):
+            files[f"cast/{name}/{Path(p).name}"] = Path(p).read_bytes()
+    return {
+        "job": job, "options": options, "files": files, "anchor": anchor,
+        "paths": {"keyframe_images": kf_images, "style_image": style, "control_image": control},
+    }
+
+
+# ---- worker -----------------------------------------------------------------------------------
+
+_WORKER_CONTEXTS: dict[tuple, Any] = {}   # models stay loaded in a worker between its tasks
+
+
+def _worker_context(options, cast_dir: Path, emit: Callback):
+    """This worker's RenderContext for these model options, reused across tasks; the per-task
+    parts (options, cast folder, anchors, identities) are reset."""
+    from keyrender.pipeline import RenderContext
+
+    key = (options.preset, options.device, options.face_model, options.offline, options.allow_download,
+           str(options.cache_dir))
+    ctx = _WORKER_CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _WORKER_CONTEXTS[key] = RenderContext(options, cast_dir, emit)
+    ctx.options, ctx.cast_dir, ctx.emit = options, cast_dir, emit
+    ctx.anchors = {}
+    ctx._identities = {}   # the cast is shipped per task: identities are rebuilt from it
+    return ctx
+
+
+def _render_task(payload: dict) -> dict:
+    """Runs on a Ray worker: render one shot in a temporary folder and send back its files."""
+    from keyrender.media import load_image
+    from keyrender.pipeline import render_shot_safely
+
+    job, options = payload["job"], payload["options"]
+    events: list[Event] = []
+    with tempfile.TemporaryDirectory(prefix=f"keyrender-{job.shot.id}-") as tmp:
+        root = Path(tmp)
+        for rel, data in payload["files"].items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        p = payload["paths"]
+        shot = replace(job.shot,
+                       keyframe_images=tuple(root / x if x else None for x in p["keyframe_images"]),
+                       control_image=root / p["control_image"] if p["control_image"] else None)
+        scene = replace(job.scene, style_image=root / p["style_image"] if p["style_image"] else None)
+        out = root / "out"
+        job = replace(job, shot=shot, scene=scene, out_dir=out / shot.id)
+        opts = replace(options, out=out, cast=root / "cast")
+        (root / "cast").mkdir(exist_ok=True)
+        ctx = _worker_context(opts, root / "cast", events.append)
+        if payload.get("anchor"):
+            anchor_path = root / "anchor.png"
+            anchor_path.write_bytes(payload["anchor"])
+            ctx.anchors[scene.id] = load_image(anchor_path)
+        result = render_shot_safely(job, ctx)
+        reply: dict[str, Any] = {"status": result.status, "reason": result.reason, "error_type": result.error_type,
+                                 "flagged": list(result.flagged), "seconds": result.seconds,
+                                 "warnings": [e["message"] for e in events if e.get("event") == "warning"],
+                                 "host": os.uname().nodename, "pid": os.getpid()}
+        if result.ok:
+            files = {}
+            for f in sorted((out / shot.id).rglob("*")):
+                if f.is_file():
+                    files[f.relative_to(out / shot.id).as_posix()] = f.read_bytes()
+            reply["files"] = files
+            kf0 = (json.loads(files["manifest.json"]).get("keyframes") or [{}])[0].get("path")
+            reply["anchor"] = files.get(kf0) if job.first_in_scene and kf0 else None
+        return reply
+
+
+# ---- worker -> driver: files into staging, checked, swapped into place -----------------------
+
+
+def _receive(job, reply: dict, options, seconds: float):
+    """Write a worker's reply for `job` into place (staging, check, swap); the ShotResult."""
+    from keyrender.fsutil import atomic_write_bytes
+    from keyrender.pipeline import MANIFEST, VIDEO, ShotResult, _sha256_file, _swap_into_place
+
+    if reply["status"] != "rendered":
+        return ShotResult(job.shot.id, "failed", job.out_dir, reason=reply["reason"], seconds=seconds,
+                          error_type=reply.get("error_type") or "error")
+    files: dict[str, bytes] = reply["files"]
+    if MANIFEST not in files:
+        raise KeyrenderError(f"shot {job.shot.id}: the Ray worker sent no {MANIFEST}")
+    manifest = json.loads(files[MANIFEST])
+    listed = {rec["path"]: rec for rec in manifest.get("files", [])}
+    extra = set(files) - set(listed) - {MANIFEST}
+    missing = set(listed) - set(files)
+    if missing or extra:
+        raise KeyrenderError(f"shot {job.shot.id}: the worker's files do not match its manifest "
+                             f"(missing {sorted(missing)}, unlisted {sorted(extra)})")
+    for rel in listed:
+        if not _safe_rel(rel):
+            raise KeyrenderError(f"shot {job.shot.id}: unsafe path in the worker's manifest: {rel!r}")
+    out = Path(options.out)
+    staging = out / f".staging-{job.shot.id}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        for rel, data in files.items():
+            if rel != MANIFEST:
+                atomic_write_bytes(staging / rel, data)
+        for rel, rec in listed.items():                     # what landed on disk is what was rendered
+            p = staging / rel
+            if p.stat().st_size != rec["bytes"] or _sha256_file(p) != rec["sha256"]:
+                raise KeyrenderError(f"shot {job.shot.id}: {rel} arrived damaged from the Ray worker "
+                                     f"({p.stat().st_size} bytes, expected {rec['bytes']})")
+        atomic_write_bytes(staging / MANIFEST, files[MANIFEST])   # the manifest last: it marks done
+        _swap_into_place(staging, job.out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ShotResult(job.shot.id, "rendered", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST,
+                      list(reply.get("flagged") or []), seconds=seconds)
+
+
+def _safe_rel(rel: str) -> bool:
+    p = Path(rel)
+    return not p.is_absolute() and ".." not in p.parts and rel not in ("", ".")

@@ -1,0 +1,409 @@
+"""The run report: one self-contained HTML file per run (thumbnails and plots embedded).
+
+    write_report(run_result, shotlist, path) -> path
+
+Per shot: status, timings, the failure reason of a failed shot, a contact sheet of its keyframes
+(small JPEG thumbnails, base64), the identity similarity of each character over time as an inline
+SVG plot with each identity's threshold, the flagged frames, and every keyframe re-roll and
+in-between repair the refine loop made. Everything comes from the run result and each shot's
+manifest.json (see docs/manifest.md); every string that comes from the shot list or a manifest is
+HTML-escaped. No torch, no matplotlib: OpenCV makes the thumbnails, the plots are drawn here.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from keyrender.errors import KeyrenderError
+from keyrender.fsutil import atomic_write_text
+
+THUMB_WIDTH = 192
+THUMB_QUALITY = 70
+PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
+FLAG = "#d62728"
+
+
+def esc(value: Any) -> str:
+    """HTML-escape anything (quotes too: values also go into attributes)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def write_report(run_result, shotlist, path: str | Path) -> Path:
+    """Write the run's HTML report to `path` atomically and return the path."""
+    path = Path(path)
+    try:
+        page = render_report(run_result, shotlist)
+        atomic_write_text(path, page)
+    except OSError as exc:
+        raise KeyrenderError(f"cannot write the run report {path}: {exc}") from exc
+    return path
+
+
+def render_report(run_result, shotlist) -> str:
+    """The report as one HTML string."""
+    shots_by_id = {s.id: s for s in shotlist.shots} if shotlist is not None else {}
+    counts = {k: sum(r.status == k for r in run_result.shots) for k in ("rendered", "cached", "failed")}
+    flagged = sum(1 for r in run_result.shots if r.flagged)
+    title = f"keyrender run: {Path(shotlist.path).name if shotlist is not None else run_result.out}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        '<p class="meta">',
+        f"shot list <code>{esc(shotlist.path if shotlist is not None else '-')}</code> &middot; "
+        f"output <code>{esc(run_result.out)}</code> &middot; "
+        f"written {esc(_dt.datetime.now().astimezone().isoformat(timespec='seconds'))}</p>",
+        f'<p class="summary">{counts["rendered"]} rendered, {counts["cached"]} cached, '
+        f'{counts["failed"]} failed' + (f", {flagged} with flagged frames" if flagged else "")
+        + (" (--strict: flagged shots count as failed)" if run_result.strict and flagged else "") + "</p>",
+        _index(run_result),
+    ]
+    for result in run_result.shots:
+        parts.append(_shot_section(result, shots_by_id.get(result.shot), run_result))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _index(run_result) -> str:
+    rows = []
+    for r in run_result.shots:
+        cls = _status_class(r, run_result.strict)
+        rows.append(
+            f'<tr><td><a href="#shot-{esc(r.shot)}">{esc(r.shot)}</a></td>'
+            f'<td class="{cls}">{esc(r.status)}</td><td>{len(r.flagged)}</td>'
+            f'<td>{r.seconds:.1f}</td><td>{esc(r.reason or "")}</td></tr>')
+    return ('<table class="index"><tr><th>shot</th><th>status</th><th>flagged frames</th>'
+            '<th>seconds</th><th>reason</th></tr>' + "".join(rows) + "</table>")
+
+
+def _status_class(r, strict: bool) -> str:
+    if r.status == "failed" or (strict and r.flagged):
+        return "bad"
+    return "warn" if r.flagged else "ok"
+
+
+def _read_manifest(result) -> dict | None:
+    p = result.manifest or (Path(result.out_dir) / "manifest.json")
+    try:
+        return json.loads(Path(p).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _shot_section(result, shot, run_result) -> str:
+    out = [f'<section id="shot-{esc(result.shot)}">',
+           f'<h2>{esc(result.shot)} <span class="{_status_class(result, run_result.strict)}">'
+           f'{esc(result.status)}</span></h2>']
+    if shot is not None:
+        fps = shot.fps
+        out.append(
+            f'<p class="meta">scene {esc(shot.scene)} &middot; line {shot.line} &middot; {shot.frames} frames @ '
+            f'{esc(_fps_text(fps))} fps ({float(shot.duration):.2f} s) &middot; characters: '
+            f'{esc(", ".join(shot.characters) or "-")} &middot; seed {shot.seed}</p>')
+        out.append(f'<p class="prompt">{esc(shot.prompt)}</p>')
+        if shot.notes:
+            out.append(f'<p class="notes">notes: {esc(shot.notes)}</p>')
+    if result.status == "failed":
+        out.append(f'<p class="reason bad">failed ({esc(result.error_type or "error")}): {esc(result.reason)}</p>')
+        if (Path(result.out_dir) / "manifest.json").is_file():
+            out.append(f'<p class="meta">an earlier render of this shot is still in '
+                       f'<code>{esc(result.out_dir)}</code> and is not shown here.</p>')
+        out.append(f'<p class="meta">{result.seconds:.1f} s</p></section>')
+        return "\n".join(out)
+
+    m = _read_manifest(result)
+    if m is None:
+        out.append(f'<p class="reason bad">manifest missing or unreadable: {esc(result.manifest)}</p></section>')
+        return "\n".join(out)
+    video = m.get("video", {})
+    out.append(
+        f'<p class="meta">video <a href="{esc(_rel_href(result.out_dir, run_result.out, video.get("path", "video.mp4")))}">'
+        f'{esc(Path(result.out_dir).name)}/{esc(video.get("path", "video.mp4"))}</a> &middot; '
+        f'{esc(video.get("width"))}x{esc(video.get("height"))} &middot; {esc(video.get("codec"))} &middot; '
+        f'cache key <code>{esc(m.get("cache_key"))}</code></p>')
+    out.append(_timings(m, result))
+    out.append(_contact_sheet(m, Path(result.out_dir)))
+    out.append(_identity(m))
+    warnings = m.get("warnings") or []
+    if warnings:
+        out.append("<h3>warnings</h3><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _fps_text(fps) -> str:
+    fps = Fraction(fps)
+    return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator} ({float(fps):.3f})"
+
+
+def _rel_href(out_dir, run_out, rel: str) -> str:
+    try:
+        return (Path(out_dir).resolve().relative_to(Path(run_out).resolve()) / rel).as_posix()
+    except ValueError:
+        return (Path(out_dir).resolve() / rel).as_uri()
+
+
+def _timings(m: dict, result) -> str:
+    t = m.get("timings") or {}
+    cells = "".join(f"<td>{esc(k.removesuffix('_s'))}</td><td>{float(v):.2f} s</td>" for k, v in t.items())
+    note = " (cached: times of the run that rendered it)" if result.status == "cached" else ""
+    return f'<h3>timings{esc(note)}</h3><table class="timings"><tr>{cells}</tr></table>' if cells else ""
+
+
+def _thumbnail(path: Path) -> str | None:
+    """A data: URL of a small JPEG of the image at path, or None if it cannot be read."""
+    import cv2
+    import numpy as np
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    if w > THUMB_WIDTH:
+        img = cv2.resize(img, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
+    if not ok:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _contact_sheet(m: dict, out_dir: Path) -> str:
+    fps = Fraction(m.get("video", {}).get("fps", "24"))
+    flagged = set(m.get("identity", {}).get("flagged_frames") or [])
+    cells = []
+    for kf in m.get("keyframes") or []:
+        src = _thumbnail(out_dir / kf["path"])
+        img = (f'<img src="{src}" alt="{esc(kf["path"])}">' if src
+               else f'<div class="missing">cannot read {esc(kf["path"])}</div>')
+        ident = kf.get("identity") or {}
+        attempts = ident.get("attempts") or []
+        final = ident.get("final") or {}
+        badge = ""
+        if final:
+            badge = (f'<span class="{"ok" if final.get("passed") else "bad"}">'
+                     f'{"pass" if final.get("passed") else "FLAGGED"}</span> ')
+        elif kf["frame"] in flagged:
+            badge = '<span class="bad">FLAGGED</span> '
+        caption = (f'{badge}frame {kf["frame"]} &middot; {float(Fraction(kf["frame"]) / fps):.2f} s &middot; '
+                   f'{esc(kf.get("source"))}' + (f' &middot; seed {esc(kf["seed"])}' if kf.get("seed") is not None else "")
+                   + (f' &middot; {len(attempts) - 1} re-roll(s)' if len(attempts) > 1 else ""))
+        title = esc(kf.get("prompt") or "")
+        cells.append(f'<figure title="{title}">{img}<figcaption>{caption}</figcaption></figure>')
+    return '<h3>keyframes</h3><div class="sheet">' + "".join(cells) + "</div>"
+
+
+def _identity(m: dict) -> str:
+    ident = m.get("identity") or {}
+    out = ["<h3>identity</h3>"]
+    if not ident.get("checked"):
+        out.append(f'<p class="meta">not checked: {esc(ident.get("why_not") or "no reason recorded")}</p>')
+    fps = Fraction(m.get("video", {}).get("fps", "24"))
+    frames_total = int(m.get("video", {}).get("frames") or 1)
+    scores = {int(f): s for f, s in (ident.get("frames") or {}).items()}
+    if scores:
+        out.append(identity_svg(scores, ident.get("thresholds") or {}, frames_total, fps,
+                                [k["frame"] for k in m.get("keyframes") or []]))
+    flagged = ident.get("flagged_frames") or []
+    if ident.get("checked"):
+        budget = ident.get("budget") or {}
+        out.append(f'<p class="meta">checked every {esc(ident.get("check_every"))} frame(s) &middot; '
+                   f'generation budget {esc(budget.get("spent"))} of {esc(budget.get("generations"))} spent</p>')
+        if flagged:
+            out.append(f'<p class="bad">flagged frames ({len(flagged)}): '
+                       + ", ".join(f"{f} ({float(Fraction(f) / fps):.2f} s): {esc(_why(scores.get(f)))}" for f in flagged)
+                       + "</p>")
+        else:
+            out.append('<p class="ok">no flagged frames</p>')
+    out.append(_attempts_table(m))
+    out.append(_repairs_table(ident.get("repairs") or []))
+    return "\n".join(out)
+
+
+def _why(score: dict | None) -> str:
+    if not score:
+        return "failed"
+    parts = []
+    for name, c in (score.get("characters") or {}).items():
+        if c.get("passed"):
+            continue
+        if not c.get("found"):
+            parts.append(f"{name} missing")
+        elif c.get("wrong_person"):
+            parts.append(f"{name} looks like {c['wrong_person']}")
+        elif c.get("similarity") is not None:
+            parts.append(f"{name} {c['similarity']:.3f} < {c['threshold']:.3f}")
+    if score.get("strangers"):
+        parts.append(f"{score['strangers']} stranger(s)")
+    return "; ".join(parts) or "failed"
+
+
+def _sims(score: dict) -> str:
+    chars = score.get("characters") or {}
+    return ", ".join(
+        f"{esc(n)} {'-' if c.get('similarity') is None else format(c['similarity'], '.3f')}"
+        f"{'' if c.get('passed') else ' ✗'}" for n, c in chars.items()) or "-"
+
+
+def _attempts_table(m: dict) -> str:
+    rows = []
+    for kf in m.get("keyframes") or []:
+        attempts = (kf.get("identity") or {}).get("attempts") or []
+        chosen = (kf.get("identity") or {}).get("chosen_attempt")
+        for a in attempts:
+            if len(attempts) < 2:
+                continue
+            mark = " (kept)" if a.get("attempt") == chosen else ""
+            rows.append(f'<tr><td>{kf["index"]}</td><td>{kf["frame"]}</td><td>{esc(a.get("attempt"))}{mark}</td>'
+                        f'<td>{esc(a.get("seed"))}</td><td>{esc(a.get("identity_strength"))}</td>'
+                        f'<td class="{"ok" if a.get("passed") else "bad"}">{"pass" if a.get("passed") else "fail"}</td>'
+                        f'<td>{_sims(a)}</td></tr>')
+    if not rows:
+        return '<p class="meta">keyframe re-rolls: none</p>'
+    return ('<h4>keyframe re-rolls</h4><table><tr><th>keyframe</th><th>frame</th><th>attempt</th><th>seed</th>'
+            '<th>identity strength</th><th>result</th><th>similarity</th></tr>' + "".join(rows) + "</table>")
+
+
+def _repairs_table(repairs: list[dict]) -> str:
+    if not repairs:
+        return '<p class="meta">in-between repairs: none</p>'
+    rows = []
+    for r in repairs:
+        tries = "; ".join(f"#{esc(a.get('attempt'))} seed {esc(a.get('seed'))}: "
+                          f"{'pass' if a.get('passed') else 'fail'} ({_sims(a)})" for a in r.get("attempts") or [])
+        rows.append(f'<tr><td>{esc(r.get("frame"))}</td><td>{esc(r.get("depth"))}</td><td>{esc(r.get("reason"))}</td>'
+                    f'<td class="{"ok" if r.get("result") == "passed" else "bad"}">{esc(r.get("result"))}'
+                    f'{" (" + esc(r["stopped"]) + ")" if r.get("stopped") else ""}</td><td>{tries or "-"}</td></tr>')
+    return ('<h4>in-between repairs</h4><table><tr><th>frame</th><th>depth</th><th>why</th><th>result</th>'
+            '<th>attempts</th></tr>' + "".join(rows) + "</table>")
+
+
+# ---------------------------------------------------------------------------------------------
+# the similarity plot
+
+
+def identity_svg(scores: dict[int, dict], thresholds: dict[str, float], frames: int, fps: Fraction,
+                 keyframes: list[int] = (), width: int = 720, height: int = 200) -> str:
+    """An inline SVG: similarity of each character per checked frame (x: seconds), each
+    identity's threshold as a dashed line of its colour, keyframes as grey ticks, failing frames
+    in red, frames where a character was not found as red crosses on the bottom axis."""
+    names: list[str] = []
+    for s in scores.values():
+        for n in (s.get("characters") or {}):
+            if n not in names:
+                names.append(n)
+    for n in thresholds:
+        if n not in names:
+            names.append(n)
+    thr = dict(thresholds)
+    for s in scores.values():
+        for n, c in (s.get("characters") or {}).items():
+            thr.setdefault(n, c.get("threshold"))
+    values = [c["similarity"] for s in scores.values() for c in (s.get("characters") or {}).values()
+              if c.get("similarity") is not None] + [t for t in thr.values() if t is not None]
+    lo = min([0.0] + values)
+    hi = max([1.0] + values)
+    step = 0.2 if hi - lo <= 1.2 else 0.5
+    lo, hi = math.floor(lo / step - 1e-9) * step, math.ceil(hi / step - 1e-9) * step  # whole ticks
+    left, right, top, bottom = 44, 12, 10, 28
+    pw, ph = width - left - right, height - top - bottom
+    last = max(frames - 1, 1)
+
+    def x(f: int) -> float:
+        return left + pw * f / last
+
+    def y(v: float) -> float:
+        return top + ph * (hi - v) / (hi - lo)
+
+    el = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
+          f'viewBox="0 0 {width} {height}" role="img" aria-label="identity similarity over time">',
+          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#bbb"/>']
+    for v in _ticks(lo, hi, step):
+        el.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e5e5e5"/>'
+                  f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" class="ax">{v:.1f}</text>')
+    seconds = float(Fraction(last) / fps)
+    tstep = _nice_step(seconds)
+    t = 0.0
+    while t <= seconds + 1e-9:
+        fx = x(round(t * float(fps)))
+        el.append(f'<text x="{fx:.1f}" y="{top + ph + 16}" text-anchor="middle" class="ax">{t:g}s</text>')
+        t += tstep
+    for f in keyframes:
+        el.append(f'<line x1="{x(f):.1f}" x2="{x(f):.1f}" y1="{top}" y2="{top + ph}" stroke="#ccc" '
+                  f'stroke-dasharray="2,3"><title>keyframe at frame {f}</title></line>')
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        if thr.get(name) is not None:
+            ty = y(float(thr[name]))
+            el.append(f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{color}" '
+                      f'stroke-dasharray="6,4"><title>{esc(name)} threshold {float(thr[name]):.3f}</title></line>')
+        pts, marks = [], []
+        for f in sorted(scores):
+            c = (scores[f].get("characters") or {}).get(name)
+            if c is None:
+                continue
+            tt = float(Fraction(f) / fps)
+            if c.get("similarity") is None:
+                bx, by = x(f), top + ph - 4
+                marks.append(f'<path d="M{bx - 3:.1f},{by - 3:.1f}l6,6m0,-6l-6,6" stroke="{FLAG}" stroke-width="1.5">'
+                             f'<title>{esc(name)} not found at frame {f} ({tt:.2f} s)</title></path>')
+                continue
+            px, py = x(f), y(float(c["similarity"]))
+            pts.append(f"{px:.1f},{py:.1f}")
+            fill = color if c.get("passed") else FLAG
+            r = 2.2 if c.get("passed") else 3.5
+            marks.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" fill="{fill}"><title>{esc(name)} frame {f} '
+                         f'({tt:.2f} s): {float(c["similarity"]):.3f}{"" if c.get("passed") else " FAILED"}</title></circle>')
+        if len(pts) > 1:
+            el.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="1.2"/>')
+        el.extend(marks)
+        el.append(f'<text x="{left + 6 + 110 * i}" y="{top + 12}" fill="{color}" class="lg">&#9632; {esc(name)}</text>')
+    el.append("</svg>")
+    return "".join(el)
+
+
+def _ticks(lo: float, hi: float, step: float) -> list[float]:
+    start = step * round(lo / step)
+    out, v = [], start
+    while v <= hi + 1e-9:
+        if v >= lo - 1e-9:
+            out.append(round(v, 6))
+        v += step
+    return out
+
+
+def _nice_step(seconds: float) -> float:
+    for s in (0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120):
+        if seconds / s <= 10:
+            return float(s)
+    return 300.0
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:20px}h2{font-size:17px;margin-top:28px;border-top:1px solid #ddd;padding-top:14px}
+h3{font-size:14px;margin:14px 0 6px}h4{font-size:13px;margin:10px 0 4px}
+.meta{color:#666;font-size:12px}.prompt{font-style:italic}.notes{color:#555}
+.ok{color:#2a7d2a}.warn{color:#b8860b}.bad{color:#c62828;font-weight:600}
+table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:left}
+.sheet{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:192px}
+figure img{width:192px;display:block;border:1px solid #ccc}figcaption{font-size:11px;color:#444}
+.missing{width:192px;height:108px;background:#eee;font-size:11px}
+svg.plot .ax{font-size:10px;fill:#666}svg.plot .lg{font-size:11px}
+code{font-size:12px}
+"""

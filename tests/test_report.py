@@ -1,0 +1,180 @@
+"""The run report (report.html) and the editorial timeline (timeline.otio), on real renders of the
+storyboard sample: one without a face model, and shot 2A with the tiny face pack, so that the
+identity plot, flagged frames and repairs come from the real check-and-repair loop."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keyrender.pipeline import RenderOptions, RunResult, ShotResult, render
+from keyrender.report import identity_svg, render_report, write_report
+from keyrender.shotlist import load_shotlist
+from keyrender.timeline import build_timeline, write_otio
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+EVIL = '<script>alert("x")</script> & "quotes"'
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The sample with a hostile prompt and note, rendered twice: all shots without a face
+    model, and 2A with the tiny face pack (real identity checks); plus a broken copy."""
+    root = tmp_path_factory.mktemp("report")
+    proj = root / "proj"
+    shutil.copytree(SAMPLES, proj, ignore=shutil.ignore_patterns("renders", ".keyrender"))
+    csv = proj / "shotlist.csv"
+    csv.write_text(csv.read_text()
+                   .replace('"Eileen in her orange flight suit, smiling"', '"Eileen <script>alert(\'p\')</script>, smiling"')
+                   .replace("fractional NTSC rate on purpose", EVIL.replace('"', '""').join('""')))
+    plain = render(csv, RenderOptions(out=root / "plain"), executor="local")
+    checked = render(csv, RenderOptions(out=root / "checked", only=["2A"], face_model="tiny", offline=True,
+                                        cache_dir=root / "cache"), executor="local")
+    return proj, csv, plain, checked
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_report_is_self_contained_and_escapes_shot_list_text(runs, tmp_path):
+    import cv2
+
+    proj, csv, plain, _ = runs
+    path = write_report(plain, load_shotlist(csv), tmp_path / "report.html")
+    page = path.read_text()
+    assert "<script" not in page.lower()                      # nothing from the CSV runs
+    assert "&lt;script&gt;alert(&#x27;p&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
+    # one embedded JPEG thumbnail per keyframe (3 + 3 + 2), small, and nothing loaded from outside
+    thumbs = _images(page)
+    assert len(thumbs) == 8
+    for data in thumbs:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[1] == 192 and len(data) < 20_000
+    assert not re.search(r'src="(?!data:)', page) and "<link" not in page
+    for shot in ("1A", "1B", "2A"):
+        assert f'id="shot-{shot}"' in page
+    assert "not checked: no face model" in page
+    assert "24000/1001" in page and "interpolate_encode" in page
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_report_identity_plot_flagged_frames_and_repairs_from_real_checks(runs, tmp_path):
+    proj, csv, _, checked = runs
+    m = json.loads((checked.out / "2A" / "manifest.json").read_text())
+    ident = m["identity"]
+    assert ident["checked"] and ident["frames"], "the tiny face pack should check every frame"
+    page = render_report(checked, load_shotlist(csv))
+    svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
+    root = ET.fromstring(svg)                                  # well-formed SVG
+    ns = "{http://www.w3.org/2000/svg}"
+    titles = [t.text for t in root.iter(ns + "title")]
+    thr = ident["thresholds"]["eileen"]
+    assert f"eileen threshold {thr:.3f}" in titles
+    found = [f for f, s in ident["frames"].items() if s["characters"]["eileen"]["similarity"] is not None]
+    assert len(root.findall(ns + "circle")) == len(found)
+    failing = [c for c in root.findall(ns + "circle") if c.get("fill") == "#d62728"]
+    assert len(failing) == sum(not ident["frames"][f]["passed"] for f in found)
+    for f in ident["flagged_frames"]:
+        assert re.search(rf"\b{f} \(\d+\.\d\d s\): eileen", page), f
+    if ident["repairs"]:
+        assert "<h4>in-between repairs</h4>" in page
+        assert f"<td>{ident['repairs'][0]['frame']}</td>" in page
+    assert "FLAGGED" in page or not ident["flagged_frames"]
+
+
+def test_report_shows_reroll_attempts_and_failed_shot_reasons(runs, tmp_path):
+    proj, csv, plain, _ = runs
+    out = plain.out
+    # keyframe re-rolls happen only for generated keyframes (needs a generator): the table is
+    # checked on a manifest entry of the shape refine_keyframes writes
+    m = json.loads((out / "1B" / "manifest.json").read_text())
+    score = lambda s, ok: {"passed": ok, "margin": s - 0.5, "characters": {"eileen": {
+        "found": True, "similarity": s, "threshold": 0.5, "passed": ok}}}
+    m["keyframes"][1]["identity"] = {"attempts": [{"attempt": 0, "seed": 11, "identity_strength": 0.8, **score(0.31, False)},
+                                                  {"attempt": 1, "seed": 12, "identity_strength": 0.95, **score(0.62, True)}],
+                                     "final": score(0.62, True), "chosen_attempt": 1}
+    fake = tmp_path / "1B"
+    shutil.copytree(out / "1B", fake)
+    (fake / "manifest.json").write_text(json.dumps(m))
+    result = RunResult([ShotResult("1B", "cached", fake, fake / "video.mp4", fake / "manifest.json"),
+                        ShotResult("2A", "failed", tmp_path / "2A", reason="cannot decode image <x.jpg>",
+                                   error_type="input")], tmp_path)
+    page = render_report(result, load_shotlist(csv))
+    assert "<h4>keyframe re-rolls</h4>" in page
+    assert "<td>1 (kept)</td><td>12</td><td>0.95</td>" in page and "eileen 0.310 ✗" in page
+    assert "1 re-roll(s)" in page
+    assert "failed (input): cannot decode image &lt;x.jpg&gt;" in page
+    assert 'id="shot-1A"' not in page
+
+
+def test_identity_svg_handles_missing_faces_and_negative_similarity():
+    scores = {0: {"passed": True, "characters": {"a": {"found": True, "similarity": 0.8, "threshold": 0.4, "passed": True},
+                                                 "b": {"found": False, "similarity": None, "threshold": 0.45, "passed": False}}},
+              5: {"passed": False, "characters": {"a": {"found": True, "similarity": -0.3, "threshold": 0.4, "passed": False}}}}
+    svg = identity_svg(scores, {"a": 0.4}, frames=10, fps=Fraction(24), keyframes=[0, 9])
+    root = ET.fromstring(svg)
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert "a threshold 0.400" in titles and "b threshold 0.450" in titles
+    assert "b not found at frame 0 (0.00 s)" in titles
+    assert any(t.startswith("a frame 5 (0.21 s): -0.300 FAILED") for t in titles)
+    assert re.search(r'class="ax">-0\.[1-9]</text>', svg)  # the axis extends below zero
+
+
+def test_timeline_loads_in_opentimelineio_in_shot_list_order(runs, tmp_path):
+    otio = pytest.importorskip("opentimelineio")
+    proj, csv, plain, _ = runs
+    sl = load_shotlist(csv)
+    # shuffle the result order: the timeline follows the shot list, and a failed shot is a gap
+    shots = {r.shot: r for r in plain.shots}
+    failed = ShotResult("1B", "failed", plain.out / "1B", reason="boom")
+    result = RunResult([shots["2A"], failed, shots["1A"]], plain.out)
+    path = write_otio(result, sl, tmp_path / "cut.otio")
+    tl = otio.adapters.read_from_file(str(path))
+    track = tl.tracks[0]
+    assert [(type(c).__name__, c.name) for c in track] == [("Clip", "1A"), ("Gap", "1B (failed)"), ("Clip", "2A")]
+    assert track[0].duration() == otio.opentime.RationalTime(48, 24)
+    assert track[1].duration() == otio.opentime.RationalTime(48, 24000 / 1001)
+    assert track[2].duration() == otio.opentime.RationalTime(36, 24)
+    assert track[0].media_reference.target_url == (plain.out / "1A" / "video.mp4").resolve().as_uri()
+    assert track[0].available_range().duration.value == 48
+    meta = track[0].metadata["keyrender"]
+    assert meta["seed"] == sl.shot("1A").seed and "<script>" in meta["prompt"] and meta["fps"] == "24/1"
+    assert track[1].metadata["keyrender"]["reason"] == "boom"
+    # the whole cut: 2 s + 48 frames at 24000/1001 + 1.5 s, to the microsecond
+    total = 2 + float(Fraction(48 * 1001, 24000)) + 1.5
+    assert abs(tl.duration().to_seconds() - total) < 1e-6
+
+
+def test_timeline_fractional_rate_is_exact_and_relative_urls_resolve(runs, tmp_path):
+    otio = pytest.importorskip("opentimelineio")
+    proj, csv, plain, _ = runs
+    path = write_otio(plain, load_shotlist(csv), plain.out / "rel.otio", relative=True)
+    tl = otio.adapters.read_from_file(str(path))
+    clip = tl.tracks[0][1]
+    assert clip.name == "1B" and clip.source_range.duration.rate == 24000 / 1001
+    assert clip.metadata["keyrender"]["fps"] == "24000/1001"
+    assert (path.parent / clip.media_reference.target_url).resolve() == (plain.out / "1B" / "video.mp4").resolve()
+    path.unlink()
+
+
+def test_timeline_markers_for_flagged_frames(runs):
+    otio = pytest.importorskip("opentimelineio")
+    proj, csv, _, checked = runs
+    data = build_timeline(checked, load_shotlist(csv))
+    tl = otio.adapters.read_from_string(json.dumps(data))
+    clip = tl.tracks[0][0]
+    flagged = checked.shots[0].flagged
+    assert [int(mk.marked_range.start_time.value) for mk in clip.markers] == flagged
+    assert all(mk.color == "RED" for mk in clip.markers)
+    scores = clip.metadata["keyrender"]["identity"]["scores"]["eileen"]
+    assert scores["checked"] == len(json.loads((checked.out / "2A" / "manifest.json").read_text())["identity"]["frames"])
