@@ -23,6 +23,7 @@ from .presets import (
 
 def load_generator(preset=None, device=None, dtype=None, offline=None, **kwargs) -> KeyframeGenerator:
     """Load the KeyframeGenerator of `preset` (default sdxl), once per run; see keyframes.diffusion."""
+    get_preset(preset)  # unknown names fail fast, before torch is imported
     from .diffusion import load_generator as _load
 
     return _load(preset, device=device, dtype=dtype, offline=offline, **kwargs)
