@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", type=Path, default=DATA / "tree.avi")
     ap.add_argument("--k", type=int, action="append", help="keep every k-th frame (repeatable; default 2 and 4)")
     ap.add_argument("--limit", type=int, default=0, help="use at most this many frames (0: all)")
-    ap.add_argument("--preset", default="fast", help="DIS preset of the flow backend")
+    ap.add_argument("--preset", default="medium", help="DIS preset of the flow backend (library default: medium)")
     ap.add_argument("--flow-max-side", type=int, default=640)
     ap.add_argument("--threads", type=int, default=0, help="OpenCV threads (0: OpenCV's default)")
     ap.add_argument("--worst", type=int, default=3, help="list the N worst frames (where motion defeats it)")
