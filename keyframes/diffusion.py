@@ -434,7 +434,10 @@ class DiffusersKeyframeGenerator:
                 kwargs["image"] = Image.fromarray(control[1])
                 kwargs["controlnet_conditioning_scale"] = float(self.controlnet_strength)
             try:
-                with torch.inference_mode():
+                # the tiny tokenizer has no merges (one token per character): long prompts are
+                # truncated at 77 tokens, which is expected for smoke runs, so not warned about.
+                quiet = _quiet_diffusers() if self.preset.tiny else contextlib.nullcontext()
+                with torch.inference_mode(), quiet:
                     out = pipe(**kwargs).images
             finally:
                 st.active = False
@@ -489,7 +492,8 @@ class DiffusersKeyframeGenerator:
                 kwargs.update(height=H, width=W) if "height" in _params(pipe) else None
             if masks is not None:
                 kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
-            with torch.inference_mode():
+            quiet = _quiet_diffusers() if self.preset.tiny else contextlib.nullcontext()
+            with torch.inference_mode(), quiet:
                 out = pipe(**kwargs).images
         return np.ascontiguousarray(_to_uint8(np.asarray(out))[0])
 
