@@ -62,8 +62,14 @@ def main() -> None:
               help="How many times a drifting span may be split by a new keyframe.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable progress and summary (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and the summary line.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run shots in this process, or as Ray tasks (one GPU each) on a cluster.")
+@click.option("--address", default=None, help="Ray cluster address (ray://host:10001, auto); default: start a local Ray.")
+@click.option("--num-gpus", type=click.FloatRange(min=0), default=1, show_default=True,
+              help="GPUs per Ray task (0: CPU workers).")
 def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_model, allow_download,
-        offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet):
+        offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet,
+        executor, address, num_gpus):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
 
@@ -77,11 +83,17 @@ def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_
     if dry_run:
         _dry_run(shotlist, options, as_json)
         return
+    from keyrender.executors import get_executor
     from keyrender.pipeline import render
 
+    if executor != "ray" and (address or num_gpus != 1):
+        raise click.UsageError("--address and --num-gpus need --executor ray")
+    runner = get_executor(executor, **({"address": address, "num_gpus": num_gpus} if executor == "ray" else {}))
     with _Progress(as_json=as_json, quiet=quiet) as progress:
-        result = render(shotlist, options, callback=progress)
+        result = render(shotlist, options, callback=progress, executor=runner)
     _summary(result, as_json=as_json, quiet=quiet)
+    if result.report and not as_json:
+        click.echo(f"report: {result.report}" + (f"; timeline: {result.timeline}" if result.timeline else ""))
     sys.exit(result.exit_code)
 
 
@@ -175,7 +187,9 @@ class _Progress:
 
 def _summary(result, as_json: bool, quiet: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"event": "summary", "exit_code": result.exit_code, "out": str(result.out), "shots": [
+        click.echo(json.dumps({"event": "summary", "exit_code": result.exit_code, "out": str(result.out),
+                               "report": str(result.report) if getattr(result, "report", None) else None,
+                               "timeline": str(result.timeline) if getattr(result, "timeline", None) else None, "shots": [
             {"shot": r.shot, "status": r.status, "video": str(r.video) if r.video else None,
              "flagged_frames": r.flagged, "reason": r.reason, "seconds": round(r.seconds, 2)}
             for r in result.shots]}))

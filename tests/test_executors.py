@@ -1,0 +1,157 @@
+"""Executors: the scene schedule, the anchor hand-off, and the storyboard sample rendered through
+a real local Ray cluster (CPU only) matching the local executor's output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from keyrender.errors import InputError
+from keyrender.executors import RayExecutor, get_executor, scene_dependencies
+from keyrender.media import probe_video
+from keyrender.pipeline import RenderOptions, is_done, plan, render
+from keyrender.shotlist import load_shotlist
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    dst = tmp_path / "proj"
+    shutil.copytree(SAMPLES, dst, ignore=shutil.ignore_patterns("renders", ".keyrender"))
+    return dst
+
+
+def test_scene_dependencies_wait_only_for_generated_shots(project):
+    gen = load_shotlist(project / "generate.csv", cast=["eileen"])
+    deps = scene_dependencies(plan(gen, RenderOptions(out=project / "o")))
+    assert deps == {"G1": None, "G2": "G1"}
+    board = load_shotlist(project / "shotlist.csv", cast=["eileen"])
+    assert set(scene_dependencies(plan(board, RenderOptions(out=project / "o"))).values()) == {None}
+    with pytest.raises(InputError, match="unknown executor 'slurm'"):
+        get_executor("slurm")
+
+
+class _InlineRay:
+    """Ray's API as RayExecutor uses it, running each task in this process when it is waited on,
+    recording the order of submissions and completions."""
+
+    def __init__(self):
+        self.log: list[tuple[str, str]] = []
+        self.payloads: dict[str, dict] = {}
+
+    def remote(self, fn):
+        ray = self
+
+        class Remote:
+            def options(self, **kw):
+                ray.options = kw
+                return self
+
+            def remote(self, payload):
+                sid = payload["job"].shot.id
+                ray.log.append(("submit", sid))
+                ray.payloads[sid] = payload
+                return _Ref(sid, fn, payload)
+
+        return Remote()
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        reply = ref.fn(ref.payload)
+        self.log.append(("done", ref.sid))
+        return reply
+
+
+class _Ref:
+    def __init__(self, sid, fn, payload):
+        self.sid, self.fn, self.payload = sid, fn, payload
+
+
+def test_scene_first_shot_runs_first_and_its_keyframe_is_sent_as_anchor(project, monkeypatch):
+    # 1X generates its middle keyframe: it waits for 1A, the first shot of scene 1
+    csv = project / "shotlist.csv"
+    rows = csv.read_text().splitlines()
+    rows.append('1,1X,"Eileen again",eileen,1,24,3,storyboard/1A_0.jpg;;storyboard/1A_2.jpg,,,')
+    csv.write_text("\n".join(rows) + "\n")
+    fake = _InlineRay()
+    ex = RayExecutor(num_gpus=0)
+    monkeypatch.setattr(RayExecutor, "_init", lambda self: fake)
+    result = render(csv, RenderOptions(out=project / "out", offline=True, preset="sdxl"), executor=ex)
+    status = {r.shot: r.status for r in result.shots}
+    assert status["1A"] == status["1B"] == status["2A"] == "rendered"
+    failed = next(r for r in result.shots if r.shot == "1X")
+    assert failed.status == "failed" and "not found" in failed.reason, failed.reason  # no models here
+    assert fake.log.index(("done", "1A")) < fake.log.index(("submit", "1X"))
+    assert fake.log.index(("submit", "2A")) < fake.log.index(("done", "1A"))  # others do not wait
+    m = json.loads((project / "out" / "1A" / "manifest.json").read_text())
+    assert fake.payloads["1X"]["anchor"] == (project / "out" / "1A" / m["keyframes"][0]["path"]).read_bytes()
+    assert fake.payloads["1B"]["anchor"] is None
+    assert fake.options == {"num_gpus": 0, "num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
+    # the worker got the files it reads as bytes, not paths on the driver's disk
+    assert sorted(k.split("/")[0] for k in fake.payloads["1X"]["files"]) == ["cast"] * 4 + ["inputs"] * 2
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'keyrender[ray]')")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Ray cannot start here: {exc}")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_renders_the_sample_like_the_local_executor(ray_cluster, project, tmp_path):
+    events = []
+    local = render(project / "shotlist.csv", RenderOptions(out=tmp_path / "local"))
+    remote = render(project / "shotlist.csv", RenderOptions(out=tmp_path / "ray"), callback=events.append,
+                    executor=RayExecutor(num_gpus=0, max_retries=1))
+    assert remote.exit_code == 0 and [r.status for r in remote.shots] == ["rendered"] * 3
+    for a, b in zip(local.shots, remote.shots):
+        la, lb = json.loads(a.manifest.read_text()), json.loads(b.manifest.read_text())
+        assert probe_video(b.video)["frames"] == probe_video(a.video)["frames"] == lb["video"]["frames"]
+        for m in (la, lb):
+            m.pop("timings")
+        assert lb == la, a.shot                         # same keyframes, scores, files (sha256)
+        assert is_done(b.out_dir, lb["cache_key"])
+    assert not list((tmp_path / "ray").glob(".staging-*"))
+    assert (tmp_path / "ray" / "report.html").is_file() and (tmp_path / "ray" / "timeline.otio").is_file()
+    done = [e for e in events if e["event"] == "shot_done"]
+    assert [e["done"] for e in done] == [1, 2, 3] and {e["shot"] for e in done} == {"1A", "1B", "2A"}
+    # a rerun through Ray is all cached and starts no task
+    again = render(project / "shotlist.csv", RenderOptions(out=tmp_path / "ray"), executor=RayExecutor(num_gpus=0))
+    assert [r.status for r in again.shots] == ["cached"] * 3
+
+
+def test_ray_asking_for_gpus_the_cluster_lacks_is_an_input_error(ray_cluster, project, tmp_path):
+    with pytest.raises(InputError, match=r"has 0 GPU\(s\).*--num-gpus 0"):
+        render(project / "shotlist.csv", RenderOptions(out=tmp_path / "o"), executor=RayExecutor(num_gpus=1))
+
+
+def test_package_exports_render_lazily_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, keyrender\n"
+            "assert callable(keyrender.render) and keyrender.RenderOptions and keyrender.RunResult\n"
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_cli_executor_options(project, tmp_path):
+    from click.testing import CliRunner
+
+    from keyrender.cli import main
+
+    r = CliRunner().invoke(main, ["run", str(project / "shotlist.csv"), "--out", str(tmp_path / "o"), "--num-gpus", "0"])
+    assert r.exit_code == 2 and "need --executor ray" in r.output
+    r = CliRunner().invoke(main, ["run", str(project / "shotlist.csv"), "--out", str(tmp_path / "o"), "--only", "2A"])
+    assert r.exit_code == 0 and f"report: {tmp_path / 'o' / 'report.html'}" in r.output
