@@ -92,7 +92,7 @@ def load_pipeline(family: str = "ltx", model: str | None = None, device: str | N
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
                 f"{family} model {source!r} not found ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-                f"Download it with `huggingface-cli download {spec.repo_id}` (or set {spec.env_var} to a local "
+                f"Download it with `hf download {spec.repo_id}` (or set {spec.env_var} to a local "
                 f"diffusers folder); downloads are off when KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1."
             ) from exc
     if device is None:

@@ -49,7 +49,7 @@ def load_annotator(kind: str, source: str, cache_dir: str | None, offline: bool)
     except (OSError, EnvironmentError) as exc:
         raise ModelNotFoundError(
             f"the {kind} preprocessor could not load its annotator weights from {source!r} ({exc}). Fetch them with: "
-            "huggingface-cli download lllyasviel/Annotators body_pose_model.pth hand_pose_model.pth facenet.pth "
+            "hf download lllyasviel/Annotators body_pose_model.pth hand_pose_model.pth facenet.pth "
             "dpt_hybrid-midas-501f0c75.pt, or set KEYRENDER_MODEL_ANNOTATORS to a folder holding them"
         ) from exc
     raise InputError(f"no annotator for control kind {kind!r}")

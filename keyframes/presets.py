@@ -46,11 +46,11 @@ class WeightSpec:
     weight_name: str | None = None
     size: str = ""
     license: str = ""
-    # The files of the repo that a download needs (huggingface-cli --include patterns).
+    # The files of the repo that a download needs (`hf download --include` patterns).
     include: tuple[str, ...] = ()
 
     def fetch_command(self) -> str:
-        parts = ["huggingface-cli download", self.repo_id]
+        parts = ["hf download", self.repo_id]
         if self.weight_name:
             name = f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name
             parts.append(name)

@@ -92,7 +92,7 @@ def test_missing_model_names_the_folder_and_how_to_get_it(tmp_path, monkeypatch)
     monkeypatch.delenv("KEYRENDER_MODEL_LTX")
     monkeypatch.setenv("KEYRENDER_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match="huggingface-cli download Lightricks/LTX-Video"):
+    with pytest.raises(ModelNotFoundError, match="hf download Lightricks/LTX-Video"):
         gen.load_pipeline("ltx", model="Lightricks/LTX-Video-0.9.5", device="cpu")
 
 

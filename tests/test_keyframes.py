@@ -98,7 +98,7 @@ def test_sdxl_missing_weights_offline(tmp_path, monkeypatch):
         load_generator("sdxl", device="cpu", use_cache=False)
     msg = str(err.value)
     assert "stabilityai/stable-diffusion-xl-base-1.0" in msg
-    assert "huggingface-cli download stabilityai/stable-diffusion-xl-base-1.0" in msg
+    assert "hf download stabilityai/stable-diffusion-xl-base-1.0" in msg
     assert "GB" in msg and "KEYRENDER_MODEL_BASE" in msg and str(tmp_path / "hf") in msg
     assert err.value.exit_code == 2
 
