@@ -117,8 +117,10 @@ def test_embedding_is_a_function_of_the_face(embedder):
     a2 = embedder.faces(synthetic_frame([(1, (80, 96))]))[0].embedding  # moved a little
     b = embedder.faces(synthetic_frame([(2, CENTRE)]))[0].embedding
     assert float(a1 @ a1b) == pytest.approx(1.0, abs=1e-6)
-    assert float(a1 @ a2) > 0.4  # the tiny detector places boxes on an 8-cell grid
-    assert float(a1 @ b) < 0.3
+    # the tiny detector places boxes on an 8-cell grid, so a moved face loses some similarity,
+    # but stays clearly closer than somebody else (values are deterministic: fixed seeds)
+    assert float(a1 @ a2) > 0.25
+    assert float(a1 @ b) < 0.3 and float(a1 @ a2) - float(a1 @ b) > 0.25
 
 
 def test_batch_equals_single(embedder):
