@@ -286,14 +286,18 @@ class RenderContext:
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "keyrender")
         return Path(base)
 
-    def generator(self):
+    def generator(self, offline: bool | None = None):
+        """The keyframe generator, loaded once. `offline` applies when --offline/--online was
+        not given (repairs of storyboard shots pass True: no surprise multi-GB download)."""
         if self._generator is None and self.options.generator is not None:
             self._generator = self.options.generator
         if self._generator is None:
             from keyrender.keyframes import load_generator
 
             self.emit({"event": "load", "what": f"keyframe models ({self.preset.name})"})
-            self._generator = load_generator(self.preset, device=self.options.device, offline=self.options.offline)
+            self._generator = load_generator(
+                self.preset, device=self.options.device,
+                offline=self.options.offline if self.options.offline is not None else offline)
         return self._generator
 
     def embedder(self):
@@ -686,7 +690,8 @@ def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str
         if unavailable:
             return None
         try:
-            generator = context.generator()
+            # a storyboard shot never asked for a keyframe model: use one only if it is local
+            generator = context.generator(offline=True if job.shot.storyboard else None)
         except KeyrenderError as exc:
             unavailable.append(str(exc))
             warnings.append(f"in-between repair unavailable: {exc}")
