@@ -159,21 +159,24 @@ def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, 
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"video not found: {path}")
+        raise InputError(f"video {path} does not exist")
     try:
         container = av.open(str(path))
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+    except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
         raise InputError(f"cannot open video {path}: {exc}") from None
     with container:
         if not container.streams.video:
             raise InputError(f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for i, frame in enumerate(container.decode(stream)):
-            if i % every:
-                continue
-            t = float(frame.pts * stream.time_base) if frame.pts is not None else i / float(stream.average_rate or 1)
-            yield i, t, frame.to_ndarray(format="rgb24")
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i % every:
+                    continue
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else i / float(stream.average_rate or 1)
+                yield i, t, frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+            raise InputError(f"cannot decode video {path}: {exc}") from None
 
 
 def probe_video(path: str | os.PathLike) -> dict:

@@ -27,6 +27,8 @@ import numpy as np
 
 from keyrender.errors import InputError
 
+from keyrender.media import read_frames
+
 from .check import FaceChecker, check_frame
 
 BATCH = 8
@@ -101,31 +103,6 @@ class AuditResult:
         }
 
 
-def iter_video_frames(path: str | Path, every: int = 1):
-    """(index, time_seconds, RGB uint8 frame) for every `every`-th frame, streamed with PyAV."""
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"video {path} does not exist")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"cannot open video {path}: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                if i % every == 0:
-                    t = float(frame.time) if frame.time is not None else None
-                    yield i, t, frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as exc:
-            raise InputError(f"cannot decode video {path}: {exc}") from exc
-
-
 def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] | None = None,
                 every: int = 1, progress: Callable[[int], None] | None = None, *,
                 min_similarity: float = 0.15) -> AuditResult:
@@ -168,7 +145,7 @@ def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] 
                 progress(len(result.frames))
         pending.clear()
 
-    for i, t, frame in iter_video_frames(path, every):
+    for i, t, frame in read_frames(path, every):
         result.frames_decoded = i + 1
         pending.append((i, t, frame))
         if len(pending) >= BATCH:

@@ -15,15 +15,8 @@ from typing import Callable
 import numpy as np
 
 from keyrender.errors import InputError
-from keyrender.fsutil import atomic_path
+from keyrender.media import VideoWriter
 from keyrender.interpolate.base import Interpolator
-
-
-def _even(frame: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if h % 2 or w % 2:
-        frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    return frame
 
 
 def retime_video(
@@ -61,37 +54,35 @@ def retime_video(
         times = [j / factor for j in range(1, factor)]
         modes: dict[str, int] = {}
         n_in = n_out = 0
-        with atomic_path(dst) as tmp:
-            with av.open(str(tmp), "w") as out:
-                os_ = out.add_stream("libx264", rate=out_rate)
-                os_.pix_fmt = "yuv420p"
-                os_.codec_context.time_base = Fraction(1, 1) / out_rate
-                os_.options = {"crf": str(crf)}
-                prev = None
+        writer = None
+        try:
+            prev = None
 
-                def put(img: np.ndarray) -> None:
-                    nonlocal n_out
-                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(_even(img)), format="rgb24")
-                    vf.pts = n_out  # in 1 / out_rate
-                    if n_out == 0:
-                        os_.width, os_.height = vf.width, vf.height
-                    out.mux(os_.encode(vf))
-                    n_out += 1
+            def put(img: np.ndarray) -> None:
+                nonlocal writer, n_out
+                if writer is None:  # the size is known at the first frame
+                    writer = VideoWriter(dst, out_rate, img.shape[1], img.shape[0], crf=crf)
+                writer.write(img)
+                n_out += 1
 
-                for frame in inp.decode(vs):
-                    cur = frame.to_ndarray(format="rgb24")
-                    if prev is not None:
-                        put(prev)
-                        info: dict = {}
-                        for f in interpolator.inbetween(prev, cur, times, info=info):
-                            put(f)
-                        modes[info.get("mode", "?")] = modes.get(info.get("mode", "?"), 0) + 1
-                    prev = cur
-                    n_in += 1
-                    if progress:
-                        progress(n_in, total)
-                if prev is None:
-                    raise InputError(f"{src}: no frames decoded")
-                put(prev)
-                out.mux(os_.encode(None))
+            for frame in inp.decode(vs):
+                cur = frame.to_ndarray(format="rgb24")
+                if prev is not None:
+                    put(prev)
+                    info: dict = {}
+                    for f in interpolator.inbetween(prev, cur, times, info=info):
+                        put(f)
+                    modes[info.get("mode", "?")] = modes.get(info.get("mode", "?"), 0) + 1
+                prev = cur
+                n_in += 1
+                if progress:
+                    progress(n_in, total)
+            if prev is None:
+                raise InputError(f"{src}: no frames decoded")
+            put(prev)
+            writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
     return {"frames_in": n_in, "frames_out": n_out, "fps_in": Fraction(rate), "fps_out": out_rate, "modes": modes}

@@ -74,11 +74,13 @@ def test_video_retimed_with_exact_rate_and_even_size(tmp_path):
 
 
 def test_video_odd_size_is_padded_even(tmp_path):
-    from keyrender.interpolate import get_interpolator
-    from keyrender.interpolate.retime import _even
+    from keyrender.media import VideoWriter, probe_video
 
-    assert _even(np.zeros((25, 33, 3), np.uint8)).shape == (26, 34, 3)
-    assert get_interpolator("flow").name == "flow"
+    with VideoWriter(tmp_path / "odd.mp4", 24, 33, 25) as w:  # the writer retime streams into
+        for _ in range(3):
+            w.write(np.zeros((25, 33, 3), np.uint8))
+    info = probe_video(tmp_path / "odd.mp4")
+    assert (info["width"], info["height"], info["frames"]) == (34, 26, 3)
 
 
 def test_video_needs_factor(tmp_path):
