@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from keyrender.errors import InputError, KeyrenderError, ModelNotFoundError
-from keyrender.fsutil import atomic_write_json
+from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
@@ -135,11 +135,7 @@ class RunResult:
 def _sha256_file(path: Path, cache: dict[Path, str] | None = None) -> str:
     if cache is not None and path in cache:
         return cache[path]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     if cache is not None:
         cache[path] = digest
     return digest

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.fsutil import sha256_file
 
 from .base import Face
 
@@ -84,11 +85,7 @@ def _file_sha256(path: Path, _cache: dict = {}) -> str:  # noqa: B006 - process-
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _cache:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _cache[key] = h.hexdigest()
+        _cache[key] = sha256_file(path)
     return _cache[key]
 
 

@@ -25,11 +25,11 @@ from typing import Callable, Iterable
 import numpy as np
 
 from keyrender.errors import InputError
-from keyrender.fsutil import atomic_path, atomic_write_json
+from keyrender.fsutil import atomic_path, atomic_write_json, sha256_file
 
 from .base import FaceEmbedder
 from .cast import find_cast
-from .identity import Identity, Reference, file_sha256
+from .identity import Identity, Reference
 
 STORE_DIR = Path(".keyrender") / "identities"
 FORMAT_VERSION = 1
@@ -158,7 +158,7 @@ class IdentityStore:
             st = p.stat()
             if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
                 continue
-            if rec.get("sha256") != file_sha256(p):
+            if rec.get("sha256") != sha256_file(p):
                 return f"reference {p.name} changed"
         return None
 
@@ -218,10 +218,10 @@ class IdentityStore:
                 images.append(read_image(p))
                 readable.append(p)
             except InputError:
-                skip(p, "cannot read image", file_sha256(p))
+                skip(p, "cannot read image", sha256_file(p))
         found = embedder.faces_batch(images) if images else []
         for p, faces in zip(readable, found):
-            sha = file_sha256(p)
+            sha = sha256_file(p)
             if not faces:
                 skip(p, "no face found", sha)
                 continue
