@@ -98,13 +98,9 @@ def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_
 
 
 def _dry_run(shotlist: Path, options, as_json: bool) -> None:
-    from keyrender.identity.cast import find_cast
-    from keyrender.pipeline import plan
-    from keyrender.shotlist import load_shotlist
+    from keyrender.pipeline import prepare
 
-    cast_dir = options.cast_dir(shotlist)
-    sl = load_shotlist(shotlist, cast=find_cast(cast_dir).keys())
-    jobs = plan(sl, options)
+    sl, jobs = prepare(shotlist, options)
     if as_json:
         for j in jobs:
             click.echo(json.dumps({

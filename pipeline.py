@@ -145,7 +145,18 @@ def _face_model_name(options: RenderOptions, preset) -> str:
     return options.face_model or os.environ.get("KEYRENDER_FACE_MODEL") or preset.face_model
 
 
-def plan(shotlist: ShotList, options: RenderOptions) -> list[ShotJob]:
+def prepare(shotlist_path: str | Path, options: RenderOptions) -> tuple[ShotList, list[ShotJob]]:
+    """Read and validate the shot list against the cast, then plan it. Writes nothing and
+    imports no torch: the dry run and render() both start here. Raises InputError."""
+    shotlist_path = Path(shotlist_path)
+    cast_dir = options.cast_dir(shotlist_path)
+    cast = find_cast(cast_dir)
+    shotlist = load_shotlist(shotlist_path, cast=cast.keys())
+    _check_cast(shotlist, cast_dir, cast)
+    return shotlist, plan(shotlist, options, cast)
+
+
+def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]] | None = None) -> list[ShotJob]:
     """One job per selected shot with its output folder, size and cache key.
 
     The key hashes everything that changes a shot's output: the row, the files it names, the
@@ -156,7 +167,8 @@ def plan(shotlist: ShotList, options: RenderOptions) -> list[ShotJob]:
 
     preset = get_preset(options.preset)
     face_model = _face_model_name(options, preset)
-    cast = find_cast(options.cast_dir(shotlist.path))
+    if cast is None:
+        cast = find_cast(options.cast_dir(shotlist.path))
     hashes: dict[Path, str] = {}
     selected = {s.id for s in shotlist.select(options.only)}
     scene_keys: dict[str, str] = {}
@@ -363,9 +375,7 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
     emit = callback or (lambda e: None)
     shotlist_path = Path(shotlist_path)
     cast_dir = options.cast_dir(shotlist_path)
-    shotlist = load_shotlist(shotlist_path, cast=find_cast(cast_dir).keys())
-    _check_cast(shotlist, cast_dir)
-    jobs = plan(shotlist, options)
+    shotlist, jobs = prepare(shotlist_path, options)
     emit({"event": "plan", "shots": [j.shot.id for j in jobs], "todo": [j.shot.id for j in jobs if not j.done]})
 
     out = Path(options.out)
@@ -398,9 +408,8 @@ def _write_run_files(run: RunResult, shotlist: ShotList, emit: Callback) -> None
           "timeline": str(run.timeline) if run.timeline else None})
 
 
-def _check_cast(shotlist: ShotList, cast_dir: Path) -> None:
+def _check_cast(shotlist: ShotList, cast_dir: Path, cast: dict[str, list[Path]]) -> None:
     """Every character named by a shot has at least one reference image."""
-    cast = find_cast(cast_dir)
     problems = []
     for shot in shotlist.shots:
         for name in shot.characters:

@@ -98,6 +98,16 @@ def test_bad_shot_list_reports_every_mistake_and_writes_nothing(project):
     assert "Traceback" not in r.output and not out.exists()
 
 
+def test_character_without_photos_is_bad_input_in_dry_run_and_run(project):
+    for ref in (project / "cast" / "eileen").iterdir():
+        ref.unlink()
+    out = project / "out"
+    for extra in (["--dry-run"], []):
+        r = run("run", str(project / "shotlist.csv"), "--out", str(out), *extra)
+        assert r.exit_code == 2 and "character 'eileen' has no reference images" in r.output, extra
+        assert ":2: shot 1A" in r.output and not out.exists()
+
+
 def test_one_broken_shot_fails_alone_with_exit_3(project):
     # a file with a PNG header that does not decode passes validation and fails at render time
     bad = project / "storyboard" / "2A_1.jpg"
