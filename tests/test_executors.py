@@ -4,8 +4,6 @@ a real local Ray cluster (CPU only) matching the local executor's output."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -15,14 +13,7 @@ from keyrender.media import probe_video
 from keyrender.pipeline import RenderOptions, is_done, plan, render
 from keyrender.shotlist import load_shotlist
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    dst = tmp_path / "proj"
-    shutil.copytree(SAMPLES, dst, ignore=shutil.ignore_patterns("renders", ".keyrender"))
-    return dst
 
 
 def test_scene_dependencies_wait_only_for_generated_shots(project):

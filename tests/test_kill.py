@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import pytest
 from keyrender.media import probe_video
 from keyrender.pipeline import is_done
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def _leftovers(out: Path) -> list[Path]:
@@ -26,9 +24,9 @@ def _leftovers(out: Path) -> list[Path]:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_mid_shot_then_rerun_finishes_with_every_file_valid(tmp_path):
+def test_sigkill_mid_shot_then_rerun_finishes_with_every_file_valid(tmp_path, copy_sample):
     proj = tmp_path / "proj"
-    shutil.copytree(SAMPLES, proj, ignore=shutil.ignore_patterns("renders", ".keyrender"))
+    copy_sample(proj)
     board = "storyboard/1A_0.jpg;storyboard/1A_1.jpg;storyboard/1A_2.jpg"
     csv = proj / "long.csv"
     csv.write_text("scene,shot,prompt,characters,duration,fps,keyframes,keyframe_images\n"

@@ -4,11 +4,9 @@ failure isolation, crash safety, and the torch-free dry run."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +15,7 @@ from click.testing import CliRunner
 from keyrender.cli import main
 from keyrender.media import load_image, probe_video, read_frames
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A copy of the storyboard sample (shot list, storyboard, cast) to edit freely."""
-    dst = tmp_path / "proj"
-    shutil.copytree(SAMPLES, dst, ignore=shutil.ignore_patterns("renders", ".keyrender"))
-    return dst
 
 
 def run(*args: str):

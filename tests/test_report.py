@@ -10,7 +10,6 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,17 +19,16 @@ from keyrender.report import identity_svg, render_report, write_report
 from keyrender.shotlist import load_shotlist
 from keyrender.timeline import build_timeline, write_otio
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 EVIL = '<script>alert("x")</script> & "quotes"'
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, copy_sample):
     """The sample with a hostile prompt and note, rendered twice: all shots without a face
     model, and 2A with the tiny face pack (real identity checks); plus a broken copy."""
     root = tmp_path_factory.mktemp("report")
     proj = root / "proj"
-    shutil.copytree(SAMPLES, proj, ignore=shutil.ignore_patterns("renders", ".keyrender"))
+    copy_sample(proj)
     csv = proj / "shotlist.csv"
     csv.write_text(csv.read_text()
                    .replace('"Eileen in her orange flight suit, smiling"', '"Eileen <script>alert(\'p\')</script>, smiling"')

@@ -5,22 +5,19 @@ a small budget, and the style anchor across a scene. Offline, CPU."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 from click.testing import CliRunner
 
 from keyrender.cli import main
 from keyrender.media import probe_video
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def test_generate_sample_renders_with_tiny_preset(tmp_path, monkeypatch):
+def test_generate_sample_renders_with_tiny_preset(tmp_path, monkeypatch, copy_sample):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     proj = tmp_path / "proj"
-    shutil.copytree(SAMPLES, proj, ignore=shutil.ignore_patterns("renders", ".keyrender"))
+    copy_sample(proj)
     out = tmp_path / "out"
     args = ["run", str(proj / "generate.csv"), "--preset", "tiny", "--device", "cpu", "--out", str(out),
             "--keyframe-attempts", "1", "--budget", "2", "--json"]
