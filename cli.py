@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from keyrender.errors import EXIT_BAD_INPUT, EXIT_FAILED, KeyrenderError
+from keyrender.errors import KeyrenderError
 
 
 class _Group(click.Group):

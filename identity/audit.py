@@ -191,7 +191,7 @@ def render_plot(result: AuditResult, width: int = 1000, height: int = 380) -> np
         cv2.putText(img, f"{v:.1f}", (8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.putText(img, "frame", (left + pw // 2 - 20, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                 (0, 0, 0), 1)
-    cv2.putText(img, f"0", (left - 4, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, "0", (left - 4, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.putText(img, f"{n_last}", (left + pw - 20, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                 (0, 0, 0), 1)
     title = f"identity similarity: {Path(result.path).name}" + ("  DRIFT" if result.drift else "")

@@ -3,7 +3,6 @@ IP-Adapter loader, no weights, no network."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
