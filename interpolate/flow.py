@@ -9,7 +9,10 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
    Dense Inverse Search", ECCV 2016), computed once per pair at a working resolution (frames are
    downscaled so that the long side is at most `flow_max_side`) and upsampled while warping.
 3. Forward-backward consistency (Sundaram et al., ECCV 2010) marks the pixels of A that are not
-   visible in B and vice versa; they become soft occlusion maps.
+   visible in B and vice versa; they become soft occlusion maps. Those pixels get a substitute
+   flow: when one homography (fitted with RANSAC to the trusted flow) explains most of the frame,
+   the camera's motion (content leaving the frame in a push-in or pan follows the camera instead
+   of smearing); otherwise the negated flow of the other direction.
 4. For each time t, the flows from t back to A and on to B follow the linear-motion approximation
    of Super SloMo (Jiang et al., CVPR 2018):
        F_t0 = -(1 - t) t F_01 + t^2 F_10,    F_t1 = (1 - t)^2 F_01 - t (1 - t) F_10
@@ -170,6 +173,64 @@ def consistency(f_ab: np.ndarray, f_ba: np.ndarray, sigma: float = 1.0) -> np.nd
     return c.astype(np.float32, copy=False)
 
 
+def global_motion(
+    f_ab: np.ndarray, c_a: np.ndarray, step: int = 8, min_inliers: float = 0.5, tolerance: float = 1.0,
+    min_move: float = 1.0,
+) -> np.ndarray | None:
+    """The camera's motion A->B as a homography (3x3, working-resolution pixels), or None when no
+    single homography explains at least `min_inliers` of A's flow-consistent samples, or when it
+    moves no corner of the frame by `min_move` px or more (a still camera).
+
+    Fitted robustly (RANSAC, `tolerance` px) to the flow on a grid of every `step`-th pixel where
+    the forward-backward check passed. A static camera gives (nearly) the identity, a pan a
+    translation, a push-in a scale: the motion that the pixels without a usable flow of their
+    own (leaving the frame, occluded) most likely share.
+    """
+    h, w = c_a.shape
+    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
+    ok = c_a[ys, xs] > 0.8
+    if ok.sum() < 32 or ok.mean() < 0.25:
+        return None
+    src = np.stack([xs[ok], ys[ok]], axis=-1).astype(np.float32)
+    dst = src + f_ab[ys[ok], xs[ok]]
+    hom, inl = cv2.findHomography(src, dst, cv2.RANSAC, tolerance, maxIters=500, confidence=0.99)
+    if hom is None or inl is None or inl.mean() < min_inliers:
+        return None
+    corners = np.float32([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]]).reshape(-1, 1, 2)
+    if np.abs(cv2.perspectiveTransform(corners, hom) - corners).max() < min_move:
+        return None  # a still camera: nothing leaves the frame, the plain substitute is better
+    return hom
+
+
+def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """Per pixel, `camera` where it lands outside the frame or matches `g_to` better (smoothed
+    absolute difference) than `flow` does, else `flow`; a soft choice, so no seams."""
+    h, w = g_from.shape
+    gx, gy = _grid(h, w)
+    src = g_from.astype(np.float32)
+
+    def err(f):
+        x, y = gx + f[..., 0], gy + f[..., 1]
+        warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        return cv2.blur(np.abs(warped - src), (7, 7)), _inside(x, y, w, h)
+
+    e_flow, in_flow = err(flow)
+    e_cam, in_cam = err(camera)
+    # a candidate that leaves the frame cannot be checked; the camera decides about leaving
+    take_cam = np.where(in_cam < 0.5, 1.0, np.where(in_flow < 0.5, 1.0, 1.0 / (1.0 + np.exp(np.clip((e_cam - e_flow) / 2.0, -30.0, 30.0)))))
+    take_cam = take_cam.astype(np.float32)[..., None]
+    return flow + take_cam * (camera - flow)
+
+
+def homography_flows(hom: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B)."""
+    gx, gy = _grid(h, w)
+    pts = np.stack([gx, gy], axis=-1).reshape(-1, 1, 2)
+    fwd = cv2.perspectiveTransform(pts, hom).reshape(h, w, 2) - pts.reshape(h, w, 2)
+    bwd = cv2.perspectiveTransform(pts, np.linalg.inv(hom)).reshape(h, w, 2) - pts.reshape(h, w, 2)
+    return fwd.astype(np.float32), bwd.astype(np.float32)
+
+
 def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Super SloMo's linear-motion approximation of the flows from time t to A (F_t0) and to B (F_t1)."""
     ft0 = (-(1.0 - t) * t) * f01 + (t * t) * f10
@@ -180,7 +241,10 @@ def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.n
 class _PairState:
     """Everything computed once per pair, at the working resolution."""
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None):
+    def __init__(
+        self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
+        camera: bool = True,
+    ):
         h, w = a.shape[:2]
         wh, ww = working_size(h, w, max_side)
         ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
@@ -198,8 +262,20 @@ class _PairState:
         # the same location): fixes the bands entering the frame and the edges of occlusions.
         self.f01_raw = self.f01
         c0, c1 = self.c0[..., None], self.c1[..., None]
-        f01 = c0 * self.f01 - (1.0 - c0) * self.f10
-        f10 = c1 * self.f10 - (1.0 - c1) * self.f01
+        self.global_motion = global_motion(self.f01, self.c0) if camera else None
+        sub01, sub10 = -self.f10, -self.f01
+        if self.global_motion is not None:
+            # A camera move (pan, push-in) explains most of the frame. An untrusted pixel gets
+            # the camera's motion where that matches the other frame better than the other
+            # direction's flow does, or where the camera takes it out of the frame (a band along
+            # every edge in a push-in, where the other direction's flow at the same place is
+            # wrong). On a moving object, which does not follow the camera, the other direction's
+            # flow usually matches better and stays.
+            g01, g10 = homography_flows(self.global_motion, wh, ww)
+            sub01 = _pick_substitute(ga, gb, sub01, g01)
+            sub10 = _pick_substitute(gb, ga, sub10, g10)
+        f01 = c0 * self.f01 + (1.0 - c0) * sub01
+        f10 = c1 * self.f10 + (1.0 - c1) * sub10
         self.f01, self.f10 = f01, f10
         self.size = (h, w)
         self.wsize = (wh, ww)
@@ -278,7 +354,9 @@ class FlowInterpolator:
     Options: `preset` (DIS preset: "ultrafast", "fast", "medium"), `flow_max_side` (long side of
     the resolution the flow is computed at), `variational_iterations` (override the preset's
     variational refinement), `static_threshold` and `cut_threshold` (see `guard_pair`),
-    `on_cut` ("hold": A then B, or "fade": cross-fade), `strip_rows` (rows warped at a time).
+    `on_cut` ("hold": A then B, or "fade": cross-fade), `strip_rows` (rows warped at a time),
+    `camera_motion` (fit the camera's motion as a homography and let the pixels without a trusted
+    flow follow it; see `global_motion`).
     """
 
     name = "flow"
@@ -292,6 +370,7 @@ class FlowInterpolator:
         cut_threshold: float = 0.35,
         on_cut: str = "hold",
         strip_rows: int = 256,
+        camera_motion: bool = True,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -308,6 +387,7 @@ class FlowInterpolator:
         self.cut_threshold = float(cut_threshold)
         self.on_cut = on_cut
         self.strip_rows = int(strip_rows)
+        self.camera_motion = bool(camera_motion)
 
     def inbetween(
         self,
@@ -334,7 +414,7 @@ class FlowInterpolator:
             )
         state = None
         if guard.mode == "check":
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations)
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
             sim = compensated_similarity(state.gray[0], state.gray[1], state.f01_raw, state.c0)
             guard = PairGuard("flow" if sim >= self.cut_threshold else "cut", guard.max_diff, sim)
         if info is not None:
@@ -351,9 +431,10 @@ class FlowInterpolator:
                     yield (a if t < 0.5 else b).copy()
             return
         if state is None:
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations)
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
         if info is not None:
             info["flow_size"] = list(state.wsize)
             info["occluded_fraction"] = round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4)
+            info["camera_motion"] = state.global_motion is not None
         for t in ts:
             yield render_time(a, b, state, t, self.strip_rows)
