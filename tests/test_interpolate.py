@@ -95,6 +95,53 @@ def test_occlusion_border_disocclusion_is_filled_from_the_frame_that_sees_it():
     assert psnr(mid[:, right], truth(0.5)[:, right]) > psnr(cross_fade(a, b, 0.5)[:, right], truth(0.5)[:, right]) + 3
 
 
+def push_in(s0: float = 1.0, zoom: float = 1.3, h: int = 144, w: int = 256, seed: int = 2):
+    """A camera pushing in on a still picture: the view at magnification s0 (A), s0 * zoom (B),
+    and the truth at any t (points move linearly: magnification s0 * (1 + t (zoom - 1)))."""
+    big = texture(480, 640, seed=seed, blur=2.0)
+
+    def view(t: float) -> np.ndarray:
+        s = s0 * (1 + t * (zoom - 1))
+        m = np.float32([[s, 0, w / 2 - s * 320], [0, s, h / 2 - s * 240]])
+        return cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_LINEAR)
+
+    return view(0.0), view(1.0), view
+
+
+def test_push_in_content_leaving_the_frame_follows_the_camera():
+    # In a push-in a band along every edge of A leaves the frame: it has no flow of its own. It
+    # must follow the camera's zoom (fitted homography), not smear (the sample's shot 1A did).
+    a, b, truth = push_in()
+    info: dict = {}
+    (mid,) = FlowInterpolator().inbetween(a, b, [0.5], info=info)
+    (old,) = FlowInterpolator(camera_motion=False).inbetween(a, b, [0.5])
+    assert info["mode"] == "flow" and info["camera_motion"] is True
+    edge = np.s_[:, -32:]
+    assert psnr(mid, truth(0.5)) > 33.0, psnr(mid, truth(0.5))
+    assert psnr(mid[edge], truth(0.5)[edge]) > psnr(old[edge], truth(0.5)[edge]) + 8.0
+
+
+def test_no_camera_motion_when_objects_move_independently():
+    # three bands moving three ways: no single homography explains most of the frame
+    bands = [shifted_pair(h=120, w=160, dx=dx, dy=dy, seed=s) for dx, dy, s in ((8, 0, 4), (-8, 0, 9), (0, 8, 6))]
+    a = np.concatenate([p[0][i * 40 : (i + 1) * 40] for i, p in enumerate(bands)])
+    b = np.concatenate([p[1][i * 40 : (i + 1) * 40] for i, p in enumerate(bands)])
+    info: dict = {}
+    list(FlowInterpolator().inbetween(a, b, [0.5], info=info))
+    assert info["mode"] == "flow" and info["camera_motion"] is False
+
+
+def test_global_motion_fit():
+    h, w = 90, 120
+    c = np.ones((h, w), np.float32)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    zoom = np.dstack([(gx - 60) * 0.2, (gy - 45) * 0.2]).astype(np.float32)
+    hom = flow_mod.global_motion(zoom, c)
+    assert hom is not None and np.allclose(hom[:2, :2], np.eye(2) * 1.2, atol=1e-3)
+    assert flow_mod.global_motion(np.zeros((h, w, 2), np.float32), c) is None  # still camera
+    assert flow_mod.global_motion(zoom, np.zeros_like(c)) is None  # no trusted flow
+
+
 # ---- pair guard --------------------------------------------------------------------------------
 
 
