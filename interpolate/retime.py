@@ -1,9 +1,13 @@
-"""Retime a clip: K-1 in-betweens between each pair of its frames, streamed through PyAV.
+"""Retime a clip to K times its frame rate, streamed through PyAV.
 
-The output runs at exactly K times the input rate (a Fraction, e.g. 30000/1001 * 2), H.264
-yuv420p, with even dimensions (an odd width or height is padded by one replicated column/row,
-which yuv420p needs). Frames are decoded, interpolated and encoded one pair at a time; the file
-is written to a temporary name and renamed when complete.
+The output runs at exactly K times the input's nominal rate (a Fraction, e.g. 30000/1001 * 2),
+H.264 yuv420p, with even dimensions (an odd width or height is padded by one replicated
+column/row, which yuv420p needs). Output frame n shows the picture at time first + n / (K rate),
+taken from the input frames' own timestamps: for a constant-rate clip that is each input frame
+followed by K-1 in-betweens at j/K; for a variable-rate clip (dropped-frame slots, screen
+recordings, phone footage) the in-betweens fall at their true fractional times, the gaps are
+filled, and the duration is kept. Frames are decoded, interpolated and encoded one pair at a time;
+the file is written to a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -50,13 +54,14 @@ def retime_video(
         if not rate:
             raise InputError(f"{src}: frame rate unknown")
         out_rate = Fraction(rate) * factor
+        tb = vs.time_base
         total = vs.frames or 0
-        times = [j / factor for j in range(1, factor)]
         modes: dict[str, int] = {}
-        n_in = n_out = 0
+        n_in = n_out = skipped = 0
         writer = None
         try:
-            prev = None
+            prev = prev_time = None
+            first: Fraction | None = None
 
             def put(img: np.ndarray) -> None:
                 nonlocal writer, n_out
@@ -66,15 +71,37 @@ def retime_video(
                 n_out += 1
 
             for frame in inp.decode(vs):
-                cur = frame.to_ndarray(format="rgb24")
-                if prev is not None:
-                    put(prev)
-                    info: dict = {}
-                    for f in interpolator.inbetween(prev, cur, times, info=info):
-                        put(f)
-                    modes[info.get("mode", "?")] = modes.get(info.get("mode", "?"), 0) + 1
-                prev = cur
                 n_in += 1
+                if frame.pts is None or tb is None:  # no timestamps: assume a constant rate
+                    now = Fraction(n_in - 1) / Fraction(rate)
+                else:
+                    now = Fraction(frame.pts) * Fraction(tb)
+                if first is not None:
+                    # snap to the output grid within a quarter slot: timestamps in ms (Matroska,
+                    # many AVIs) put 1/15 s at 67 ms, which must still land on its slot
+                    slot = (now - first) * out_rate
+                    if abs(slot - round(slot)) < Fraction(1, 4):
+                        now = first + round(slot) / out_rate
+                if prev_time is not None and now <= prev_time:
+                    skipped += 1  # a repeated or out-of-order timestamp: nothing new to show
+                    continue
+                cur = frame.to_ndarray(format="rgb24")
+                if prev is None:
+                    first = now
+                else:
+                    # output slots n with prev_time <= slot < now; slot == prev_time is prev itself
+                    n0 = _ceil((prev_time - first) * out_rate)
+                    n1 = _ceil((now - first) * out_rate)
+                    ts = [((first + Fraction(n) / out_rate) - prev_time) / (now - prev_time) for n in range(n0, n1)]
+                    if ts and ts[0] == 0:
+                        put(prev)
+                        ts = ts[1:]
+                    if ts:
+                        info: dict = {}
+                        for f in interpolator.inbetween(prev, cur, [float(t) for t in ts], info=info):
+                            put(f)
+                        modes[info.get("mode", "?")] = modes.get(info.get("mode", "?"), 0) + 1
+                prev, prev_time = cur, now
                 if progress:
                     progress(n_in, total)
             if prev is None:
@@ -85,4 +112,11 @@ def retime_video(
             if writer is not None:
                 writer.abort()
             raise
-    return {"frames_in": n_in, "frames_out": n_out, "fps_in": Fraction(rate), "fps_out": out_rate, "modes": modes}
+    return {
+        "frames_in": n_in, "frames_out": n_out, "fps_in": Fraction(rate), "fps_out": out_rate,
+        "modes": modes, "skipped_timestamps": skipped,
+    }
+
+
+def _ceil(x: Fraction) -> int:
+    return -((-x.numerator) // x.denominator)

@@ -87,3 +87,34 @@ def test_video_needs_factor(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"\\x00")
     r = CliRunner().invoke(main, ["interpolate", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "o.mp4")])
     assert r.exit_code == 2 and "--factor" in r.output
+
+
+def test_variable_rate_video_is_retimed_on_its_timestamps(tmp_path):
+    # frames at 0, 1, 3, 4 and 7 (of 1/15 s): slots 2, 5 and 6 were dropped. Retimed x2 to 30 fps,
+    # the clip keeps its 7/15 s and the gaps are filled at their true times, not squeezed out.
+    src = tmp_path / "vfr.mkv"
+    big = texture(48, 64, seed=3)
+    pts = [0, 1, 3, 4, 7]
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("ffv1", rate=15)
+        s.width, s.height, s.pix_fmt = 64, 48, "bgr0"
+        s.time_base = Fraction(1, 15)
+        for p in pts:
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(big[10:58, 2 * p : 2 * p + 64]), format="rgb24")
+            f.pts, f.time_base = p, Fraction(1, 15)
+            for pkt in s.encode(f):
+                c.mux(pkt)
+        c.mux(s.encode(None))
+    dst = tmp_path / "x2.mp4"
+    r = CliRunner().invoke(main, ["interpolate", str(src), "--factor", "2", "--out", str(dst)])
+    assert r.exit_code == 0, r.output
+    assert '"frames_in": 5' in r.output and '"frames_out": 15' in r.output  # slots 0..14 of 1/30 s
+    with av.open(str(dst)) as c:
+        out = [f.to_ndarray(format="rgb24").astype(np.float32) for f in c.decode(c.streams.video[0])]
+    assert len(out) == 15
+    truth = [big[10:58, n : n + 64].astype(np.float32) for n in range(15)]  # 1 px per 1/30 s
+    err = [float(np.abs(o - t)[:, 8:-8].mean()) for o, t in zip(out, truth)]
+    # every slot, dropped or not, shows the picture of its own time (H.264 round trip aside)
+    assert max(err) < 6.0, [round(e, 1) for e in err]
+    # and not the neighbouring slot's
+    assert np.abs(out[10] - truth[12])[:, 8:-8].mean() > 2 * err[10]
