@@ -174,19 +174,20 @@ def consistency(f_ab: np.ndarray, f_ba: np.ndarray, sigma: float = 1.0) -> np.nd
 
 
 def global_motion(
-    f_ab: np.ndarray, c_a: np.ndarray, step: int = 8, min_inliers: float = 0.5, tolerance: float = 1.0,
-    min_move: float = 1.0,
+    f_ab: np.ndarray, c_a: np.ndarray, step: int | None = None, min_inliers: float = 0.5,
+    tolerance: float = 1.0, min_move: float = 1.0,
 ) -> np.ndarray | None:
     """The camera's motion A->B as a homography (3x3, working-resolution pixels), or None when no
     single homography explains at least `min_inliers` of A's flow-consistent samples, or when it
     moves no corner of the frame by `min_move` px or more (a still camera).
 
-    Fitted robustly (RANSAC, `tolerance` px) to the flow on a grid of every `step`-th pixel where
-    the forward-backward check passed. A static camera gives (nearly) the identity, a pan a
+    Fitted robustly (RANSAC, `tolerance` px) to the flow on a grid of every `step`-th pixel
+    (default: about 1200 samples) where the forward-backward check passed. A static camera gives (nearly) the identity, a pan a
     translation, a push-in a scale: the motion that the pixels without a usable flow of their
     own (leaving the frame, occluded) most likely share.
     """
     h, w = c_a.shape
+    step = step or max(2, int(np.sqrt(h * w / 1200)))
     ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
     ok = c_a[ys, xs] > 0.8
     if ok.sum() < 32 or ok.mean() < 0.25:
