@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sample test test-gpu install install-gpu bench clean
+.PHONY: sample test test-gpu install install-gpu bench bench-data clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/interpolation.py
+
+# second benchmark clip: vtest.avi from Debian's opencv-doc (OpenCV sample data, like tree.avi)
+bench-data: benchmarks/data/vtest.avi
+benchmarks/data/vtest.avi:
+	mkdir -p benchmarks/data/.deb
+	cd benchmarks/data/.deb && apt-get download opencv-doc && dpkg -x opencv-doc_*.deb x
+	cp benchmarks/data/.deb/x/usr/share/doc/opencv-doc/examples/data/vtest.avi $@
+	rm -rf benchmarks/data/.deb
 
 clean:
 	rm -rf renders build *.egg-info .pytest_cache

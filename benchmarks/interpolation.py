@@ -13,12 +13,16 @@ the ffmpeg process reading raw RGB frames from a file and writing raw RGB frames
 the wall time of the same ffmpeg command with the filter replaced by `null` (process start-up,
 raw I/O and colour conversion removed, which favours minterpolate).
 
+Footage: `tree.avi` from the shared bench data, and `vtest.avi` (pedestrians seen by a still
+camera, 768x576, 10 fps; OpenCV's sample data from Debian's opencv-doc package, the same source
+as tree.avi) when it is present (`make bench-data` fetches it into benchmarks/data/).
+
 Note on tree.avi: the AVI has 444 frame slots at 15 fps but only 68 coded frames (the others are
 dropped-frame slots that repeat the previous picture). The benchmark uses the 68 distinct frames
 as the clip (the real motion between them is larger than between 15 fps slots).
 
-    python -m keyrender.benchmarks.interpolation   # or: python benchmarks/interpolation.py
-    python benchmarks/interpolation.py --k 2 --k 4 --limit 68 --preset fast
+    python benchmarks/interpolation.py                      # tree.avi, and vtest.avi if fetched
+    python benchmarks/interpolation.py --video clip.mp4 --k 2 --k 4 --limit 200 --preset fast
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from keyrender.interpolate import inbetween  # noqa: E402
 from keyrender.interpolate.flow import FlowInterpolator, cross_fade  # noqa: E402
 
 DATA = Path(os.environ.get("KEYRENDER_BENCH_DATA", "/work/shared/bench-data"))
+EXTRA = [HERE / "data" / "vtest.avi", Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")]
 MINTERP = "minterpolate=fps={fps}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir"
 
 
@@ -161,39 +166,49 @@ def bench_clip(frames: list[np.ndarray], k: int, interp: FlowInterpolator, tmp: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--video", type=Path, default=DATA / "tree.avi")
+    ap.add_argument("--video", type=Path, action="append",
+                    help="footage (repeatable; default tree.avi, and vtest.avi when fetched)")
     ap.add_argument("--k", type=int, action="append", help="keep every k-th frame (repeatable; default 2 and 4)")
-    ap.add_argument("--limit", type=int, default=0, help="use at most this many frames (0: all)")
+    ap.add_argument("--limit", type=int, default=241, help="use at most this many frames per clip (0: all)")
     ap.add_argument("--preset", default="medium", help="DIS preset of the flow backend (library default: medium)")
     ap.add_argument("--flow-max-side", type=int, default=640)
     ap.add_argument("--threads", type=int, default=0, help="OpenCV threads (0: OpenCV's default)")
     ap.add_argument("--worst", type=int, default=3, help="list the N worst frames (where motion defeats it)")
     args = ap.parse_args(argv)
     ks = args.k or [2, 4]
+    videos = args.video or [DATA / "tree.avi"] + [p for p in EXTRA if p.is_file()][:1]
     if shutil.which("ffmpeg") is None:
         print("ffmpeg not found: apt-get install -y ffmpeg", file=sys.stderr)
         return 2
+    for v in videos:
+        if not v.is_file():
+            print(f"{v}: no such video", file=sys.stderr)
+            return 2
     if args.threads:
         cv2.setNumThreads(args.threads)
-    frames, fps = decode_distinct(args.video, args.limit or None)
     interp = FlowInterpolator(preset=args.preset, flow_max_side=args.flow_max_side)
-    h, w = frames[0].shape[:2]
-    print(f"# Interpolation benchmark: {args.video.name}, {len(frames)} frames {w}x{h}, "
-          f"preset={args.preset}, flow_max_side={args.flow_max_side}, CPU threads={cv2.getNumThreads()}, os.cpu_count={os.cpu_count()}\n")
+    print(f"# Interpolation benchmark: preset={args.preset}, flow_max_side={args.flow_max_side}, "
+          f"CPU threads={cv2.getNumThreads()}, os.cpu_count={os.cpu_count()}\n")
     rows = []
     with tempfile.TemporaryDirectory(prefix="kr-bench-") as td:
         tmp = Path(td)
         print(sanity_alignment(tmp))
-        for k in ks:
-            r = bench_clip(frames, k, interp, tmp)
-            print(f"k={k}: {r['keys']} kept frames, {r['n']} interpolated; pair modes {r['modes']}; "
-                  f"minterpolate's kept frames vs originals {r['minterp_keys_psnr']:.1f} dB")
-            ours = r["keyrender flow"]
-            worst = np.argsort(ours["psnr_all"])[: args.worst]
-            truth = [i for i in range((len(frames) - 1) // k * k + 1) if i % k]
-            print("  worst frames (index: ours / minterpolate dB): " + ", ".join(
-                f"{truth[i]}: {ours['psnr_all'][i]:.1f} / {r['minterpolate']['psnr_all'][i]:.1f}" for i in worst))
-            rows.append(r)
+        for video in videos:
+            frames, _ = decode_distinct(video, args.limit or None)
+            h, w = frames[0].shape[:2]
+            print(f"\n{video.name}: {len(frames)} frames {w}x{h}")
+            for k in ks:
+                r = bench_clip(frames, k, interp, tmp)
+                r["clip"] = video.name
+                print(f"k={k}: {r['keys']} kept frames, {r['n']} interpolated; pair modes {r['modes']}; "
+                      f"minterpolate's kept frames vs originals {r['minterp_keys_psnr']:.1f} dB")
+                ours = r["keyrender flow"]
+                worst = np.argsort(ours["psnr_all"])[: args.worst]
+                truth = [i for i in range((len(frames) - 1) // k * k + 1) if i % k]
+                print("  worst frames (index: ours / minterpolate dB): " + ", ".join(
+                    f"{truth[i]}: {ours['psnr_all'][i]:.1f} / {r['minterpolate']['psnr_all'][i]:.1f}" for i in worst))
+                rows.append(r)
+            del frames
         mid = [(DATA / f"{n}1.png", DATA / f"{n}2.png") for n in ("rubberwhale", "basketball")]
         pair_lines = []
         for pa, pb in mid:
@@ -207,19 +222,19 @@ def main(argv: list[str] | None = None) -> int:
             dt = (time.perf_counter() - t0) / 3
             pair_lines.append(f"{pa.stem[:-1]} {a.shape[1]}x{a.shape[0]}: mode {info['mode']}, {1000 * dt:.1f} ms per in-between (3 per pair)")
     print()
-    print("| k | method | mean PSNR (dB) | mean SSIM | ms / interpolated frame | speed vs minterpolate |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| clip | k | method | mean PSNR (dB) | mean SSIM | ms / interpolated frame | speed vs minterpolate |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         mi_ms = r["minterpolate"]["ms"]
         for name in ("keyrender flow", "minterpolate", "cross-fade"):
             m = r[name]
             ms = f"{m['ms']:.1f}" if "ms" in m else "~0"
             ratio = f"{mi_ms / m['ms']:.1f}x" if "ms" in m else ""
-            print(f"| {r['k']} | {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {ms} | {ratio} |")
+            print(f"| {r['clip']} | {r['k']} | {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {ms} | {ratio} |")
     print()
     for r in rows:
         d = r["keyrender flow"]["psnr"] - r["minterpolate"]["psnr"]
-        print(f"k={r['k']}: keyrender flow - minterpolate = {d:+.2f} dB PSNR, "
+        print(f"{r['clip']} k={r['k']}: keyrender flow - minterpolate = {d:+.2f} dB PSNR, "
               f"{r['minterpolate']['ms'] / r['keyrender flow']['ms']:.1f}x minterpolate's speed")
     if pair_lines:
         print("\nMiddlebury pairs (no ground-truth middle frame: speed and pair guard only):")
