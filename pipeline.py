@@ -29,7 +29,8 @@ from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
-STAGE_VERSION = "1"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "2"  # bump when a stage's output for the same inputs changes
+# 2: a scene's style image conditions its shots through the style IP-Adapter
 MANIFEST_SCHEMA = "keyrender.manifest/1"
 MANIFEST = "manifest.json"
 VIDEO = "video.mp4"

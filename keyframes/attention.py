@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-LAYER_GROUPS = {"up": ("up",), "mid_up": ("mid", "up"), "all": ("down", "mid", "up")}
+from .presets import LAYER_GROUPS
 
 
 @dataclass
@@ -155,6 +155,23 @@ def install_consistent_attention(unet, state: ConsistentAttentionState) -> int:
         else:
             procs[name] = proc
     unet.set_attn_processor(procs)
+    return count
+
+
+def uninstall_consistent_attention(unet) -> int:
+    """Put diffusers' plain AttnProcessor2_0 back where a ConsistentSelfAttnProcessor is. Needed
+    before load_ip_adapter, which rebuilds every self-attention processor by calling its class
+    without arguments. Returns how many layers were changed."""
+    procs = {}
+    count = 0
+    for name, proc in unet.attn_processors.items():
+        if isinstance(proc, ConsistentSelfAttnProcessor):
+            procs[name] = AttnProcessor2_0()
+            count += 1
+        else:
+            procs[name] = proc
+    if count:
+        unet.set_attn_processor(procs)
     return count
 
 

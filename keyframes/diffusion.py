@@ -1,15 +1,20 @@
-"""The diffusers-backed KeyframeGenerator: SDXL / SD1.5 + IP-Adapter FaceID + consistent attention.
+"""The diffusers-backed KeyframeGenerator: SDXL / SD1.5 + IP-Adapter FaceID + a style IP-Adapter +
+consistent attention.
 
 One batched call per shot (`generate`):
   1. check the request (sizes, prompts, embeddings) -> InputError naming the shot
   2. rows: the keyframes asked for, then context rows (kept keyframes of `request.fixed`, the
      scene's anchor keyframe, the style reference image) whose tokens the others attend to
-  3. identity: FaceID embeddings per character (zeros for the uncond half), IP-Adapter masks that
-     route each character to its region, the per-shot identity strength
+  3. adapters: IP-Adapter 0 is FaceID (embeddings per character, zeros for the uncond half, masks
+     that route each character to its region, the per-shot identity strength); IP-Adapter 1 is the
+     style adapter (the scene's style image through its CLIP image encoder, at the preset's
+     style_strength; scale 0 where the scene has none). The style adapter loads on the first
+     request with a style image: a run without one never needs its weights.
   4. latents: per-keyframe noise from derive_seed(seed, index, attempt); context rows are their
      VAE latents noised to the current timestep at every step (callback_on_step_end)
   5. denoise with consistent self-attention shared within each CFG half, decode, return uint8.
 
+`regenerate` (the repair loop's image-to-image) uses the same adapters.
 Models load once (`load_generator` keeps a small cache keyed by preset, device, dtype, sources).
 """
 
@@ -19,7 +24,7 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ModelNotFoundError
-from .attention import ConsistentAttentionState, install_consistent_attention
+from .attention import ConsistentAttentionState, install_consistent_attention, uninstall_consistent_attention
 from .base import KeyframeRequest, derive_seed
 from .presets import ENV_VARS, ConsistentAttentionOptions, Preset, WeightSpec, get_preset
 
@@ -144,6 +149,77 @@ def region_masks(regions, height: int, width: int):
 
 
 # --------------------------------------------------------------------------------------------
+# IP-Adapters
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    """Where one IP-Adapter is, in the terms of diffusers' load_ip_adapter: a repo id or local
+    folder, the subfolder and file name of its weights, and (for a plain IP-Adapter) the folder of
+    `source` that holds its CLIP image encoder."""
+
+    source: str
+    subfolder: str | None
+    weight_name: str
+    image_encoder: str | None = None
+
+
+def load_ip_adapters(pipe, faceid: AdapterFiles, style: AdapterFiles | None = None, **hub_kwargs) -> None:
+    """Load FaceID as IP-Adapter 0 and, when given, the style adapter as IP-Adapter 1, with one
+    call of diffusers' `load_ip_adapter` (each call replaces the adapters loaded before).
+
+    FaceID stays first so that the LoRA a FaceID checkpoint may carry keeps its adapter name
+    (`faceid_0`) and is not applied twice when the style adapter joins. load_ip_adapter looks for
+    an image encoder beside the first adapter only, so the style adapter's CLIP image encoder is
+    loaded here first, as load_ip_adapter would load it (CLIPVisionModelWithProjection from
+    `<source>/<image_encoder>` in the pipeline's dtype), with a CLIPImageProcessor of its input
+    size as the feature extractor. The caller re-installs consistent attention afterwards
+    (load_ip_adapter replaces every attention processor).
+    """
+    sources, subfolders, names = [faceid.source], [faceid.subfolder], [faceid.weight_name]
+    if style is not None:
+        if getattr(pipe, "image_encoder", None) is None and style.image_encoder:
+            from diffusers.utils import is_transformers_version
+            from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+            dtype_kw = {"dtype": pipe.dtype} if is_transformers_version(">=", "4.56.0") else {"torch_dtype": pipe.dtype}
+            encoder = CLIPVisionModelWithProjection.from_pretrained(
+                style.source, subfolder=style.image_encoder, cache_dir=hub_kwargs.get("cache_dir"),
+                local_files_only=bool(hub_kwargs.get("local_files_only")), **dtype_kw,
+            ).to(pipe.device)
+            size = int(encoder.config.image_size)
+            pipe.register_modules(image_encoder=encoder,
+                                  feature_extractor=CLIPImageProcessor(size=size, crop_size=size))
+        sources.append(style.source)
+        subfolders.append(style.subfolder)
+        names.append(style.weight_name)
+    pipe.load_ip_adapter(sources, subfolder=subfolders, weight_name=names, image_encoder_folder=None, **hub_kwargs)
+
+
+def resolve_style(preset: Preset, offline: bool, cache_dir: str) -> AdapterFiles:
+    """Where the preset's style IP-Adapter and its image encoder are; ModelNotFoundError (naming
+    the `style` component, its size and the `hf download` command) when they are missing.
+
+    KEYRENDER_MODEL_STYLE may name a repo id, a local folder laid out like the repo, or a local
+    weight file with its image encoder in an `image_encoder/` folder beside it."""
+    spec = preset.spec("style")
+    source = preset.source("style")
+    if spec is None or source is None:
+        raise ModelNotFoundError(f"keyframe preset {preset.name!r} has no style adapter")
+    path = Path(source).expanduser()
+    if _looks_local(source) and path.is_file():
+        if not (path.parent / "image_encoder" / "config.json").exists():
+            raise _missing(preset, "style", spec, str(path),
+                           f"complete (no image_encoder/config.json beside it in {path.parent})")
+        return AdapterFiles(str(path.parent), None, path.name, "image_encoder")
+    weight = f"{spec.subfolder}/{spec.weight_name}" if spec.subfolder else spec.weight_name
+    found = resolve_weights(preset, "style", offline, cache_dir, probe_file=weight)
+    for probe in (f"{spec.image_encoder}/config.json", f"{spec.image_encoder}/model.safetensors"):
+        resolve_weights(preset, "style", offline, cache_dir, probe_file=probe)
+    return AdapterFiles(found, spec.subfolder, spec.weight_name, spec.image_encoder)
+
+
+# --------------------------------------------------------------------------------------------
 # the generator
 
 
@@ -151,19 +227,27 @@ class DiffusersKeyframeGenerator:
     """KeyframeGenerator over a diffusers SDXL / SD1.5 pipeline with IP-Adapter FaceID.
 
     Build it with `load_generator`. `consistent` (ConsistentAttentionOptions) can be changed
-    between calls (`set_consistent(enabled=False)`).
+    between calls (`set_consistent(enabled=False)`), and so can `style_strength` (the style
+    adapter's scale where a scene has a style image; default: the preset's).
     """
 
     def __init__(self, preset: Preset, pipe, name: str, device: str, dtype, id_dim: int,
-                 controlnet_loader=None, annotator_loader=None):
+                 controlnet_loader=None, annotator_loader=None, style_loader=None):
         self.preset = preset
         self.pipe = pipe
         self.name = name
         self.device = device
         self.dtype = dtype
         self.id_dim = id_dim
-        self.consistent = preset.consistent
+        self.consistent = preset.consistent.check()
+        self.style_strength = float(preset.style_strength)
         self.controlnet_strength = 1.0
+        # style_loader(pipe) loads FaceID + the style adapter (load_ip_adapters); called on the
+        # first request with a style image. None: the preset has no style adapter.
+        self._style_loader = style_loader
+        self._style_ready = False
+        self._style_warned = False
+        self._style_zero: torch.Tensor | None = None
         self._state = ConsistentAttentionState()
         install_consistent_attention(pipe.unet, self._state)
         self._controlnet_loader = controlnet_loader
@@ -174,8 +258,14 @@ class DiffusersKeyframeGenerator:
 
     # -- options ---------------------------------------------------------------------------
     def set_consistent(self, **changes) -> ConsistentAttentionOptions:
-        self.consistent = replace(self.consistent, **changes)
+        """Change the joint-attention options (InputError on a bad value; nothing changes then)."""
+        self.consistent = replace(self.consistent, **changes).check()
         return self.consistent
+
+    @property
+    def style_loaded(self) -> bool:
+        """Whether the style IP-Adapter is loaded (it loads on the first style image)."""
+        return self._style_ready
 
     # -- pipelines sharing the components ----------------------------------------------------
     def _family_pipe(self, kind: str, controlnet=None):
@@ -264,6 +354,108 @@ class DiffusersKeyframeGenerator:
             masks = [region_masks(regions, request.height, request.width).to(self.device)]
         return [embeds], masks, float(strength)
 
+    def _ensure_style(self) -> bool:
+        """Load the style adapter (FaceID is loaded again with it, as adapter 0) unless it is
+        loaded; False when the preset has none. Called with the lock held."""
+        if self._style_ready:
+            return True
+        if self._style_loader is None:
+            if not self._style_warned:
+                log.warning("keyframe preset %r has no style adapter: a style image is used as attention "
+                            "context only", self.preset.name)
+                self._style_warned = True
+            return False
+        unet = self.pipe.unet
+        uninstall_consistent_attention(unet)
+        try:
+            self._style_loader(self.pipe)
+            self._style_ready = True
+        finally:
+            install_consistent_attention(unet, self._state)
+            self._pipes.clear()  # the img2img / ControlNet pipelines are rebuilt with the image encoder
+        return True
+
+    def _style(self, request: KeyframeRequest, rows: int, cfg: bool, strength: float):
+        """([embeds of IP-Adapter 1], [its scale]), or ([], []) while no style adapter is loaded."""
+        image = request.style.image if request.style is not None else None
+        if image is not None:
+            image = _check_image(image, "the scene's style image", request.shot)
+            if strength != 0.0:
+                self._ensure_style()
+        if not self._style_ready:
+            return [], []
+        from diffusers.models.embeddings import ImageProjection
+        from PIL import Image
+
+        pipe = self.pipe
+        layer = pipe.unet.encoder_hid_proj.image_projection_layers[1]
+        hidden = not isinstance(layer, ImageProjection)  # IP-Adapter Plus takes hidden states
+        device = pipe._execution_device
+        with torch.inference_mode():
+            if image is None or strength == 0.0:
+                # the adapter is skipped at scale 0; its embeds only need the right shape
+                if self._style_zero is None:
+                    if hidden:
+                        size = int(pipe.image_encoder.config.image_size)
+                        pos, _ = pipe.encode_image(torch.zeros(1, 3, size, size), device, 1, True)
+                        self._style_zero = torch.zeros_like(pos)
+                    else:
+                        self._style_zero = torch.zeros(1, layer.image_embeds.in_features)
+                pos = neg = self._style_zero
+                strength = 0.0
+            else:
+                pos, neg = pipe.encode_image(Image.fromarray(image), device, 1, hidden)
+        ones = [1] * pos.dim()
+        pos, neg = pos[None].repeat(rows, *ones), neg[None].repeat(rows, *ones)
+        embeds = torch.cat([neg, pos]) if cfg else pos
+        return [embeds.to(self.device, self.dtype)], [float(strength)]
+
+    def _adapters(self, request: KeyframeRequest, rows: int, cfg: bool, identity_strength: float,
+                  style_strength: float):
+        """(ip_adapter_image_embeds, ip_adapter_masks or None, scales): one entry per loaded
+        IP-Adapter (FaceID, then style)."""
+        embeds, masks, ids = self._identity(request, rows, cfg, identity_strength)
+        style_embeds, style_scales = self._style(request, rows, cfg, style_strength)
+        if masks is not None:
+            masks = masks + [None] * len(style_embeds)
+        return embeds + style_embeds, masks, [ids] + style_scales
+
+    def _set_scales(self, pipe, scales: list[float]) -> None:
+        pipe.set_ip_adapter_scale(scales if len(scales) > 1 else scales[0])
+
+    def _context(self, request: KeyframeRequest, exclude) -> list[tuple[np.ndarray, str]]:
+        """Context rows for joint attention: kept keyframes (request.fixed, minus `exclude`), the
+        scene's anchor keyframe and its style image, each with its prompt. Empty when joint
+        attention is off."""
+        opts = self.consistent
+        context: list[tuple[np.ndarray, str]] = []
+        if not opts.enabled:
+            return context
+        for k in sorted(request.fixed):
+            if k not in exclude:
+                img = _check_image(request.fixed[k], f"fixed keyframe {k}", request.shot)
+                context.append((img, self._prompts(request, [request.prompts[k]])[0]))
+        style = request.style
+        if opts.anchor and style is not None:
+            style_prompt = self._prompts(request, [""])[0] or request.prompts[0]
+            if style.anchor_keyframe is not None:
+                context.append((_check_image(style.anchor_keyframe, "the scene's anchor keyframe", request.shot),
+                                style_prompt))
+            if style.image is not None:
+                context.append((_check_image(style.image, "the scene's style image", request.shot), style_prompt))
+        return context
+
+    def _arm(self, rows: int, steps: int, step: int, seed: int) -> None:
+        """Set the shared joint-attention state for one pipeline call."""
+        opts, st = self.consistent, self._state
+        st.active = bool(opts.enabled)
+        st.rows = rows
+        st.sampling_rate = float(opts.sampling_rate)
+        st.layers = opts.layers
+        st.start, st.end = float(opts.start), float(opts.end)
+        st.num_steps, st.step, st.calls = steps, step, 0
+        st.seed = seed
+
     def _prompts(self, request: KeyframeRequest, prompts: list[str]) -> list[str]:
         text = request.style.text.strip() if request.style is not None and request.style.text else ""
         if not text:
@@ -318,8 +510,11 @@ class DiffusersKeyframeGenerator:
         steps: int | None = None,
         guidance: float | None = None,
         callback=None,
+        style_strength: float | None = None,
     ) -> dict[int, np.ndarray]:
-        """Keyframes `indices` (default: all not in request.fixed) in one joint call; see base.py."""
+        """Keyframes `indices` (default: all not in request.fixed) in one joint call; see base.py.
+
+        style_strength: the style adapter's scale (default: self.style_strength, the preset's)."""
         self._check(request)
         attempts = dict(attempts or {})
         if indices is None:
@@ -341,32 +536,21 @@ class DiffusersKeyframeGenerator:
             else (request.identity_strength if request.identity_strength is not None else self.preset.identity_strength)
         )
 
+        style_strength = float(self.style_strength if style_strength is None else style_strength)
+
         # 2. rows: generated keyframes, then context rows (attention context only)
         prompts = self._prompts(request, [request.prompts[i] for i in indices])
         seeds = [derive_seed(request.seed, i, int(attempts.get(i, 0))) for i in indices]
-        context: list[tuple[np.ndarray, str]] = []
-        opts = self.consistent
-        if opts.enabled:
-            for k in sorted(request.fixed):
-                if k not in indices:
-                    img = _check_image(request.fixed[k], f"fixed keyframe {k}", request.shot)
-                    context.append((img, self._prompts(request, [request.prompts[k]])[0]))
-            style = request.style
-            if opts.anchor and style is not None:
-                style_prompt = self._prompts(request, [""])[0] or request.prompts[0]
-                if style.anchor_keyframe is not None:
-                    context.append((_check_image(style.anchor_keyframe, "the scene's anchor keyframe", request.shot),
-                                    style_prompt))
-                if style.image is not None:
-                    context.append((_check_image(style.image, "the scene's style image", request.shot), style_prompt))
+        context = self._context(request, exclude=indices)
         all_prompts = prompts + [p for _, p in context]
         rows = len(all_prompts)
 
         control = self._control_image(request)
         with self._lock:
+            # 3. adapters (may load the style adapter, which rebuilds the derived pipelines)
+            embeds, masks, scales = self._adapters(request, rows, cfg, strength, style_strength)
             pipe = self.pipe if control is None else self._control_pipe(control[0], request.shot)
-            embeds, masks, strength = self._identity(request, rows, cfg, strength)
-            pipe.set_ip_adapter_scale(strength)
+            self._set_scales(pipe, scales)
 
             # 4. latents
             f = self.pipe.vae_scale_factor
@@ -404,13 +588,7 @@ class DiffusersKeyframeGenerator:
                 return {"latents": lat}
 
             st = self._state
-            st.active = bool(opts.enabled)
-            st.rows = rows
-            st.sampling_rate = float(opts.sampling_rate)
-            st.layers = opts.layers
-            st.start, st.end = float(opts.start), float(opts.end)
-            st.num_steps, st.step, st.calls = steps, 0, 0
-            st.seed = derive_seed(request.seed, 0, 0)
+            self._arm(rows, steps, 0, derive_seed(request.seed, 0, 0))
 
             kwargs = dict(
                 prompt=all_prompts,
@@ -453,8 +631,11 @@ class DiffusersKeyframeGenerator:
         strength: float,
         attempt: int,
         identity_strength: float | None = None,
+        *,
+        style_strength: float | None = None,
     ) -> np.ndarray:
-        """Image-to-image repair of one frame at denoise `strength`, with the shot's identity."""
+        """Image-to-image repair of one frame at denoise `strength`, with the shot's identities
+        (FaceID) and the scene's style image (style adapter)."""
         self._check(request)
         img = _check_image(init_image, "the image to regenerate", request.shot)
         if not 0.0 < float(strength) <= 1.0:
@@ -467,15 +648,19 @@ class DiffusersKeyframeGenerator:
             img = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)
         guidance = float(self.preset.guidance)
         cfg = guidance > 1.0
-        ids = identity_strength if identity_strength is not None else request.identity_strength
+        ids = float(
+            identity_strength if identity_strength is not None
+            else (request.identity_strength if request.identity_strength is not None else self.preset.identity_strength)
+        )
+        style_strength = float(self.style_strength if style_strength is None else style_strength)
         seed = derive_seed(request.seed, int(index), int(attempt))
         steps = int(self.preset.steps)
         # img2img runs int(steps * strength) steps; make sure at least one runs.
         steps = max(steps, int(np.ceil(1.0 / float(strength))))
         with self._lock:
+            embeds, masks, scales = self._adapters(request, 1, cfg, ids, style_strength)
             pipe = self._img2img_pipe()
-            embeds, masks, ids = self._identity(request, 1, cfg, float(ids))
-            pipe.set_ip_adapter_scale(ids)
+            self._set_scales(pipe, scales)
             self._state.active = False
             kwargs = dict(
                 prompt=self._prompts(request, [prompt])[0],
@@ -488,20 +673,12 @@ class DiffusersKeyframeGenerator:
                 ip_adapter_image_embeds=embeds,
                 output_type="np",
             )
-            if self.preset.family == "sdxl":
-                kwargs.update(height=H, width=W) if "height" in _params(pipe) else None
             if masks is not None:
                 kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
             quiet = _quiet_diffusers() if self.preset.tiny else contextlib.nullcontext()
             with torch.inference_mode(), quiet:
                 out = pipe(**kwargs).images
         return np.ascontiguousarray(_to_uint8(np.asarray(out))[0])
-
-
-def _params(pipe) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(pipe.__call__).parameters)
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,6 +713,20 @@ def _quiet_diffusers():
 
 
 @contextlib.contextmanager
+def _quiet_transformers():
+    """No progress bars for the tiny image encoder that transformers saves and loads in-process."""
+    from transformers.utils import logging as tlog
+
+    was = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tlog.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def _load_errors(preset: Preset, component: str, source: str):
     """Turn the hub's / diffusers' missing-file errors into a ModelNotFoundError naming the model."""
     try:
@@ -551,16 +742,25 @@ def _load_errors(preset: Preset, component: str, source: str):
 def _load_tiny(preset: Preset, device: str, dtype, tiny_dir) -> DiffusersKeyframeGenerator:
     from diffusers import StableDiffusionXLPipeline
 
-    from .tiny import TINY_ID_EMBED_DIM, TINY_VERSION, default_tiny_dir, tiny_controlnet, tiny_sdxl_components, write_tiny_faceid
+    from .tiny import (
+        TINY_ID_EMBED_DIM,
+        TINY_VERSION,
+        default_tiny_dir,
+        tiny_controlnet,
+        tiny_sdxl_components,
+        write_tiny_faceid,
+        write_tiny_style,
+    )
 
     folder = Path(tiny_dir) if tiny_dir else default_tiny_dir()
     comps = tiny_sdxl_components(folder)
     controlnet = tiny_controlnet(comps["unet"])  # before the IP-Adapter changes the UNet's config
     pipe = StableDiffusionXLPipeline(**comps, add_watermarker=False)
     faceid_dir, weight = write_tiny_faceid(pipe.unet, folder)
+    faceid = AdapterFiles(str(faceid_dir), None, weight)
     # the real loader path: diffusers reads the file, converts the FaceID keys, sets processors
     with _quiet_diffusers():
-        pipe.load_ip_adapter(str(faceid_dir), subfolder=None, weight_name=weight, image_encoder_folder=None)
+        load_ip_adapters(pipe, faceid)
         pipe.to(device)
         controlnet.to(device)
         if dtype != torch.float32:
@@ -577,9 +777,16 @@ def _load_tiny(preset: Preset, device: str, dtype, tiny_dir) -> DiffusersKeyfram
             "which the tiny preset does not load; use control type canny or none with --preset tiny"
         )
 
+    def style(p):
+        # a tiny plain IP-Adapter + CLIP image encoder written to disk as h94/IP-Adapter lays
+        # them out, loaded with FaceID by the same load_ip_adapters as the real presets
+        with _quiet_diffusers(), _quiet_transformers():
+            style_dir, style_weight = write_tiny_style(p.unet, folder)
+            load_ip_adapters(p, faceid, AdapterFiles(str(style_dir), None, style_weight, "image_encoder"))
+
     return DiffusersKeyframeGenerator(
         preset, pipe, name=f"tiny:{TINY_VERSION}", device=device, dtype=dtype, id_dim=TINY_ID_EMBED_DIM,
-        controlnet_loader=controlnets, annotator_loader=annotators,
+        controlnet_loader=controlnets, annotator_loader=annotators, style_loader=style,
     )
 
 
@@ -612,9 +819,9 @@ def _load_real(preset: Preset, device: str, dtype, offline: bool, cache_dir: str
             )
         except (OSError, ValueError):
             pipe = cls.from_pretrained(base, torch_dtype=dtype, **common, **extra)
+    faceid = AdapterFiles(faceid_src, faceid_sub, faceid_name)
     with _load_errors(preset, "faceid", faceid_src), _quiet_diffusers():
-        pipe.load_ip_adapter(faceid_src, subfolder=faceid_sub, weight_name=faceid_name, image_encoder_folder=None,
-                             **common)
+        load_ip_adapters(pipe, faceid, **common)
     if cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -638,9 +845,20 @@ def _load_real(preset: Preset, device: str, dtype, offline: bool, cache_dir: str
         src = resolve_weights(preset, "annotators", offline, cache_dir, probe_file=probe)
         return load_annotator(kind, src, cache_dir, offline)
 
+    def style(p):
+        # only on the first style image: a run without one never needs these weights
+        files = resolve_style(preset, offline, cache_dir)
+        with _load_errors(preset, "style", files.source), _quiet_diffusers():
+            load_ip_adapters(p, faceid, files, **common)
+        if cpu_offload and device.startswith("cuda"):
+            p.enable_model_cpu_offload(device=device)  # hooks for the new image encoder too
+
     name = f"{preset.name}:{base}+{faceid_src}/{faceid_name}"
+    if preset.style is not None:
+        name += f"+style:{preset.source('style')}"
     return DiffusersKeyframeGenerator(preset, pipe, name=name, device=device, dtype=dtype, id_dim=id_dim,
-                                      controlnet_loader=controlnets, annotator_loader=annotators)
+                                      controlnet_loader=controlnets, annotator_loader=annotators,
+                                      style_loader=style if preset.style is not None else None)
 
 
 _CACHE: dict[tuple, DiffusersKeyframeGenerator] = {}
@@ -686,7 +904,7 @@ def load_generator(
                     _CACHE.pop(next(iter(_CACHE)))
                 _CACHE[key] = gen
     if consistent is not None:
-        gen.consistent = consistent
+        gen.consistent = consistent.check()
     return gen
 
 

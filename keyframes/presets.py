@@ -8,7 +8,8 @@ Weight locations are overridable, per component, by environment variables (the f
 ``KEYRENDER_MODEL_BASE``, ``KEYRENDER_MODEL_FACEID``, ``KEYRENDER_MODEL_STYLE``,
 ``KEYRENDER_MODEL_CONTROLNET_OPENPOSE``, ``KEYRENDER_MODEL_CONTROLNET_CANNY``,
 ``KEYRENDER_MODEL_CONTROLNET_DEPTH``, ``KEYRENDER_MODEL_ANNOTATORS``. A value is a Hugging Face
-model id or a local folder (or, for the FaceID adapter, a local weight file).
+model id or a local folder laid out like the repo (or, for the FaceID and style adapters, a local
+weight file; a style weight file's CLIP image encoder is the ``image_encoder/`` folder beside it).
 """
 
 from __future__ import annotations
@@ -48,15 +49,32 @@ class WeightSpec:
     license: str = ""
     # The files of the repo that a download needs (`hf download --include` patterns).
     include: tuple[str, ...] = ()
+    # The folder of the repo (relative to its root) holding the CLIP image encoder that a plain
+    # IP-Adapter needs (transformers' CLIPVisionModelWithProjection: config.json +
+    # model.safetensors). None: the adapter needs none (FaceID takes face embeddings).
+    image_encoder: str | None = None
+
+    def files(self) -> list[str]:
+        """The files of the repo that a download needs, by name (empty: `include` patterns)."""
+        out = []
+        if self.weight_name:
+            out.append(f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name)
+        if self.image_encoder:
+            out += [f"{self.image_encoder}/config.json", f"{self.image_encoder}/model.safetensors"]
+        return out
 
     def fetch_command(self) -> str:
-        parts = ["hf download", self.repo_id]
-        if self.weight_name:
-            name = f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name
-            parts.append(name)
-        for pattern in self.include:
-            parts.append(f'--include "{pattern}"')
+        parts = ["hf download", self.repo_id, *self.files()]
+        # hf download ignores --include when file names are given
+        if not parts[2:]:
+            for pattern in self.include:
+                parts.append(f'--include "{pattern}"')
         return " ".join(parts)
+
+
+#: The UNet blocks where joint attention may apply: "up" (the decoder, as StoryDiffusion),
+#: "mid_up" (mid block and decoder), "all" (encoder too).
+LAYER_GROUPS: Mapping[str, tuple[str, ...]] = {"up": ("up",), "mid_up": ("mid", "up"), "all": ("down", "mid", "up")}
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,25 @@ class ConsistentAttentionOptions:
     start: float = 0.0
     end: float = 1.0
     anchor: bool = True  # later shots of a scene attend to the scene's first keyframe too
+
+    def check(self) -> "ConsistentAttentionOptions":
+        """self, or InputError naming the bad value."""
+        problems = []
+        if not isinstance(self.sampling_rate, (int, float)) or not 0.0 <= float(self.sampling_rate) <= 1.0:
+            problems.append(f"sampling rate {self.sampling_rate!r} must be in [0, 1]")
+        if self.layers not in LAYER_GROUPS:
+            problems.append(f"layers {self.layers!r} must be one of {', '.join(LAYER_GROUPS)}")
+        try:
+            start, end = float(self.start), float(self.end)
+        except (TypeError, ValueError):
+            problems.append(f"step range {self.start!r}..{self.end!r} must be numbers")
+        else:
+            if not 0.0 <= start <= end <= 1.0:
+                problems.append(f"step range {start:g}..{end:g} must satisfy 0 <= start <= end <= 1 "
+                                "(fractions of the denoising schedule)")
+        if problems:
+            raise InputError("joint attention: " + "; ".join(problems))
+        return self
 
 
 @dataclass(frozen=True)
@@ -180,8 +217,9 @@ SDXL = _register(
             "h94/IP-Adapter",
             subfolder="sdxl_models",
             weight_name="ip-adapter_sdxl.safetensors",
-            size="~0.7 GB (+ image encoder ~2.5 GB)",
+            size="~0.7 GB + its image encoder (OpenCLIP ViT-bigG/14, fp16) ~3.7 GB",
             license="Apache-2.0",
+            image_encoder="sdxl_models/image_encoder",
         ),
         controlnets={
             "openpose": WeightSpec("thibaud/controlnet-openpose-sdxl-1.0", size="~5 GB", license="see model card"),
@@ -220,8 +258,9 @@ SD15 = _register(
             "h94/IP-Adapter",
             subfolder="models",
             weight_name="ip-adapter_sd15.safetensors",
-            size="~0.05 GB (+ image encoder ~2.5 GB)",
+            size="~0.05 GB + its image encoder (OpenCLIP ViT-H/14) ~2.5 GB",
             license="Apache-2.0",
+            image_encoder="models/image_encoder",
         ),
         controlnets={
             "openpose": WeightSpec("lllyasviel/control_v11p_sd15_openpose", size="~1.4 GB", license="openrail"),

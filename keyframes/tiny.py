@@ -3,8 +3,9 @@
 The same diffusers / transformers classes as the real SDXL pipeline, from tiny configs (the shapes
 diffusers' own SDXL tests use), so that tests and `--preset tiny` smoke runs go through the real
 code paths without any download: the tokenizers are built from a byte-level vocabulary written to a
-folder, and the FaceID adapter is a FaceID-shaped state dict saved to a file and loaded through
-diffusers' own `load_ip_adapter`.
+folder, the FaceID adapter is a FaceID-shaped state dict saved to a file, and the style adapter is
+a plain IP-Adapter state dict saved beside a tiny CLIP vision encoder (laid out like
+h94/IP-Adapter's `sdxl_models/`); both adapters load through diffusers' own `load_ip_adapter`.
 
 Everything is seeded (under a forked RNG, so the caller's torch RNG is untouched): two builds give
 the same weights, hence the same images.
@@ -24,6 +25,9 @@ TINY_CROSS_ATTENTION_DIM = 64
 TINY_ID_EMBED_DIM = 512
 TINY_FACEID_TOKENS = 4
 TINY_FACEID_WEIGHT = "ip-adapter-faceid_tiny.safetensors"
+TINY_STYLE_WEIGHT = "ip-adapter_tiny.safetensors"
+TINY_CLIP_PROJECTION_DIM = 32
+TINY_CLIP_IMAGE_SIZE = 32
 
 
 def default_tiny_dir() -> Path:
@@ -214,6 +218,86 @@ def write_tiny_faceid(unet, folder: Path | None = None) -> tuple[Path, str]:
         save_file(tiny_faceid_state_dict(unet), str(tmp))
         os.replace(tmp, path)
     return target, TINY_FACEID_WEIGHT
+
+
+def tiny_image_encoder():
+    """A tiny CLIPVisionModelWithProjection (32x32 input, 8x8 patches, 32-d image embeds), seeded:
+    the class diffusers loads as a plain IP-Adapter's `image_encoder`."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        projection_dim=TINY_CLIP_PROJECTION_DIM,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=TINY_CLIP_IMAGE_SIZE,
+        patch_size=8,
+        num_channels=3,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIPVisionModelWithProjection(config)
+    return model.eval()
+
+
+def tiny_style_state_dict(unet, clip_dim: int = TINY_CLIP_PROJECTION_DIM, num_tokens: int = 4) -> dict:
+    """A state dict shaped like h94/IP-Adapter's plain `ip-adapter_sdxl.safetensors` (image_proj:
+    `proj` (num_tokens * cross_attention_dim, clip_dim) + `norm`; ip_adapter: `{k}.to_k_ip.weight` /
+    `{k}.to_v_ip.weight` for the k-th cross-attention layer, k = 1, 3, 5, ...), sized for `unet`, seeded."""
+    cross = unet.config.cross_attention_dim
+    blocks = list(unet.config.block_out_channels)
+    out: dict[str, torch.Tensor] = {}
+    g = torch.Generator().manual_seed(4321)
+
+    def rnd(*shape, std):
+        return (torch.randn(*shape, generator=g) * std).contiguous()
+
+    out["image_proj.proj.weight"] = rnd(cross * num_tokens, clip_dim, std=clip_dim**-0.5 * 4)
+    out["image_proj.proj.bias"] = torch.zeros(cross * num_tokens)
+    out["image_proj.norm.weight"] = torch.ones(cross)
+    out["image_proj.norm.bias"] = torch.zeros(cross)
+    key_id = 1
+    for name in unet.attn_processors.keys():
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = blocks[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+        else:
+            hidden = blocks[int(name[len("down_blocks.")])]
+        out[f"ip_adapter.{key_id}.to_k_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
+        out[f"ip_adapter.{key_id}.to_v_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
+        key_id += 2
+    return out
+
+
+def write_tiny_style(unet, folder: Path | None = None) -> tuple[Path, str]:
+    """Save the tiny style IP-Adapter and its CLIP image encoder as h94/IP-Adapter lays them out
+    (`<dir>/ip-adapter_tiny.safetensors`, `<dir>/image_encoder/{config.json,model.safetensors}`);
+    returns (dir, weight_name) for load_ip_adapter."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder) if folder else default_tiny_dir()
+    target = folder / "style"
+    target.mkdir(parents=True, exist_ok=True)
+    encoder = target / "image_encoder"
+    if not (encoder / "config.json").exists():
+        tmp = target / f"tmp{os.getpid()}-image_encoder"
+        tiny_image_encoder().save_pretrained(tmp, safe_serialization=True)
+        try:
+            os.rename(tmp, encoder)
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    path = target / TINY_STYLE_WEIGHT
+    if not path.exists():
+        tmp = path.with_name(f"tmp{os.getpid()}-{path.name}")
+        save_file(tiny_style_state_dict(unet), str(tmp))
+        os.replace(tmp, path)
+    return target, TINY_STYLE_WEIGHT
 
 
 def tiny_controlnet(unet):

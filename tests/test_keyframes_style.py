@@ -1,0 +1,248 @@
+"""The style IP-Adapter on the tiny preset: a tiny plain
+IP-Adapter and a tiny CLIP vision encoder written to disk and loaded, together with FaceID,
+through diffusers' own `load_ip_adapter` (the same `load_ip_adapters` the sdxl preset uses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.keyframes import CharacterCondition, KeyframeRequest, StyleAnchor, load_generator
+
+
+def _emb(seed: int) -> np.ndarray:
+    e = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
+    return e / np.linalg.norm(e)
+
+
+def _request(**kw) -> KeyframeRequest:
+    base = dict(
+        shot="s1",
+        scene="sc1",
+        prompts=["a woman walks in the rain", "a woman turns around", "a woman smiles"],
+        times=[0.0, 1.0, 2.0],
+        negative_prompt="blurry",
+        width=64,
+        height=64,
+        seed=11,
+        characters=[CharacterCondition("ana", _emb(1))],
+    )
+    base.update(kw)
+    return KeyframeRequest(**base)
+
+
+def _style_image(kind: int = 0) -> np.ndarray:
+    img = np.zeros((64, 64, 3), np.uint8)
+    if kind == 0:
+        img[:, :32] = (250, 30, 30)
+        img[:, 32:] = (20, 20, 220)
+    else:
+        img[:] = np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None]
+    return img
+
+
+def _styled(kind: int = 0, **kw) -> KeyframeRequest:
+    return _request(style=StyleAnchor(scene="sc1", text="", image=_style_image(kind)), **kw)
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny")
+
+
+def _fresh(tiny_dir):
+    """A tiny generator of its own (the style adapter not loaded yet), joint attention off so that
+    the style image acts through the adapter only."""
+    g = load_generator("tiny", device="cpu", tiny_dir=tiny_dir, use_cache=False)
+    g.set_consistent(enabled=False)
+    return g
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_dir):
+    return _fresh(tiny_dir)
+
+
+@pytest.fixture(autouse=True)
+def _defaults(request):
+    if "gen" in request.fixturenames:
+        g = request.getfixturevalue("gen")
+        saved = g.consistent, g.style_strength
+        yield
+        g.consistent, g.style_strength = saved
+    else:
+        yield
+
+
+def test_style_adapter_loads_on_first_style_image_only(tiny_dir):
+    g = _fresh(tiny_dir)
+    plain = g.generate(_request(), indices=[0])[0]
+    other_scene = _request(scene="sc2", style=StyleAnchor(scene="sc2", text=""))
+    assert np.array_equal(g.generate(other_scene, indices=[0])[0], plain)
+    # a style image at scale 0 needs no adapter either
+    assert np.array_equal(g.generate(_styled(), indices=[0], style_strength=0.0)[0], plain)
+    assert not g.style_loaded
+    styled = g.generate(_styled(), indices=[0])[0]
+    assert g.style_loaded
+    assert _diff(styled, plain) > 0.5
+    # both adapters are in the UNet now: FaceID first, the plain IP-Adapter (ImageProjection) second
+    from diffusers.models.embeddings import ImageProjection, IPAdapterFaceIDImageProjection
+
+    layers = g.pipe.unet.encoder_hid_proj.image_projection_layers
+    assert [type(x) for x in layers] == [IPAdapterFaceIDImageProjection, ImageProjection]
+    # a shot of another scene (no style image) is exactly what it was before the adapter loaded
+    assert np.array_equal(g.generate(other_scene, indices=[0])[0], plain)
+    assert np.array_equal(g.generate(_request(), indices=[0])[0], plain)
+
+
+def test_style_image_reaches_attention(gen):
+    plain = gen.generate(_request(), indices=[0])[0]
+    a = gen.generate(_styled(0), indices=[0])[0]
+    b = gen.generate(_styled(1), indices=[0])[0]
+    assert _diff(a, plain) > 0.5 and _diff(b, plain) > 0.5
+    assert _diff(a, b) > 0.5  # the image's content matters, not just its presence
+    # scale 0: exactly the plain result
+    assert np.array_equal(gen.generate(_styled(0), indices=[0], style_strength=0.0)[0], plain)
+    # the preset's strength is the default, and a stronger scale moves further
+    gen.style_strength = 0.0
+    assert np.array_equal(gen.generate(_styled(0), indices=[0])[0], plain)
+    gen.style_strength = 0.4
+    strong = gen.generate(_styled(0), indices=[0], style_strength=1.5)[0]
+    assert _diff(strong, plain) > _diff(a, plain)
+    # deterministic
+    assert np.array_equal(gen.generate(_styled(0), indices=[0])[0], a)
+
+
+def test_identity_works_with_the_style_adapter(gen):
+    styled = _styled()
+    a = gen.generate(styled, indices=[0])[0]
+    gen.generate(styled, indices=[0])
+    assert gen.style_loaded
+    b = gen.generate(_styled(characters=[CharacterCondition("ana", _emb(2))]), indices=[0])[0]
+    assert _diff(a, b) > 0.1  # different identities, same style: different images
+    # identity strength 0 with the style on == no characters with the style on
+    none = gen.generate(_styled(characters=[]), indices=[0])[0]
+    zero = gen.generate(styled, indices=[0], identity_strength=0.0)[0]
+    assert np.array_equal(none, zero)
+    assert _diff(none, a) > 0.1
+    # masks (two characters, FaceID only) still route each identity to its region
+    left, right = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
+    ab = _styled(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("b", _emb(2), right)])
+    ac = _styled(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("c", _emb(3), right)])
+    x = gen.generate(ab, indices=[0], identity_strength=1.0)[0]
+    y = gen.generate(ac, indices=[0], identity_strength=1.0)[0]
+    d_left, d_right = _diff(x[:, :24], y[:, :24]), _diff(x[:, 40:], y[:, 40:])
+    # unmasked, changing b would change both halves alike; the tiny model's self-attention
+    # spreads some of it (about 2.2x without the style adapter, 1.9x with it here)
+    assert d_right > 0.1 and d_right > 1.5 * d_left, (d_left, d_right)
+
+
+def test_style_with_joint_attention_and_bad_image(gen):
+    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
+    out = gen.generate(_styled())
+    assert sorted(out) == [0, 1, 2] and all(v.shape == (64, 64, 3) for v in out.values())
+    with pytest.raises(InputError, match="shot s1: the scene's style image"):
+        gen.generate(_request(style=StyleAnchor(scene="sc1", image=np.zeros((64, 64), np.uint8))), indices=[0])
+
+
+# -- regenerate: the style adapter ---------------------------------------------------------------
+
+
+def test_regenerate_uses_the_style_adapter(gen):
+    init = gen.generate(_request(), indices=[1])[1]
+    plain = gen.regenerate(_request(), 1000, init, "a woman", strength=0.6, attempt=0)
+    styled = gen.regenerate(_styled(), 1000, init, "a woman", strength=0.6, attempt=0)
+    assert _diff(styled, plain) > 0.5
+    assert np.array_equal(gen.regenerate(_styled(), 1000, init, "a woman", strength=0.6, attempt=0,
+                                         style_strength=0.0), plain)
+
+
+# -- the sdxl preset's loader on local files; missing weights -----------------------------------
+
+
+def test_real_loader_style_adapter_lazy_and_missing(tmp_path, monkeypatch, gen):
+    """The sdxl preset's code path (from_pretrained + load_ip_adapters + resolve_style) on local
+    folders; the style weights are looked for only when a style image comes."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from keyrender.keyframes.tiny import tiny_sdxl_components, write_tiny_faceid, write_tiny_style
+
+    base = tmp_path / "base"
+    tiny = StableDiffusionXLPipeline(**tiny_sdxl_components(tmp_path / "t"), add_watermarker=False)
+    tiny.save_pretrained(base)
+    folder, weight = write_tiny_faceid(tiny.unet, tmp_path / "t")
+    style_dir, style_weight = write_tiny_style(tiny.unet, tmp_path / "t")
+    monkeypatch.setenv("KEYRENDER_MODEL_BASE", str(base))
+    monkeypatch.setenv("KEYRENDER_MODEL_FACEID", str(folder / weight))
+    monkeypatch.delenv("KEYRENDER_MODEL_STYLE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    real = load_generator("sdxl", device="cpu", use_cache=False)
+    real.set_consistent(enabled=False)
+    # no style image: no style weights needed
+    plain = real.generate(_request(), indices=[0], steps=2)[0]
+    assert not real.style_loaded
+    # a style image, no weights offline: a clear error naming the component and how to fetch it
+    with pytest.raises(ModelNotFoundError) as err:
+        real.generate(_styled(), indices=[0], steps=2)
+    msg = str(err.value)
+    assert "style weights 'h94/IP-Adapter'" in msg
+    assert ("hf download h94/IP-Adapter sdxl_models/ip-adapter_sdxl.safetensors "
+            "sdxl_models/image_encoder/config.json sdxl_models/image_encoder/model.safetensors") in msg
+    assert "KEYRENDER_MODEL_STYLE" in msg and "GB" in msg and err.value.exit_code == 2
+    # the failed load left the generator as it was
+    assert np.array_equal(real.generate(_request(), indices=[0], steps=2)[0], plain)
+    # a weight file without its image encoder beside it
+    lonely = tmp_path / "lonely" / style_weight
+    lonely.parent.mkdir()
+    lonely.write_bytes((style_dir / style_weight).read_bytes())
+    monkeypatch.setenv("KEYRENDER_MODEL_STYLE", str(lonely))
+    with pytest.raises(ModelNotFoundError, match="image_encoder/config.json"):
+        real.generate(_styled(), indices=[0], steps=2)
+    # the weight file beside its image encoder (h94/IP-Adapter's layout): loads, and gives the
+    # same images as the tiny preset (same weights, same loader)
+    monkeypatch.setenv("KEYRENDER_MODEL_STYLE", str(style_dir / style_weight))
+    styled = real.generate(_styled(), indices=[0], steps=2)[0]
+    assert real.style_loaded
+    assert np.array_equal(styled, gen.generate(_styled(), indices=[0])[0])
+    assert np.array_equal(real.generate(_request(), indices=[0], steps=2)[0], plain)
+
+
+def test_style_fetch_command_lists_the_image_encoder():
+    from keyrender.keyframes import get_preset
+
+    sdxl, sd15 = get_preset("sdxl").style, get_preset("sd15").style
+    assert sdxl.fetch_command() == (
+        "hf download h94/IP-Adapter sdxl_models/ip-adapter_sdxl.safetensors "
+        "sdxl_models/image_encoder/config.json sdxl_models/image_encoder/model.safetensors")
+    assert sd15.fetch_command() == (
+        "hf download h94/IP-Adapter models/ip-adapter_sd15.safetensors "
+        "models/image_encoder/config.json models/image_encoder/model.safetensors")
+    assert sdxl.license == sd15.license == "Apache-2.0"
+    base = get_preset("sdxl").base.fetch_command()
+    assert base == ('hf download stabilityai/stable-diffusion-xl-base-1.0 --include "*.json" '
+                    '--include "*.txt" --include "*fp16.safetensors"')
+
+
+@pytest.mark.gpu
+def test_style_on_cuda_fp16(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    g = load_generator("tiny", device="cuda", dtype="float16", tiny_dir=tmp_path, use_cache=False)
+    plain = g.generate(_request(), indices=[0])[0]
+    styled = g.generate(_styled(), indices=[0])[0]
+    assert g.style_loaded and g.pipe.image_encoder.dtype == torch.float16
+    assert _diff(styled, plain) > 0.5
+    assert np.array_equal(g.generate(_request(), indices=[0])[0], plain)
+    assert np.array_equal(g.generate(_styled(), indices=[0], style_strength=0.0, identity_strength=0.7)[0],
+                          g.generate(_styled(), indices=[0], style_strength=0.0)[0])
+    kf = g.generate(_styled())
+    out = g.regenerate(_styled(), 1000, kf[1], "a woman", strength=0.5, attempt=0)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8 and 0 < out.mean() < 255
