@@ -282,8 +282,9 @@ class _PairState:
         self.wsize = (wh, ww)
         self.gx, self.gy = _grid(wh, ww)
 
-    def fields(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per time t, at working resolution: 4-channel flow (F_t0, F_t1) and the weight of A in [0,1]."""
+    def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per time t, at working resolution: 4-channel flow (F_t0, F_t1) and a 2-channel map of
+        the weight of A in [0,1] and the share of the plain cross-fade (see `hedge`)."""
         ft0, ft1 = intermediate_flows(self.f01, self.f10, t)
         wh, ww = self.wsize
         ax, ay = self.gx + ft0[..., 0], self.gy + ft0[..., 1]
@@ -297,7 +298,19 @@ class _PairState:
         w_b = t * (0.05 + vis_a) * in_b + 1e-4
         # where both are doubtful fall back to the time weights
         wa = w_a / (w_a + w_b)
-        return np.concatenate([ft0, ft1], axis=-1), wa.astype(np.float32)
+        fade = np.zeros_like(wa)
+        if hedge > 0:
+            # Where A and B, both warped to t, still disagree, the flow is wrong there (people
+            # crossing, limbs, motion beyond the search): a confidently wrong warp tears and
+            # costs more than a ghost. Mix in the plain cross-fade, up to `hedge`, in proportion
+            # to the disagreement (smoothed over ~9 px of the frame) up to `hedge_level` levels.
+            wa_img = cv2.remap(self.gray[0], ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            wb_img = cv2.remap(self.gray[1], bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            k = max(3, int(round(9 * ww / self.size[1])) | 1)
+            diff = cv2.blur(cv2.absdiff(wa_img, wb_img).astype(np.float32), (k, k))
+            # (not where one of them falls outside its frame: they differ there by construction)
+            fade = hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b
+        return np.concatenate([ft0, ft1], axis=-1), np.dstack([wa, fade]).astype(np.float32)
 
 
 def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
@@ -305,16 +318,18 @@ def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -
 
 
 def render_time(
-    a: np.ndarray, b: np.ndarray, state: _PairState, t: float, strip_rows: int = 256
+    a: np.ndarray, b: np.ndarray, state: _PairState, t: float, strip_rows: int = 256,
+    hedge: float = 0.0, hedge_level: float = 50.0,
 ) -> np.ndarray:
     """One in-between at time t: warp A and B to t and blend, in strips of `strip_rows` rows."""
-    flow, wa = state.fields(t)
+    flow, weights = state.fields(t, hedge, hedge_level)
     h, w = state.size
     wh, ww = state.wsize
     out = np.empty_like(a)
     if (wh, ww) == (h, w):
         gx, gy = state.gx, state.gy
-        _blend_into(out, a, b, gx + flow[..., 0], gy + flow[..., 1], gx + flow[..., 2], gy + flow[..., 3], wa)
+        _blend_into(out, a, b, gx + flow[..., 0], gy + flow[..., 1], gx + flow[..., 2], gy + flow[..., 3],
+                    weights, t, slice(0, h), hedge > 0)
         return out
     sx, sy = ww / w, wh / h
     xs = ((np.arange(w, dtype=np.float32) + 0.5) * sx - 0.5).astype(np.float32)
@@ -325,23 +340,29 @@ def render_time(
         mx = np.broadcast_to(xs[None, :], (y1 - y0, w)).copy()
         my = np.broadcast_to(ys[:, None], (y1 - y0, w)).copy()
         fs = cv2.remap(flow, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ws = cv2.remap(wa, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ws = cv2.remap(weights, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         gx = np.broadcast_to(full_x[None, :], (y1 - y0, w))
         gy = np.broadcast_to(np.arange(y0, y1, dtype=np.float32)[:, None], (y1 - y0, w))
         _blend_into(
             out[y0:y1], a, b,
             gx + fs[..., 0] / sx, gy + fs[..., 1] / sy,
             gx + fs[..., 2] / sx, gy + fs[..., 3] / sy,
-            ws,
+            ws, t, slice(y0, y1), hedge > 0,
         )
     return out
 
 
-def _blend_into(out, a, b, ax, ay, bx, by, wa) -> None:
-    wa_ = np.ascontiguousarray(wa, dtype=np.float32)
+def _blend_into(out, a, b, ax, ay, bx, by, weights, t: float, rows: slice, hedge: bool) -> None:
+    wa = np.ascontiguousarray(weights[..., 0], dtype=np.float32)
     ia = cv2.remap(a, ax.astype(np.float32), ay.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     ib = cv2.remap(b, bx.astype(np.float32), by.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out[...] = cv2.blendLinear(ia, ib, wa_, 1.0 - wa_)
+    warped = cv2.blendLinear(ia, ib, wa, 1.0 - wa)
+    if not hedge:
+        out[...] = warped
+        return
+    share = np.ascontiguousarray(weights[..., 1], dtype=np.float32)
+    fade = cv2.addWeighted(a[rows], 1.0 - t, b[rows], t, 0.0)
+    out[...] = cv2.blendLinear(warped, fade, 1.0 - share, share)
 
 
 def cross_fade(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -372,6 +393,8 @@ class FlowInterpolator:
         on_cut: str = "hold",
         strip_rows: int = 256,
         camera_motion: bool = True,
+        hedge: float = 0.5,
+        hedge_level: float = 50.0,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -389,6 +412,12 @@ class FlowInterpolator:
         self.on_cut = on_cut
         self.strip_rows = int(strip_rows)
         self.camera_motion = bool(camera_motion)
+        if not 0.0 <= hedge <= 1.0:
+            raise ValueError(f"hedge: must be between 0 and 1, got {hedge}")
+        if hedge_level <= 0:
+            raise ValueError(f"hedge_level: must be positive, got {hedge_level}")
+        self.hedge = float(hedge)
+        self.hedge_level = float(hedge_level)
 
     def inbetween(
         self,
@@ -438,4 +467,4 @@ class FlowInterpolator:
             info["occluded_fraction"] = round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4)
             info["camera_motion"] = state.global_motion is not None
         for t in ts:
-            yield render_time(a, b, state, t, self.strip_rows)
+            yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)

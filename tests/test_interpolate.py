@@ -142,6 +142,29 @@ def test_global_motion_fit():
     assert flow_mod.global_motion(zoom, np.zeros_like(c)) is None  # no trusted flow
 
 
+def test_where_no_flow_explains_the_change_the_cross_fade_is_mixed_in():
+    # a patch whose content changes without moving (a dissolve on a screen in the shot): the
+    # flow warps unrelated texture there; A and B warped to t disagree, so `hedge` mixes in the
+    # cross-fade, which is the truth here
+    bg = texture(120, 160, seed=1)
+    a, b = bg.copy(), bg.copy()
+    patch = np.s_[40:90, 50:110]
+    a[patch], b[patch] = texture(50, 60, seed=2, blur=1.5), texture(50, 60, seed=3, blur=1.5)
+    truth = cross_fade(a, b, 0.5)
+    (hedged,) = FlowInterpolator().inbetween(a, b, [0.5])
+    (crisp,) = FlowInterpolator(hedge=0).inbetween(a, b, [0.5])
+    assert psnr(hedged[patch], truth[patch]) > psnr(crisp[patch], truth[patch]) + 2.0
+
+
+def test_hedge_leaves_a_well_explained_motion_alone():
+    a, b, truth = shifted_pair(dx=8, dy=4)
+    (hedged,) = FlowInterpolator().inbetween(a, b, [0.5])
+    (crisp,) = FlowInterpolator(hedge=0).inbetween(a, b, [0.5])
+    assert abs(psnr(hedged, truth(0.5)) - psnr(crisp, truth(0.5))) < 0.5
+    with pytest.raises(ValueError, match="hedge"):
+        FlowInterpolator(hedge=1.5)
+
+
 # ---- pair guard --------------------------------------------------------------------------------
 
 
