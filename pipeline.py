@@ -30,7 +30,8 @@ from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
 STAGE_VERSION = "2"  # bump when a stage's output for the same inputs changes
-# 2: a scene's style image conditions its shots through the style IP-Adapter
+# 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
+#    the neighbouring keyframes, the scene's anchor and its style image
 MANIFEST_SCHEMA = "keyrender.manifest/1"
 MANIFEST = "manifest.json"
 VIDEO = "video.mp4"
@@ -534,7 +535,7 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         # 3-5. in-betweens, checked and repaired span by span, streamed into the encoder
         t = time.perf_counter()
         rec = SpanRecorder()
-        repair = _repair_fn(job, context, request, warnings) if checker is not None else None
+        repair = _repair_fn(job, context, request, warnings, images) if checker is not None else None
         interp = context.interpolator()
 
         def interpolate(a, b, times, info):
@@ -681,9 +682,12 @@ def _checker(job: ShotJob, context: RenderContext, identities: dict):
     return fc.check, None
 
 
-def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str]):
+def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict):
     """repair(frame, image, attempt) -> (image, seed), or None when no generator can be loaded
-    (the reason goes into the shot's warnings once)."""
+    (the reason goes into the shot's warnings once). The generator gets the two keyframes around
+    the frame as joint-attention context."""
+    from dataclasses import replace
+
     from keyrender.refine import REPAIR_INDEX_BASE
 
     shot = job.shot
@@ -703,9 +707,11 @@ def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str
             return None
         # the prompt of the nearest keyframe (beats follow the shot's time)
         nearest = min(range(len(kf)), key=lambda i: abs(kf[i] - frame))
+        before = max([i for i in range(len(kf)) if kf[i] <= frame], default=0)
+        around = {i: keyframes[i] for i in (before, min(before + 1, len(kf) - 1)) if i in keyframes}
         index = REPAIR_INDEX_BASE + frame
         new = generator.regenerate(
-            request, index=index, init_image=image, prompt=prompts[nearest],
+            replace(request, fixed=around), index=index, init_image=image, prompt=prompts[nearest],
             strength=context.preset.regenerate_strength, attempt=attempt,
             identity_strength=min(1.5, request.identity_strength + 0.15 * attempt))
         return new, _seed(shot.seed, index, attempt)

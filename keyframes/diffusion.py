@@ -14,7 +14,7 @@ One batched call per shot (`generate`):
      VAE latents noised to the current timestep at every step (callback_on_step_end)
   5. denoise with consistent self-attention shared within each CFG half, decode, return uint8.
 
-`regenerate` (the repair loop's image-to-image) uses the same adapters.
+`regenerate` (the repair loop's image-to-image) uses the same context rows and adapters.
 Models load once (`load_generator` keeps a small cache keyed by preset, device, dtype, sources).
 """
 
@@ -634,8 +634,12 @@ class DiffusersKeyframeGenerator:
         *,
         style_strength: float | None = None,
     ) -> np.ndarray:
-        """Image-to-image repair of one frame at denoise `strength`, with the shot's identities
-        (FaceID) and the scene's style image (style adapter)."""
+        """Image-to-image repair of one frame at denoise `strength`, conditioned like `generate`:
+        the shot's identities (FaceID), the scene's style image (style adapter), and, while joint
+        attention is on, the kept keyframes of `request.fixed` (the pipeline passes the two
+        keyframes around the frame), the scene's anchor keyframe and its style image as
+        consistent-attention context rows. With joint attention off (or no context) it is the
+        plain single-image img2img call."""
         self._check(request)
         img = _check_image(init_image, "the image to regenerate", request.shot)
         if not 0.0 < float(strength) <= 1.0:
@@ -644,8 +648,11 @@ class DiffusersKeyframeGenerator:
         from PIL import Image
 
         W, H = request.width, request.height
-        if img.shape[:2] != (H, W):
-            img = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)
+
+        def fit(a: np.ndarray) -> np.ndarray:
+            return a if a.shape[:2] == (H, W) else cv2.resize(a, (W, H), interpolation=cv2.INTER_AREA)
+
+        img = fit(img)
         guidance = float(self.preset.guidance)
         cfg = guidance > 1.0
         ids = float(
@@ -657,11 +664,14 @@ class DiffusersKeyframeGenerator:
         steps = int(self.preset.steps)
         # img2img runs int(steps * strength) steps; make sure at least one runs.
         steps = max(steps, int(np.ceil(1.0 / float(strength))))
+        context = [(fit(c), p) for c, p in self._context(request, exclude=())]
+        rows = 1 + len(context)
         with self._lock:
-            embeds, masks, scales = self._adapters(request, 1, cfg, ids, style_strength)
+            embeds, masks, scales = self._adapters(request, rows, cfg, ids, style_strength)
             pipe = self._img2img_pipe()
             self._set_scales(pipe, scales)
-            self._state.active = False
+            st = self._state
+            st.active = False
             kwargs = dict(
                 prompt=self._prompts(request, [prompt])[0],
                 negative_prompt=request.negative_prompt or "",
@@ -673,11 +683,47 @@ class DiffusersKeyframeGenerator:
                 ip_adapter_image_embeds=embeds,
                 output_type="np",
             )
+            if context:
+                # context rows: img2img starts them like the frame (their own seeds); after every
+                # step they are reset to their clean latents noised to the next timestep, so they
+                # stay what they are while the frame attends to their tokens.
+                ctx_seeds = [derive_seed(request.seed, 10_000 + j) for j in range(len(context))]
+                f = self.pipe.vae_scale_factor
+                shape = (1, self.pipe.unet.config.in_channels, H // f, W // f)
+                ctx_x0 = [self._encode(c, W, H) for c, _ in context]
+                ctx_noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)).to(self.device, self.dtype)
+                             for s in ctx_seeds]
+                # the step where img2img starts (as its get_timesteps computes it)
+                t_start = steps - min(int(steps * float(strength)), steps)
+
+                def on_step_end(p, i, t, kw):
+                    st.step = t_start + i + 1
+                    lat = kw["latents"]
+                    sched = p.scheduler
+                    nxt = t_start + i + 1
+                    if nxt < len(sched.timesteps):
+                        t_next = sched.timesteps[nxt : nxt + 1]
+                        for j, (x0, n) in enumerate(zip(ctx_x0, ctx_noise)):
+                            lat[1 + j : 2 + j] = sched.add_noise(x0, n, t_next).to(lat.dtype)
+                    return {"latents": lat}
+
+                kwargs.update(
+                    prompt=[kwargs["prompt"]] + [p for _, p in context],
+                    negative_prompt=[kwargs["negative_prompt"]] * rows,
+                    image=[Image.fromarray(img)] + [Image.fromarray(c) for c, _ in context],
+                    generator=[torch.Generator("cpu").manual_seed(seed)]
+                    + [torch.Generator("cpu").manual_seed(s) for s in ctx_seeds],
+                    callback_on_step_end=on_step_end,
+                )
+                self._arm(rows, steps, t_start, seed)
             if masks is not None:
                 kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
             quiet = _quiet_diffusers() if self.preset.tiny else contextlib.nullcontext()
-            with torch.inference_mode(), quiet:
-                out = pipe(**kwargs).images
+            try:
+                with torch.inference_mode(), quiet:
+                    out = pipe(**kwargs).images
+            finally:
+                st.active = False
         return np.ascontiguousarray(_to_uint8(np.asarray(out))[0])
 
 

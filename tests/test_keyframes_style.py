@@ -1,4 +1,4 @@
-"""The style IP-Adapter on the tiny preset: a tiny plain
+"""The style IP-Adapter and the repair path (regenerate) on the tiny preset: a tiny plain
 IP-Adapter and a tiny CLIP vision encoder written to disk and loaded, together with FaceID,
 through diffusers' own `load_ip_adapter` (the same `load_ip_adapters` the sdxl preset uses)."""
 
@@ -150,7 +150,34 @@ def test_style_with_joint_attention_and_bad_image(gen):
         gen.generate(_request(style=StyleAnchor(scene="sc1", image=np.zeros((64, 64), np.uint8))), indices=[0])
 
 
-# -- regenerate: the style adapter ---------------------------------------------------------------
+# -- regenerate: context rows and the style adapter ---------------------------------------------
+
+
+def test_regenerate_uses_neighbouring_keyframes_as_context(gen):
+    kf = gen.generate(_request(prompts=["a woman walks", "a woman turns"], times=[0.0, 1.0]))
+    init = ((kf[0].astype(np.int16) + kf[1].astype(np.int16)) // 2).astype(np.uint8)
+    lone = _request(prompts=["a woman walks", "a woman turns"], times=[0.0, 1.0])
+    around = _request(prompts=["a woman walks", "a woman turns"], times=[0.0, 1.0], fixed={0: kf[0], 1: kf[1]})
+    plain = gen.regenerate(lone, 1000, init, "a woman", strength=0.5, attempt=0)
+    # joint attention off: the context is not used, exactly the plain img2img result
+    assert np.array_equal(gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0), plain)
+    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
+    # nothing to attend to: the plain result too
+    assert np.array_equal(gen.regenerate(lone, 1000, init, "a woman", strength=0.5, attempt=0), plain)
+    ctx = gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0)
+    assert ctx.shape == (64, 64, 3) and ctx.dtype == np.uint8
+    assert _diff(ctx, plain) > 0.1
+    assert np.array_equal(gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0), ctx)
+    # the context rows ride along in the batch, but outside the step window nobody shares tokens:
+    # the frame is the plain img2img result (up to batched float rounding)
+    gen.set_consistent(start=1.0, end=1.0)
+    windowed = gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0)
+    assert np.abs(windowed.astype(int) - plain.astype(int)).max() <= 1
+    # the scene's anchor keyframe is context too
+    gen.set_consistent(start=0.0, end=1.0)
+    anchored = _request(prompts=["a woman walks", "a woman turns"], times=[0.0, 1.0],
+                        style=StyleAnchor(scene="sc1", anchor_keyframe=kf[1]))
+    assert _diff(gen.regenerate(anchored, 1000, init, "a woman", strength=0.5, attempt=0), plain) > 0.1
 
 
 def test_regenerate_uses_the_style_adapter(gen):
@@ -230,8 +257,43 @@ def test_style_fetch_command_lists_the_image_encoder():
                     '--include "*.txt" --include "*fp16.safetensors"')
 
 
+def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen):
+    """pipeline's repair callback hands regenerate() the two keyframes around the frame (and the
+    scene's style anchor) as context; the generator here is the real tiny one, wrapped to record."""
+    from pathlib import Path
+
+    from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, _repair_fn, prepare
+
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    seen = []
+
+    class Recording:
+        name = gen.name
+
+        def generate(self, *a, **kw):
+            return gen.generate(*a, **kw)
+
+        def regenerate(self, request, index, init_image, prompt, strength, attempt, identity_strength=None):
+            seen.append((sorted(request.fixed), request.style is not None and request.style.scene))
+            return gen.regenerate(request, index, init_image, prompt, strength, attempt, identity_strength)
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    options = RenderOptions(out=tmp_path / "out", preset="tiny", device="cpu", generator=Recording())
+    _, jobs = prepare(samples / "generate.csv", options)
+    job = next(j for j in jobs if j.shot.id == "G1")
+    assert list(job.shot.keyframe_frames) == [0, 12, 23]
+    context = RenderContext(options, samples / "cast", lambda e: None)
+    request = _keyframe_request(job, context, {}, {})
+    keyframes = {i: np.full((64, 64, 3), 40 * (i + 1), np.uint8) for i in range(3)}
+    repair = _repair_fn(job, context, request, [], keyframes)
+    image, seed = repair(17, np.full((64, 64, 3), 90, np.uint8), 0)
+    assert image.shape == (64, 64, 3) and isinstance(seed, int)
+    repair(5, np.full((64, 64, 3), 90, np.uint8), 1)
+    assert seen == [([1, 2], "1"), ([0, 1], "1")]
+
+
 @pytest.mark.gpu
-def test_style_on_cuda_fp16(tmp_path):
+def test_style_and_regenerate_context_on_cuda_fp16(tmp_path):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -244,5 +306,5 @@ def test_style_on_cuda_fp16(tmp_path):
     assert np.array_equal(g.generate(_styled(), indices=[0], style_strength=0.0, identity_strength=0.7)[0],
                           g.generate(_styled(), indices=[0], style_strength=0.0)[0])
     kf = g.generate(_styled())
-    out = g.regenerate(_styled(), 1000, kf[1], "a woman", strength=0.5, attempt=0)
+    out = g.regenerate(_styled(fixed={0: kf[0], 2: kf[2]}), 1000, kf[1], "a woman", strength=0.5, attempt=0)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8 and 0 < out.mean() < 255
