@@ -37,6 +37,27 @@ def main() -> None:
 
 
 # ---- run (foundation) ----------------------------------------------------------------------
+#: keyframes.presets.LAYER_GROUPS (not imported here: `keyrender --help` stays light)
+_JOINT_LAYERS = ("up", "mid_up", "all")
+
+
+def _step_range(ctx, param, value):
+    """--joint-steps START:END, fractions of the denoising schedule, 0 <= START <= END <= 1."""
+    if value is None:
+        return None
+    parts = value.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, end = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not START:END (two numbers, e.g. 0:0.5)") from None
+    if not 0.0 <= start <= end <= 1.0:
+        raise click.BadParameter(f"{value!r}: START and END are fractions of the denoising schedule, "
+                                 "0 <= START <= END <= 1")
+    return start, end
+
+
 @main.command()
 @click.argument("shotlist", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -67,9 +88,20 @@ def main() -> None:
 @click.option("--address", default=None, help="Ray cluster address (ray://host:10001, auto); default: start a local Ray.")
 @click.option("--num-gpus", type=click.FloatRange(min=0), default=1, show_default=True,
               help="GPUs per Ray task (0: CPU workers).")
+@click.option("--joint-attention/--no-joint-attention", "joint", default=None,
+              help="Share self-attention across a shot's keyframes (default: on). Off: each keyframe "
+                   "is generated on its own, and no kept keyframe, scene anchor or style image is context.")
+@click.option("--joint-rate", type=click.FloatRange(0, 1), default=None, metavar="R",
+              help="Joint attention: the fraction of the other keyframes' tokens each keyframe attends to "
+                   "(default: the preset's, 0.5).")
+@click.option("--joint-layers", type=click.Choice(_JOINT_LAYERS), default=None,
+              help="Joint attention in the UNet's up blocks (the preset's default), mid and up blocks, or all.")
+@click.option("--joint-steps", callback=_step_range, default=None, metavar="START:END",
+              help="Joint attention only in this part of the denoising schedule, as fractions "
+                   "(default: the preset's, 0:1; e.g. 0:0.5 for the first half).")
 def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_model, allow_download,
         offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet,
-        executor, address, num_gpus):
+        executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
 
@@ -79,6 +111,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_
         face_model=face_model, offline=offline, allow_download=allow_download,
         refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
         shot_generations=budget, repair_depth=repair_depth,
+        consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps),
     )
     if dry_run:
         _dry_run(shotlist, options, as_json)
@@ -97,6 +130,26 @@ def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_
     sys.exit(result.exit_code)
 
 
+def _joint_options(preset: str, enabled, rate, layers, steps):
+    """The preset's joint-attention options with the --joint-* flags given; None when none is."""
+    changes = {}
+    if enabled is not None:
+        changes["enabled"] = enabled
+    if rate is not None:
+        changes["sampling_rate"] = rate
+    if layers is not None:
+        changes["layers"] = layers
+    if steps is not None:
+        changes["start"], changes["end"] = steps
+    if not changes:
+        return None
+    from dataclasses import replace
+
+    from keyrender.keyframes.presets import get_preset
+
+    return replace(get_preset(preset).consistent, **changes).check()
+
+
 def _dry_run(shotlist: Path, options, as_json: bool) -> None:
     from keyrender.pipeline import prepare
 
@@ -112,6 +165,10 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
             }))
         return
     click.echo(f"{sl.path}: {len(sl.shots)} shots in {len(sl.scenes)} scenes; preset {options.preset}; out {options.out}")
+    if options.consistent is not None:
+        c = options.consistent
+        click.echo("joint attention: " + (f"on, rate {c.sampling_rate:g}, layers {c.layers}, steps {c.start:g}:{c.end:g}"
+                                          if c.enabled else "off"))
     for j in jobs:
         s = j.shot
         times = ", ".join(f"{t:g}" for t in s.keyframe_times)

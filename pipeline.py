@@ -60,6 +60,9 @@ class RenderOptions:
     shot_generations: int = 12
     repair_depth: int = 3
     cache_dir: Path | None = None      # models built or fetched by keyrender (tiny face pack ...)
+    # joint attention across a shot's keyframes (keyframes.presets.ConsistentAttentionOptions);
+    # None: the preset's. Part of the shots' cache keys.
+    consistent: Any = None
     # the stages' backends, to swap any of them (Protocols: KeyframeGenerator, FaceEmbedder,
     # Interpolator); None loads the preset's. Their `name` goes into the cache keys.
     generator: Any = field(default=None, repr=False)
@@ -167,6 +170,8 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
     from keyrender.keyframes.presets import get_preset
 
     preset = get_preset(options.preset)
+    if options.consistent is not None:  # in the key through the preset
+        preset = preset.with_overrides(consistent=options.consistent.check())
     face_model = _face_model_name(options, preset)
     if cast is None:
         cast = find_cast(options.cast_dir(shotlist.path))
@@ -307,6 +312,11 @@ class RenderContext:
             self._generator = load_generator(
                 self.preset, device=self.options.device,
                 offline=self.options.offline if self.options.offline is not None else offline)
+        # joint attention as this run asks (a loaded generator may be shared with earlier runs)
+        if self.options.consistent is not None or self.options.generator is None:
+            want = self.options.consistent or self.preset.consistent
+            if hasattr(self._generator, "set_consistent") and getattr(self._generator, "consistent", None) != want:
+                self._generator.set_consistent(**asdict(want))
         return self._generator
 
     def embedder(self):

@@ -297,3 +297,105 @@ def test_real_loader_from_local_folders(tmp_path, monkeypatch, gen):
     assert out[0].shape == (64, 64, 3)
     # same weights, same adapter: the same image as the tiny preset
     assert np.array_equal(out[0], gen.generate(req, indices=[0])[0])
+
+
+# -- joint attention options: keyrender run flags, RenderOptions, the cache key ------------------
+
+
+def _dry_json(shotlist, *flags):
+    from click.testing import CliRunner
+
+    from keyrender.cli import main
+
+    r = CliRunner().invoke(main, ["run", str(shotlist), "--preset", "tiny", "--dry-run", "--json", *flags],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    import json
+
+    return {d["shot"]: d["cache_key"] for d in map(json.loads, r.output.strip().splitlines())}
+
+
+def test_run_joint_attention_flags_are_in_the_cache_key(project):
+    csv = project / "generate.csv"
+    base = _dry_json(csv)
+    assert _dry_json(csv, "--joint-attention", "--joint-rate", "0.5", "--joint-layers", "up",
+                     "--joint-steps", "0:1") == base  # the preset's defaults, spelled out
+    seen = [base]
+    for flags in (["--no-joint-attention"], ["--joint-rate", "0.8"], ["--joint-layers", "all"],
+                  ["--joint-steps", "0:0.5"]):
+        keys = _dry_json(csv, *flags)
+        for prev in seen:
+            assert all(keys[s] != prev[s] for s in keys), flags
+        seen.append(keys)
+    # storyboard shots do not use the keyframe model's options (as with the preset)
+    sb = project / "shotlist.csv"
+    assert _dry_json(sb, "--joint-rate", "0.8") == _dry_json(sb)
+
+
+def test_run_joint_attention_flags_are_validated(project):
+    from click.testing import CliRunner
+
+    from keyrender.cli import main
+
+    csv = str(project / "generate.csv")
+    for flags, words in (
+        (["--joint-rate", "1.5"], ["--joint-rate", "0<=x<=1"]),
+        (["--joint-rate", "x"], ["--joint-rate"]),
+        (["--joint-layers", "down"], ["--joint-layers", "'up', 'mid_up', 'all'"]),
+        (["--joint-steps", "0.8:0.2"], ["--joint-steps", "0 <= START <= END <= 1"]),
+        (["--joint-steps", "0.5"], ["--joint-steps", "START:END"]),
+        (["--joint-steps", "-1:0.5"], ["--joint-steps"]),
+    ):
+        r = CliRunner().invoke(main, ["run", csv, "--preset", "tiny", "--dry-run", *flags])
+        assert r.exit_code == 2, (flags, r.output)
+        assert all(w in r.output for w in words), (flags, r.output)
+    r = CliRunner().invoke(main, ["run", csv, "--preset", "tiny", "--dry-run", "--no-joint-attention"])
+    assert r.exit_code == 0 and "joint attention: off" in r.output
+    r = CliRunner().invoke(main, ["run", csv, "--preset", "tiny", "--dry-run", "--joint-rate", "0.25",
+                                  "--joint-steps", "0.1:0.6"])
+    assert r.exit_code == 0 and "joint attention: on, rate 0.25, layers up, steps 0.1:0.6" in r.output
+
+
+def test_run_joint_flags_keep_the_dry_run_torch_free(project):
+    code = ("import sys\nfrom keyrender.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nassert 'torch' not in sys.modules\n")
+    args = ["run", str(project / "generate.csv"), "--dry-run", "--joint-rate", "0.7", "--joint-layers", "all",
+            "--joint-steps", "0:0.5", "--no-joint-attention"]
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_joint_options_reach_the_generator(tmp_path, monkeypatch):
+    from keyrender.keyframes import ConsistentAttentionOptions
+    from keyrender.pipeline import RenderContext, RenderOptions
+
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    wanted = ConsistentAttentionOptions(enabled=True, sampling_rate=0.25, layers="mid_up", start=0.1, end=0.6)
+    ctx = RenderContext(RenderOptions(preset="tiny", device="cpu", consistent=wanted), tmp_path, lambda e: None)
+    g = ctx.generator()
+    assert g.consistent == wanted
+    # the same (cached) generator in a later run without the flags: back to the preset's
+    again = RenderContext(RenderOptions(preset="tiny", device="cpu"), tmp_path, lambda e: None).generator()
+    assert again is g and again.consistent == get_preset("tiny").consistent
+
+
+def test_joint_options_are_checked():
+    from keyrender.keyframes import ConsistentAttentionOptions
+    from keyrender.pipeline import RenderOptions, prepare
+
+    for bad, word in ((dict(sampling_rate=1.5), "sampling rate"), (dict(layers="down"), "layers 'down'"),
+                      (dict(start=0.7, end=0.2), "step range 0.7..0.2")):
+        with pytest.raises(InputError, match=word):
+            ConsistentAttentionOptions(**bad).check()
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    with pytest.raises(InputError, match="joint attention: sampling rate"):
+        prepare(samples / "generate.csv", RenderOptions(preset="tiny", consistent=ConsistentAttentionOptions(sampling_rate=2)))
+
+
+def test_set_consistent_rejects_bad_values(gen):
+    before = gen.consistent
+    with pytest.raises(InputError, match="layers 'sideways'"):
+        gen.set_consistent(layers="sideways")
+    assert gen.consistent == before

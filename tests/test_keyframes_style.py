@@ -257,6 +257,85 @@ def test_style_fetch_command_lists_the_image_encoder():
                     '--include "*.txt" --include "*fp16.safetensors"')
 
 
+# -- through keyrender run -----------------------------------------------------------------------
+
+
+def _with_style_image(proj) -> None:
+    """generate.csv with a style image for scene 1 (on its first row)."""
+    import csv
+
+    from PIL import Image
+
+    Image.fromarray(_style_image(0)).save(proj / "style.png")
+    path = proj / "generate.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0]) + ["style_image"]
+    rows[0]["style_image"] = "style.png"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_run_with_a_style_image_tiny(tmp_path, monkeypatch, copy_sample):
+    from click.testing import CliRunner
+
+    from keyrender.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    from keyrender.media import load_image
+
+    kf = {}
+    for name, styled in (("plain", False), ("styled", True)):
+        proj = copy_sample(tmp_path / name)
+        if styled:
+            _with_style_image(proj)
+        # joint attention off: the style image acts through the style adapter alone
+        args = ["run", str(proj / "generate.csv"), "--preset", "tiny", "--device", "cpu",
+                "--out", str(tmp_path / name / "out"), "--no-refine", "--only", "G1", "--no-joint-attention"]
+        r = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        shot = tmp_path / name / "out" / "G1"
+        assert (shot / "video.mp4").exists()
+        kf[name] = load_image(next((shot / "keyframes").glob("kf000_*.png")))
+    assert _diff(kf["plain"], kf["styled"]) > 0.5
+
+
+def test_run_style_image_without_style_weights_is_exit_2(tmp_path, monkeypatch, copy_sample):
+    """sdxl preset on local tiny base + FaceID files, offline, no style weights: the shots of the
+    scene with a style image fail with the message naming the style weights; exit 2."""
+    from click.testing import CliRunner
+    from diffusers import StableDiffusionXLPipeline
+
+    from keyrender.cli import main
+    from keyrender.keyframes import clear_generator_cache
+    from keyrender.keyframes.tiny import tiny_sdxl_components, write_tiny_faceid
+
+    tiny = StableDiffusionXLPipeline(**tiny_sdxl_components(tmp_path / "t"), add_watermarker=False)
+    tiny.save_pretrained(tmp_path / "base")
+    folder, weight = write_tiny_faceid(tiny.unet, tmp_path / "t")
+    monkeypatch.setenv("KEYRENDER_MODEL_BASE", str(tmp_path / "base"))
+    monkeypatch.setenv("KEYRENDER_MODEL_FACEID", str(folder / weight))
+    monkeypatch.delenv("KEYRENDER_MODEL_STYLE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    proj = copy_sample(tmp_path / "proj")
+    _with_style_image(proj)
+    args = ["run", str(proj / "generate.csv"), "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--offline", "--face-model", "tiny", "--no-refine", "--only", "G1"]
+    try:
+        r = CliRunner().invoke(main, args, catch_exceptions=False)
+    finally:
+        clear_generator_cache()
+    assert r.exit_code == 2, r.output
+    assert "G1" in r.output and "failed" in r.output
+    assert "style weights 'h94/IP-Adapter'" in r.output and "hf download h94/IP-Adapter" in r.output
+    assert not (tmp_path / "out" / "G1").exists()
+
+
 def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen):
     """pipeline's repair callback hands regenerate() the two keyframes around the frame (and the
     scene's style anchor) as context; the generator here is the real tiny one, wrapped to record."""
