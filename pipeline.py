@@ -31,7 +31,8 @@ from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
 STAGE_VERSION = "2"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
-#    the neighbouring keyframes, the scene's anchor and its style image
+#    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
+#    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
 MANIFEST_SCHEMA = "keyrender.manifest/1"
 MANIFEST = "manifest.json"
 VIDEO = "video.mp4"
@@ -149,19 +150,24 @@ def _face_model_name(options: RenderOptions, preset) -> str:
     return options.face_model or os.environ.get("KEYRENDER_FACE_MODEL") or preset.face_model
 
 
-def prepare(shotlist_path: str | Path, options: RenderOptions) -> tuple[ShotList, list[ShotJob]]:
+def prepare(shotlist_path: str | Path, options: RenderOptions,
+            unselected: list[ShotJob] | None = None) -> tuple[ShotList, list[ShotJob]]:
     """Read and validate the shot list against the cast, then plan it. Writes nothing and
-    imports no torch: the dry run and render() both start here. Raises InputError."""
+    imports no torch: the dry run and render() both start here. Raises InputError.
+    `unselected`: see `plan`."""
     shotlist_path = Path(shotlist_path)
     cast_dir = options.cast_dir(shotlist_path)
     cast = find_cast(cast_dir)
     shotlist = load_shotlist(shotlist_path, cast=cast.keys())
     _check_cast(shotlist, cast_dir, cast)
-    return shotlist, plan(shotlist, options, cast)
+    return shotlist, plan(shotlist, options, cast, unselected)
 
 
-def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]] | None = None) -> list[ShotJob]:
-    """One job per selected shot with its output folder, size and cache key.
+def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]] | None = None,
+         unselected: list[ShotJob] | None = None) -> list[ShotJob]:
+    """One job per selected shot with its output folder, size and cache key. When `unselected`
+    is a list, the shots left out by `options.only` whose render is done and current are
+    appended to it (the run's report and timeline still show them).
 
     The key hashes everything that changes a shot's output: the row, the files it names, the
     references of its characters, the preset, the face model, the stage version, and for a
@@ -211,9 +217,11 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
         if first:
             scene_keys[shot.scene] = key
-        if shot.id not in selected:
-            continue
         out_dir = Path(options.out) / shot.id
+        if shot.id not in selected:
+            if unselected is not None and is_done(out_dir, key):
+                unselected.append(ShotJob(shot, scene, out_dir, width, height, key, True, first))
+            continue
         done = not options.force and is_done(out_dir, key)
         jobs.append(ShotJob(shot, scene, out_dir, width, height, key, done, first))
     return jobs
@@ -386,7 +394,8 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
     emit = callback or (lambda e: None)
     shotlist_path = Path(shotlist_path)
     cast_dir = options.cast_dir(shotlist_path)
-    shotlist, jobs = prepare(shotlist_path, options)
+    others: list[ShotJob] = []
+    shotlist, jobs = prepare(shotlist_path, options, others if options.only else None)
     emit({"event": "plan", "shots": [j.shot.id for j in jobs], "todo": [j.shot.id for j in jobs if not j.done]})
 
     out = Path(options.out)
@@ -396,7 +405,7 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
 
     results: list[ShotResult] = get_executor(executor).run(jobs, options, cast_dir, emit)
     run = RunResult(results, out, strict=options.strict)
-    _write_run_files(run, shotlist, emit)
+    _write_run_files(run, shotlist, emit, [_cached_result(j) for j in others])
     emit({"event": "run_done", "exit_code": run.exit_code,
           "rendered": sum(r.status == "rendered" for r in results),
           "cached": sum(r.status == "cached" for r in results),
@@ -404,15 +413,23 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
     return run
 
 
-def _write_run_files(run: RunResult, shotlist: ShotList, emit: Callback) -> None:
+def _write_run_files(run: RunResult, shotlist: ShotList, emit: Callback,
+                     unselected: list[ShotResult] = ()) -> None:
     """report.html and timeline.otio in the output folder (also when shots failed). A failure
-    to write them is a warning: the shots are rendered and the exit code says how they went."""
+    to write them is a warning: the shots are rendered and the exit code says how they went.
+    `unselected`: finished shots that --only left out; the files show them too, in shot-list
+    order, so a partial rerun does not shrink the report and the timeline to its own shots."""
     from keyrender.report import write_report
     from keyrender.timeline import write_otio
 
+    shown = run
+    if unselected:
+        order = {s.id: i for i, s in enumerate(shotlist.shots)}
+        shots = sorted([*run.shots, *unselected], key=lambda r: order.get(r.shot, len(order)))
+        shown = RunResult(shots, run.out, strict=run.strict)
     for attr, write, name in (("report", write_report, "report.html"), ("timeline", write_otio, "timeline.otio")):
         try:
-            setattr(run, attr, write(run, shotlist, run.out / name))
+            setattr(run, attr, write(shown, shotlist, run.out / name))
         except KeyrenderError as exc:
             emit({"event": "warning", "message": str(exc)})
     emit({"event": "report", "report": str(run.report) if run.report else None,

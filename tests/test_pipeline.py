@@ -70,6 +70,12 @@ def test_sample_renders_videos_keyframes_manifests_then_caches(project):
     video.write_bytes(video.read_bytes()[:-100])
     r = run("run", str(csv), "--out", str(out), "--only", "1A")
     assert "1 rendered" in r.output and probe_video(video)["frames"] == 48
+    # a partial rerun keeps the other finished shots in the report and the timeline
+    otio = json.loads((out / "timeline.otio").read_text())
+    clips = [c["name"] for c in otio["tracks"]["children"][0]["children"] if c.get("OTIO_SCHEMA", "").startswith("Clip")]
+    assert clips == ["1A", "1B", "2A"]
+    html = (out / "report.html").read_text()
+    assert all(f">{s}<" in html for s in ("1A", "1B", "2A")), "a shot is missing from the report"
 
 
 def test_bad_shot_list_reports_every_mistake_and_writes_nothing(project):
