@@ -747,15 +747,19 @@ def _device_dtype(preset: Preset, device: str | None, dtype) -> tuple[str, torch
 
 @contextlib.contextmanager
 def _quiet_diffusers():
-    """Hide diffusers' notices that do not apply here (FaceID needs no CLIP image encoder)."""
+    """Hide diffusers' and transformers' notices that do not apply here (FaceID needs no CLIP
+    image encoder; the tiny tokenizer's one-token-per-character prompts are "too long")."""
     from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
 
-    level = dlog.get_verbosity()
+    level, tlevel = dlog.get_verbosity(), tlog.get_verbosity()
     dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
     try:
         yield
     finally:
         dlog.set_verbosity(level)
+        tlog.set_verbosity(tlevel)
 
 
 @contextlib.contextmanager

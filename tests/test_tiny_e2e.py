@@ -5,12 +5,21 @@ a small budget, and the style anchor across a scene. Offline, CPU."""
 from __future__ import annotations
 
 import json
+import logging
 
 from click.testing import CliRunner
 
 from keyrender.cli import main
 from keyrender.media import probe_video
 
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
 
 
 def test_generate_sample_renders_with_tiny_preset(tmp_path, monkeypatch, copy_sample):
@@ -21,8 +30,15 @@ def test_generate_sample_renders_with_tiny_preset(tmp_path, monkeypatch, copy_sa
     out = tmp_path / "out"
     args = ["run", str(proj / "generate.csv"), "--preset", "tiny", "--device", "cpu", "--out", str(out),
             "--keyframe-attempts", "1", "--budget", "2", "--json"]
-    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    chatter = _Records()
+    logging.getLogger("transformers").addHandler(chatter)
+    try:
+        r = CliRunner().invoke(main, args, catch_exceptions=False)
+    finally:
+        logging.getLogger("transformers").removeHandler(chatter)
     assert r.exit_code == 0, r.output
+    # no library chatter on stderr (the tiny tokenizer's one-character tokens make prompts "too long")
+    assert not [m for m in chatter.messages if "Token indices" in m], chatter.messages
     for shot, frames in (("G1", 24), ("G2", 24)):
         info = probe_video(out / shot / "video.mp4")
         assert info["frames"] == frames and info["width"] == 64 and info["height"] == 64
