@@ -176,7 +176,6 @@ def tiny_faceid_state_dict(unet, id_dim: int = TINY_ID_EMBED_DIM, num_tokens: in
     sized for `unet`, seeded. Keys are flattened with the `image_proj.` / `ip_adapter.` prefixes of
     the safetensors layout that diffusers' `load_ip_adapter` reads."""
     cross = unet.config.cross_attention_dim
-    blocks = list(unet.config.block_out_channels)
     out: dict[str, torch.Tensor] = {}
     g = torch.Generator().manual_seed(1234)
 
@@ -189,6 +188,16 @@ def tiny_faceid_state_dict(unet, id_dim: int = TINY_ID_EMBED_DIM, num_tokens: in
     out["image_proj.proj.2.bias"] = torch.zeros(cross * num_tokens)
     out["image_proj.norm.weight"] = torch.ones(cross)
     out["image_proj.norm.bias"] = torch.zeros(cross)
+    out.update(_ip_attention_weights(unet, rnd))
+    return out
+
+
+def _ip_attention_weights(unet, rnd) -> dict:
+    """The `ip_adapter.{k}.to_k_ip` / `to_v_ip` weights every IP-Adapter file holds, one pair per
+    cross-attention layer of `unet` (k = 1, 3, 5, ...), drawn with `rnd(*shape, std=...)`."""
+    cross = unet.config.cross_attention_dim
+    blocks = list(unet.config.block_out_channels)
+    out: dict = {}
     key_id = 1
     for name in unet.attn_processors.keys():
         if name.endswith("attn1.processor"):
@@ -246,7 +255,6 @@ def tiny_style_state_dict(unet, clip_dim: int = TINY_CLIP_PROJECTION_DIM, num_to
     `proj` (num_tokens * cross_attention_dim, clip_dim) + `norm`; ip_adapter: `{k}.to_k_ip.weight` /
     `{k}.to_v_ip.weight` for the k-th cross-attention layer, k = 1, 3, 5, ...), sized for `unet`, seeded."""
     cross = unet.config.cross_attention_dim
-    blocks = list(unet.config.block_out_channels)
     out: dict[str, torch.Tensor] = {}
     g = torch.Generator().manual_seed(4321)
 
@@ -257,19 +265,7 @@ def tiny_style_state_dict(unet, clip_dim: int = TINY_CLIP_PROJECTION_DIM, num_to
     out["image_proj.proj.bias"] = torch.zeros(cross * num_tokens)
     out["image_proj.norm.weight"] = torch.ones(cross)
     out["image_proj.norm.bias"] = torch.zeros(cross)
-    key_id = 1
-    for name in unet.attn_processors.keys():
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = blocks[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
-        else:
-            hidden = blocks[int(name[len("down_blocks.")])]
-        out[f"ip_adapter.{key_id}.to_k_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
-        out[f"ip_adapter.{key_id}.to_v_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
-        key_id += 2
+    out.update(_ip_attention_weights(unet, rnd))
     return out
 
 

@@ -7,29 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from keyframe_requests import diff as _diff, emb as _emb, request as _request
 from keyrender.errors import InputError, ModelNotFoundError
 from keyrender.keyframes import CharacterCondition, KeyframeRequest, StyleAnchor, load_generator
-
-
-def _emb(seed: int) -> np.ndarray:
-    e = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
-    return e / np.linalg.norm(e)
-
-
-def _request(**kw) -> KeyframeRequest:
-    base = dict(
-        shot="s1",
-        scene="sc1",
-        prompts=["a woman walks in the rain", "a woman turns around", "a woman smiles"],
-        times=[0.0, 1.0, 2.0],
-        negative_prompt="blurry",
-        width=64,
-        height=64,
-        seed=11,
-        characters=[CharacterCondition("ana", _emb(1))],
-    )
-    base.update(kw)
-    return KeyframeRequest(**base)
 
 
 def _style_image(kind: int = 0) -> np.ndarray:
@@ -44,10 +24,6 @@ def _style_image(kind: int = 0) -> np.ndarray:
 
 def _styled(kind: int = 0, **kw) -> KeyframeRequest:
     return _request(style=StyleAnchor(scene="sc1", text="", image=_style_image(kind)), **kw)
-
-
-def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
 @pytest.fixture(scope="module")
