@@ -524,7 +524,11 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         request = _keyframe_request(job, context, identities, images)
         if to_generate:
             emit({"event": "stage", "shot": shot.id, "stage": "keyframes", "count": len(to_generate)})
-            images.update(context.generator().generate(request, indices=to_generate))
+            generator = context.generator()
+            images.update(generator.generate(request, indices=to_generate))
+            for line in getattr(generator, "prompt_warnings", lambda *a: [])(request, to_generate):
+                warnings.append(line)
+                emit({"event": "warning", "message": line})
         timings["keyframes_s"] = time.perf_counter() - t
 
         # 2. identity check of each keyframe -> re-roll the failing ones

@@ -456,6 +456,36 @@ class DiffusersKeyframeGenerator:
         st.num_steps, st.step, st.calls = steps, step, 0
         st.seed = seed
 
+    def prompt_warnings(self, request: KeyframeRequest, indices: Sequence[int] | None = None) -> list[str]:
+        """One line per prompt (of the keyframes `indices`, as sent: with the scene's style text)
+        and for the negative prompt, when it is longer than its text encoder reads (CLIP: 77
+        tokens), naming the words that are dropped. Empty for the tiny preset, whose tokenizer
+        makes a token of every character."""
+        if self.preset.tiny:
+            return []
+        tokenizers = [t for t in (getattr(self.pipe, "tokenizer", None), getattr(self.pipe, "tokenizer_2", None))
+                      if t is not None]
+        if not tokenizers:
+            return []
+        tok = tokenizers[0]
+        limit = int(min(t.model_max_length for t in tokenizers))
+        indices = list(range(request.count)) if indices is None else list(indices)
+        texts = [(f"keyframe {i} prompt", p) for i, p in zip(indices, self._prompts(request, [request.prompts[i] for i in indices]))]
+        if request.negative_prompt:
+            texts.append(("negative prompt", request.negative_prompt))
+        out = []
+        for what, text in texts:
+            with _quiet_diffusers():  # transformers' own "longer than 77" notice
+                ids = tok(text, add_special_tokens=True, truncation=False).input_ids
+            if len(ids) <= limit:
+                continue
+            kept = tok.decode(ids[1 : limit - 1], skip_special_tokens=True)
+            dropped = text[len(kept):].strip() if text.lower().startswith(kept.lower()) else tok.decode(
+                ids[limit - 1 : -1], skip_special_tokens=True)
+            out.append(f"shot {request.shot}: {what} is {len(ids)} tokens; the text encoder reads {limit}, "
+                       f"so this is ignored: {dropped!r}")
+        return out
+
     def _prompts(self, request: KeyframeRequest, prompts: list[str]) -> list[str]:
         text = request.style.text.strip() if request.style is not None and request.style.text else ""
         if not text:
@@ -612,10 +642,9 @@ class DiffusersKeyframeGenerator:
                 kwargs["image"] = Image.fromarray(control[1])
                 kwargs["controlnet_conditioning_scale"] = float(self.controlnet_strength)
             try:
-                # the tiny tokenizer has no merges (one token per character): long prompts are
-                # truncated at 77 tokens, which is expected for smoke runs, so not warned about.
-                quiet = _quiet_diffusers() if self.preset.tiny else contextlib.nullcontext()
-                with torch.inference_mode(), quiet:
+                # CLIP reads 77 tokens: diffusers and transformers would print their own notices
+                # about longer prompts mid-progress; `prompt_warnings` reports them per shot instead
+                with torch.inference_mode(), _quiet_diffusers():
                     out = pipe(**kwargs).images
             finally:
                 st.active = False
@@ -718,9 +747,8 @@ class DiffusersKeyframeGenerator:
                 self._arm(rows, steps, t_start, seed)
             if masks is not None:
                 kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
-            quiet = _quiet_diffusers() if self.preset.tiny else contextlib.nullcontext()
             try:
-                with torch.inference_mode(), quiet:
+                with torch.inference_mode(), _quiet_diffusers():
                     out = pipe(**kwargs).images
             finally:
                 st.active = False

@@ -374,3 +374,22 @@ def test_set_consistent_rejects_bad_values(gen):
     with pytest.raises(InputError, match="layers 'sideways'"):
         gen.set_consistent(layers="sideways")
     assert gen.consistent == before
+
+
+def test_prompts_longer_than_the_text_encoder_reads_are_reported(gen):
+    # the tiny preset skips this (its tokenizer makes a token of every character); the same real
+    # CLIPTokenizer counts here as a non-tiny preset
+    import copy
+    from dataclasses import replace
+
+    assert gen.prompt_warnings(_request()) == []
+    g = copy.copy(gen)
+    g.preset = replace(gen.preset, tiny=False)
+    tail = "and then she stops"
+    long = "a woman walks in the rain under a red umbrella while neon signs flicker behind her " + tail
+    lines = g.prompt_warnings(_request(prompts=[long, "short", "short"], negative_prompt="x" * 200), [0, 1])
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("shot s1: keyframe 0 prompt is") and "reads 77" in lines[0]
+    assert lines[0].split("ignored: ")[1].strip("'") in tail  # names the words that are dropped
+    assert "negative prompt" in lines[1]
+    assert g.prompt_warnings(_request(prompts=["short"] * 3)) == []

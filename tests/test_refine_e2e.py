@@ -141,3 +141,18 @@ def test_unrepairable_drift_is_flagged_not_passed(project):
                                                           generator=NoRepair(), interpolator=DriftingInterpolator(),
                                                           strict=True))
     assert strict.exit_code == 3 and strict.shots[0].status == "cached"
+
+
+def test_prompt_warnings_reach_the_manifest_and_the_console(project):
+    class LongPrompts(PlantedGenerator):
+        def prompt_warnings(self, request, indices=None):
+            return [f"shot {request.shot}: keyframe {i} prompt is 90 tokens" for i in indices]
+
+    events = []
+    options = RenderOptions(out=project / "out", preset="tiny", refine=False, generator=LongPrompts(),
+                            interpolator=DriftingInterpolator())
+    result = render(project / "shots.csv", options, callback=events.append)
+    assert result.exit_code == 0, result.shots[0].reason
+    m = json.loads((project / "out" / "S1" / "manifest.json").read_text())
+    assert "shot S1: keyframe 0 prompt is 90 tokens" in m["warnings"]
+    assert {"event": "warning", "message": "shot S1: keyframe 1 prompt is 90 tokens"} in events
