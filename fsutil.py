@@ -76,3 +76,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Fraction):
         return f"{obj.numerator}/{obj.denominator}"
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def cache_root() -> Path:
+    """keyrender's own cache: $KEYRENDER_CACHE, else $XDG_CACHE_HOME/keyrender, else ~/.cache/keyrender."""
+    base = os.environ.get("KEYRENDER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "keyrender")
+    return Path(base)
+
+
+def writable_dir(path: str | os.PathLike) -> bool:
+    """Whether the folder `path` (there or not yet) can be written to, or created: the nearest
+    existing ancestor is a folder we may write into."""
+    p = Path(path).absolute()
+    while not p.exists():
+        if p.parent == p:
+            return False
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)

@@ -304,9 +304,9 @@ class RenderContext:
     def cache_dir(self) -> Path:
         if self.options.cache_dir:
             return Path(self.options.cache_dir)
-        base = os.environ.get("KEYRENDER_CACHE") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "keyrender")
-        return Path(base)
+        from keyrender.fsutil import cache_root
+
+        return cache_root()
 
     def generator(self, offline: bool | None = None):
         """The keyframe generator, loaded once. `offline` applies when --offline/--online was

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from keyrender.errors import InputError
-from keyrender.fsutil import atomic_path, atomic_write_json, sha256_file
+from keyrender.fsutil import atomic_path, atomic_write_json, cache_root, sha256_file, writable_dir
 
 from .base import FaceEmbedder
 from .cast import find_cast
@@ -59,12 +59,29 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-class IdentityStore:
-    """Identities of the characters in `cast_dir`, cached in `cast_dir/.keyrender/identities`."""
+def fallback_store_dir(cast_dir: str | Path) -> Path:
+    """Where the identities of a read-only cast folder go: keyrender's cache, one folder per cast
+    (by its absolute path)."""
+    import hashlib
 
-    def __init__(self, cast_dir: str | Path, *, threshold: float | None = None):
+    key = hashlib.sha256(str(Path(cast_dir).resolve()).encode()).hexdigest()[:16]
+    return cache_root() / "identities" / key
+
+
+class IdentityStore:
+    """Identities of the characters in `cast_dir`, cached in `cast_dir/.keyrender/identities`,
+    or, when the cast folder is read-only (a shared drive), in `fallback_store_dir(cast_dir)`;
+    a store that someone with write access built in the cast folder is still read then.
+    `store_dir` puts it elsewhere."""
+
+    def __init__(self, cast_dir: str | Path, *, threshold: float | None = None, store_dir: str | Path | None = None):
         self.cast_dir = Path(cast_dir)
-        self.dir = self.cast_dir / STORE_DIR
+        local = self.cast_dir / STORE_DIR
+        if store_dir is not None:
+            self.dir = Path(store_dir)
+        else:
+            self.dir = local if writable_dir(local) else fallback_store_dir(self.cast_dir)
+        self._read_dirs = [self.dir] + ([local] if self.dir != local else [])
         self.threshold = threshold
 
     # -- the cast ----------------------------------------------------------------------------
@@ -83,13 +100,19 @@ class IdentityStore:
 
     def names(self) -> list[str]:
         """Names of the identities saved in the store."""
-        if not self.dir.is_dir():
-            return []
-        return sorted(p.stem for p in self.dir.glob("*.json") if not p.name.startswith("."))
+        return sorted({p.stem for d in self._read_dirs if d.is_dir()
+                       for p in d.glob("*.json") if not p.name.startswith(".")})
 
     # -- load --------------------------------------------------------------------------------
     def _read(self, name: str) -> tuple[dict, np.ndarray] | None:
-        meta_path, npz_path = self._paths(name)
+        for d in self._read_dirs:
+            got = self._read_from(d / f"{name}.json", d / f"{name}.npz")
+            if got is not None:
+                return got
+        return None
+
+    @staticmethod
+    def _read_from(meta_path: Path, npz_path: Path) -> tuple[dict, np.ndarray] | None:
         try:
             meta = json.loads(meta_path.read_text())
             raw = npz_path.read_bytes()

@@ -310,6 +310,32 @@ def test_store_builds_once_and_survives_restart(embedder, cast):
     assert again.load_all().keys() == {"alice", "bob"}
 
 
+def test_read_only_cast_keeps_its_identities_in_the_cache(embedder, cast, tmp_path, monkeypatch):
+    # a cast on a read-only share: the store goes to keyrender's cache, nothing is written into
+    # the cast, and a store someone built in the cast with write access is still read
+    from keyrender.fsutil import writable_dir
+    from keyrender.identity import store as store_mod
+
+    assert writable_dir(tmp_path / "not" / "yet") and not writable_dir(cast / "alice" / "0.png" / "x")
+    IdentityStore(cast).build(embedder)  # built by someone who could write there
+    built = {p: p.stat().st_mtime_ns for p in (cast / ".keyrender").rglob("*")}
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(store_mod, "writable_dir", lambda p: not str(p).startswith(str(cast)))
+    ro = IdentityStore(cast)
+    assert ro.dir == store_mod.fallback_store_dir(cast) and ro.dir.is_relative_to(tmp_path / "cache")
+    assert ro.names() == ["alice", "bob"] and not ro.is_stale("alice", embedder.name)
+    # a changed reference is rebuilt into the cache, not into the cast
+    ref = sorted((cast / "bob").iterdir())[0]
+    img = cv2.imread(str(ref))
+    cv2.imwrite(str(ref), cv2.flip(img, 1))
+    events = []
+    ro.build(embedder, progress=events.append)
+    assert ("bob", "built") in [(e.name, e.action) for e in events]
+    assert (ro.dir / "bob.npz").is_file() and not (ro.dir / "alice.npz").exists()
+    assert {p: p.stat().st_mtime_ns for p in (cast / ".keyrender").rglob("*")} == built
+    assert not IdentityStore(cast).is_stale("bob", embedder.name)  # the cache's copy wins
+
+
 def test_store_notices_changed_reference_and_model(embedder, cast):
     store = IdentityStore(cast)
     store.build(embedder)
