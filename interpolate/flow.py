@@ -18,7 +18,9 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
        F_t0 = -(1 - t) t F_01 + t^2 F_10,    F_t1 = (1 - t)^2 F_01 - t (1 - t) F_10
    A and B are backward-warped to t and blended with weights (1 - t) and t, each multiplied by
    the visibility of the sample in the *other* frame (a pixel that only A sees is taken from A)
-   and by whether the sample falls inside the frame (borders).
+   and by whether the sample falls inside the frame (borders). Where the two warped frames still
+   disagree the flow is wrong, and the plain cross-fade is mixed in (`hedge`): a ghost costs less
+   than a tear.
 5. The warp runs in horizontal strips, so a 4K frame never needs full-resolution float maps of
    the whole image at once.
 
@@ -182,7 +184,7 @@ def global_motion(
     moves no corner of the frame by `min_move` px or more (a still camera).
 
     Fitted robustly (RANSAC, `tolerance` px) to the flow on a grid of every `step`-th pixel
-    (default: about 1200 samples) where the forward-backward check passed. A static camera gives (nearly) the identity, a pan a
+    (default: about 1200 samples) where the forward-backward check passed. A pan gives a
     translation, a push-in a scale: the motion that the pixels without a usable flow of their
     own (leaving the frame, occluded) most likely share.
     """
@@ -218,8 +220,8 @@ def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, cam
     e_flow, in_flow = err(flow)
     e_cam, in_cam = err(camera)
     # a candidate that leaves the frame cannot be checked; the camera decides about leaving
-    take_cam = np.where(in_cam < 0.5, 1.0, np.where(in_flow < 0.5, 1.0, 1.0 / (1.0 + np.exp(np.clip((e_cam - e_flow) / 2.0, -30.0, 30.0)))))
-    take_cam = take_cam.astype(np.float32)[..., None]
+    better = 1.0 / (1.0 + np.exp(np.clip((e_cam - e_flow) / 2.0, -30.0, 30.0)))
+    take_cam = np.where((in_cam < 0.5) | (in_flow < 0.5), 1.0, better).astype(np.float32)[..., None]
     return flow + take_cam * (camera - flow)
 
 
@@ -304,10 +306,10 @@ class _PairState:
             # crossing, limbs, motion beyond the search): a confidently wrong warp tears and
             # costs more than a ghost. Mix in the plain cross-fade, up to `hedge`, in proportion
             # to the disagreement (smoothed over ~9 px of the frame) up to `hedge_level` levels.
-            wa_img = cv2.remap(self.gray[0], ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            wb_img = cv2.remap(self.gray[1], bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            a_at_t = cv2.remap(self.gray[0], ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            b_at_t = cv2.remap(self.gray[1], bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             k = max(3, int(round(9 * ww / self.size[1])) | 1)
-            diff = cv2.blur(cv2.absdiff(wa_img, wb_img).astype(np.float32), (k, k))
+            diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
             # (not where one of them falls outside its frame: they differ there by construction)
             fade = hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b
         return np.concatenate([ft0, ft1], axis=-1), np.dstack([wa, fade]).astype(np.float32)
@@ -378,7 +380,9 @@ class FlowInterpolator:
     variational refinement), `static_threshold` and `cut_threshold` (see `guard_pair`),
     `on_cut` ("hold": A then B, or "fade": cross-fade), `strip_rows` (rows warped at a time),
     `camera_motion` (fit the camera's motion as a homography and let the pixels without a trusted
-    flow follow it; see `global_motion`).
+    flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
+    still disagree, mix in the plain cross-fade: up to `hedge` of it, reached at a disagreement of
+    `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not).
     """
 
     name = "flow"
