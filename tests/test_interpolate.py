@@ -160,7 +160,9 @@ def test_hedge_leaves_a_well_explained_motion_alone():
     a, b, truth = shifted_pair(dx=8, dy=4)
     (hedged,) = FlowInterpolator().inbetween(a, b, [0.5])
     (crisp,) = FlowInterpolator(hedge=0).inbetween(a, b, [0.5])
-    assert abs(psnr(hedged, truth(0.5)) - psnr(crisp, truth(0.5))) < 0.5
+    # where the warps agree the cross-fade gets no share: the frames differ by a fraction of a level
+    assert np.abs(hedged.astype(int) - crisp).mean() < 0.25
+    assert psnr(hedged, truth(0.5)) > 40.0
     with pytest.raises(ValueError, match="hedge"):
         FlowInterpolator(hedge=1.5)
 
