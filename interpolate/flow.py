@@ -205,11 +205,13 @@ def global_motion(
     return hom
 
 
-def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, camera: np.ndarray) -> np.ndarray:
+def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, camera: np.ndarray,
+                     grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Per pixel, `camera` where it lands outside the frame or matches `g_to` better (smoothed
-    absolute difference) than `flow` does, else `flow`; a soft choice, so no seams."""
+    absolute difference) than `flow` does, else `flow`; a soft choice, so no seams. `grid` is
+    `_grid` of the frame."""
     h, w = g_from.shape
-    gx, gy = _grid(h, w)
+    gx, gy = grid
     src = g_from.astype(np.float32)
 
     def err(f):
@@ -225,9 +227,11 @@ def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, cam
     return flow + take_cam * (camera - flow)
 
 
-def homography_flows(hom: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B)."""
-    gx, gy = _grid(h, w)
+def homography_flows(hom: np.ndarray, h: int, w: int, grid: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B); `grid`: `_grid(h, w)`
+    if the caller has it."""
+    gx, gy = grid if grid is not None else _grid(h, w)
     pts = np.stack([gx, gy], axis=-1).reshape(-1, 1, 2)
     fwd = cv2.perspectiveTransform(pts, hom).reshape(h, w, 2) - pts.reshape(h, w, 2)
     bwd = cv2.perspectiveTransform(pts, np.linalg.inv(hom)).reshape(h, w, 2) - pts.reshape(h, w, 2)
@@ -265,6 +269,7 @@ class _PairState:
         # the same location): fixes the bands entering the frame and the edges of occlusions.
         self.f01_raw = self.f01
         c0, c1 = self.c0[..., None], self.c1[..., None]
+        self.gx, self.gy = _grid(wh, ww)
         self.global_motion = global_motion(self.f01, self.c0) if camera else None
         sub01, sub10 = -self.f10, -self.f01
         if self.global_motion is not None:
@@ -274,15 +279,15 @@ class _PairState:
             # every edge in a push-in, where the other direction's flow at the same place is
             # wrong). On a moving object, which does not follow the camera, the other direction's
             # flow usually matches better and stays.
-            g01, g10 = homography_flows(self.global_motion, wh, ww)
-            sub01 = _pick_substitute(ga, gb, sub01, g01)
-            sub10 = _pick_substitute(gb, ga, sub10, g10)
+            grid = (self.gx, self.gy)
+            g01, g10 = homography_flows(self.global_motion, wh, ww, grid)
+            sub01 = _pick_substitute(ga, gb, sub01, g01, grid)
+            sub10 = _pick_substitute(gb, ga, sub10, g10, grid)
         f01 = c0 * self.f01 + (1.0 - c0) * sub01
         f10 = c1 * self.f10 + (1.0 - c1) * sub10
         self.f01, self.f10 = f01, f10
         self.size = (h, w)
         self.wsize = (wh, ww)
-        self.gx, self.gy = _grid(wh, ww)
 
     def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
         """Per time t, at working resolution: 4-channel flow (F_t0, F_t1) and a 2-channel map of
