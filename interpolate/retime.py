@@ -12,6 +12,7 @@ the file is written to a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -90,8 +91,8 @@ def retime_video(
                     first = now
                 else:
                     # output slots n with prev_time <= slot < now; slot == prev_time is prev itself
-                    n0 = _ceil((prev_time - first) * out_rate)
-                    n1 = _ceil((now - first) * out_rate)
+                    n0 = math.ceil((prev_time - first) * out_rate)  # exact on Fractions
+                    n1 = math.ceil((now - first) * out_rate)
                     ts = [((first + Fraction(n) / out_rate) - prev_time) / (now - prev_time) for n in range(n0, n1)]
                     if ts and ts[0] == 0:
                         put(prev)
@@ -116,7 +117,3 @@ def retime_video(
         "frames_in": n_in, "frames_out": n_out, "fps_in": Fraction(rate), "fps_out": out_rate,
         "modes": modes, "skipped_timestamps": skipped,
     }
-
-
-def _ceil(x: Fraction) -> int:
-    return -((-x.numerator) // x.denominator)
