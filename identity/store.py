@@ -71,16 +71,12 @@ def fallback_store_dir(cast_dir: str | Path) -> Path:
 class IdentityStore:
     """Identities of the characters in `cast_dir`, cached in `cast_dir/.keyrender/identities`,
     or, when the cast folder is read-only (a shared drive), in `fallback_store_dir(cast_dir)`;
-    a store that someone with write access built in the cast folder is still read then.
-    `store_dir` puts it elsewhere."""
+    a store that someone with write access built in the cast folder is still read then."""
 
-    def __init__(self, cast_dir: str | Path, *, threshold: float | None = None, store_dir: str | Path | None = None):
+    def __init__(self, cast_dir: str | Path, *, threshold: float | None = None):
         self.cast_dir = Path(cast_dir)
         local = self.cast_dir / STORE_DIR
-        if store_dir is not None:
-            self.dir = Path(store_dir)
-        else:
-            self.dir = local if writable_dir(local) else fallback_store_dir(self.cast_dir)
+        self.dir = local if writable_dir(local) else fallback_store_dir(self.cast_dir)
         self._read_dirs = [self.dir] + ([local] if self.dir != local else [])
         self.threshold = threshold
 
