@@ -238,6 +238,15 @@ def homography_flows(hom: np.ndarray, h: int, w: int, grid: tuple[np.ndarray, np
     return fwd.astype(np.float32), bwd.astype(np.float32)
 
 
+def _shrink(flow: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A flow field resized to h x w (area averaging), its vectors scaled to the new pixels."""
+    sy, sx = h / flow.shape[0], w / flow.shape[1]
+    out = cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA)
+    out[..., 0] *= sx
+    out[..., 1] *= sy
+    return out
+
+
 def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Super SloMo's linear-motion approximation of the flows from time t to A (F_t0) and to B (F_t1)."""
     ft0 = (-(1.0 - t) * t) * f01 + (t * t) * f10
@@ -250,7 +259,7 @@ class _PairState:
 
     def __init__(
         self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
-        camera: bool = True,
+        camera: bool = True, check_cut: bool = False,
     ):
         h, w = a.shape[:2]
         wh, ww = working_size(h, w, max_side)
@@ -260,6 +269,19 @@ class _PairState:
             ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
             gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
         self.f01, self.f10 = bidirectional_flow(ga, gb, preset, variational)
+        self.flow_size = (wh, ww)
+        # the scene-cut check (see `compensated_similarity`), at the flow's own resolution
+        self.similarity = (compensated_similarity(ga, gb, self.f01, consistency(self.f01, self.f10))
+                           if check_cut else None)
+        # DIS estimates its flow at its finest scale (half the input size or less for every
+        # preset) and upsamples it bilinearly: the fields below lose nothing measurable at half
+        # the resolution (vtest.avi: -0.01 dB) and cost a quarter.
+        if min(wh, ww) >= 32:
+            wh, ww = (wh + 1) // 2, (ww + 1) // 2
+            self.f01 = _shrink(self.f01, wh, ww)
+            self.f10 = _shrink(self.f10, wh, ww)
+            ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
+            gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
         self.c0 = consistency(self.f01, self.f10)
         self.c1 = consistency(self.f10, self.f01)
         self.gray = (ga, gb)
@@ -267,10 +289,10 @@ class _PairState:
         # or DIS guessed), replace it with the negated flow of the other direction at the same
         # place, before the linear-motion approximation mixes both (it reads F_01 and F_10 at
         # the same location): fixes the bands entering the frame and the edges of occlusions.
-        self.f01_raw = self.f01
         c0, c1 = self.c0[..., None], self.c1[..., None]
         self.gx, self.gy = _grid(wh, ww)
-        self.global_motion = global_motion(self.f01, self.c0) if camera else None
+        # (RANSAC tolerance: one pixel of the flow resolution)
+        self.global_motion = global_motion(self.f01, self.c0, tolerance=ww / self.flow_size[1]) if camera else None
         sub01, sub10 = -self.f10, -self.f01
         if self.global_motion is not None:
             # A camera move (pan, push-in) explains most of the frame. An untrusted pixel gets
@@ -289,9 +311,10 @@ class _PairState:
         self.size = (h, w)
         self.wsize = (wh, ww)
 
-    def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
-        """Per time t, at working resolution: 4-channel flow (F_t0, F_t1) and a 2-channel map of
-        the weight of A in [0,1] and the share of the plain cross-fade (see `hedge`)."""
+    def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per time t, at working resolution: the flows F_t0 and F_t1 (2 channels each), the
+        weight of A in [0,1] and the share of the plain cross-fade (see `hedge`)."""
         ft0, ft1 = intermediate_flows(self.f01, self.f10, t)
         wh, ww = self.wsize
         ax, ay = self.gx + ft0[..., 0], self.gy + ft0[..., 1]
@@ -305,7 +328,7 @@ class _PairState:
         w_b = t * (0.05 + vis_a) * in_b + 1e-4
         # where both are doubtful fall back to the time weights
         wa = w_a / (w_a + w_b)
-        fade = np.zeros_like(wa)
+        fade = None
         if hedge > 0:
             # Where A and B, both warped to t, still disagree, the flow is wrong there (people
             # crossing, limbs, motion beyond the search): a confidently wrong warp tears and
@@ -317,7 +340,7 @@ class _PairState:
             diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
             # (not where one of them falls outside its frame: they differ there by construction)
             fade = hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b
-        return np.concatenate([ft0, ft1], axis=-1), np.dstack([wa, fade]).astype(np.float32)
+        return ft0, ft1, wa.astype(np.float32, copy=False), fade if fade is None else fade.astype(np.float32, copy=False)
 
 
 def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
@@ -328,48 +351,61 @@ def render_time(
     a: np.ndarray, b: np.ndarray, state: _PairState, t: float, strip_rows: int = 256,
     hedge: float = 0.0, hedge_level: float = 50.0,
 ) -> np.ndarray:
-    """One in-between at time t: warp A and B to t and blend, in strips of `strip_rows` rows."""
-    flow, weights = state.fields(t, hedge, hedge_level)
+    """One in-between at time t: warp A and B to t and blend, in strips of `strip_rows` rows.
+
+    The fields are computed at the pair's working resolution. When that is smaller than the
+    frame, the sampling coordinates (pixel grid plus flow) and the weights are upsampled one strip
+    at a time by an affine resampling of single-channel maps, so a 4K frame never holds
+    full-resolution float fields of the whole image."""
+    ft0, ft1, wa, share = state.fields(t, hedge, hedge_level)
     h, w = state.size
     wh, ww = state.wsize
-    out = np.empty_like(a)
+    (f0x, f0y), (f1x, f1y) = cv2.split(ft0), cv2.split(ft1)
     if (wh, ww) == (h, w):
         gx, gy = state.gx, state.gy
-        _blend_into(out, a, b, gx + flow[..., 0], gy + flow[..., 1], gx + flow[..., 2], gy + flow[..., 3],
-                    weights, t, slice(0, h), hedge > 0)
-        return out
-    sx, sy = ww / w, wh / h
-    xs = ((np.arange(w, dtype=np.float32) + 0.5) * sx - 0.5).astype(np.float32)
-    full_x = np.arange(w, dtype=np.float32)
-    for y0 in range(0, h, strip_rows):
-        y1 = min(h, y0 + strip_rows)
-        ys = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * sy - 0.5).astype(np.float32)
-        mx = np.broadcast_to(xs[None, :], (y1 - y0, w)).copy()
-        my = np.broadcast_to(ys[:, None], (y1 - y0, w)).copy()
-        fs = cv2.remap(flow, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ws = cv2.remap(weights, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        gx = np.broadcast_to(full_x[None, :], (y1 - y0, w))
-        gy = np.broadcast_to(np.arange(y0, y1, dtype=np.float32)[:, None], (y1 - y0, w))
-        _blend_into(
-            out[y0:y1], a, b,
-            gx + fs[..., 0] / sx, gy + fs[..., 1] / sy,
-            gx + fs[..., 2] / sx, gy + fs[..., 3] / sy,
-            ws, t, slice(y0, y1), hedge > 0,
-        )
+        layers, pad = [gx + f0x, gy + f0y, gx + f1x, gy + f1y, wa, share], 0
+    else:
+        # the flows in the frame's pixels, one sample beyond each edge (replicated, for the
+        # resampling), upsampled per strip; the pixel grid is added at full resolution
+        sx, sy = w / ww, h / wh
+
+        def ext(f, scale=1.0):
+            return None if f is None else cv2.copyMakeBorder(f * np.float32(scale), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+
+        layers, pad = [ext(f0x, sx), ext(f0y, sy), ext(f1x, sx), ext(f1y, sy), ext(wa), ext(share)], 1
+        xs = np.arange(w, dtype=np.float32)[None, :]
+    out = np.empty_like(a)
+    rows = min(strip_rows, h)
+    for y0 in range(0, h, rows):
+        n = min(h, y0 + rows) - y0
+        ax, ay, bx, by, wa_s, share_s = (None if f is None else _strip(f, y0, n, h, w, pad) for f in layers)
+        if pad:
+            ys = np.arange(y0, y0 + n, dtype=np.float32)[:, None]
+            ax += xs
+            bx += xs
+            ay += ys
+            by += ys
+        ia = cv2.remap(a, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ib = cv2.remap(b, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.blendLinear(ia, ib, wa_s, 1.0 - wa_s)
+        if share_s is not None:
+            fade = cv2.addWeighted(a[y0 : y0 + n], 1.0 - t, b[y0 : y0 + n], t, 0.0)
+            warped = cv2.blendLinear(warped, fade, 1.0 - share_s, share_s)
+        out[y0 : y0 + n] = warped
     return out
 
 
-def _blend_into(out, a, b, ax, ay, bx, by, weights, t: float, rows: slice, hedge: bool) -> None:
-    wa = np.ascontiguousarray(weights[..., 0], dtype=np.float32)
-    ia = cv2.remap(a, ax.astype(np.float32), ay.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    ib = cv2.remap(b, bx.astype(np.float32), by.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    warped = cv2.blendLinear(ia, ib, wa, 1.0 - wa)
-    if not hedge:
-        out[...] = warped
-        return
-    share = np.ascontiguousarray(weights[..., 1], dtype=np.float32)
-    fade = cv2.addWeighted(a[rows], 1.0 - t, b[rows], t, 0.0)
-    out[...] = cv2.blendLinear(warped, fade, 1.0 - share, share)
+def _strip(field: np.ndarray, y0: int, n: int, h: int, w: int, pad: int = 0) -> np.ndarray:
+    """Rows y0..y0+n of a single-channel map, bilinearly upsampled to the frame's h x w (pixel
+    centres aligned; `pad`: samples the map has beyond each edge). A view when `field` is the
+    frame's size."""
+    fh, fw = field.shape[0] - 2 * pad, field.shape[1] - 2 * pad
+    if (fh, fw) == (h, w):
+        return field[pad + y0 : pad + y0 + n, pad : pad + w]
+    sx, sy = fw / w, fh / h
+    m = np.float64([[sx, 0.0, 0.5 * sx - 0.5 + pad], [0.0, sy, (y0 + 0.5) * sy - 0.5 + pad]])
+    return cv2.warpAffine(field, m, (w, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def cross_fade(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -454,8 +490,9 @@ class FlowInterpolator:
             )
         state = None
         if guard.mode == "check":
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
-            sim = compensated_similarity(state.gray[0], state.gray[1], state.f01_raw, state.c0)
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
+                               check_cut=True)
+            sim = state.similarity
             guard = PairGuard("flow" if sim >= self.cut_threshold else "cut", guard.max_diff, sim)
         if info is not None:
             info.update(mode=guard.mode, similarity=round(guard.similarity, 4))
@@ -473,7 +510,7 @@ class FlowInterpolator:
         if state is None:
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
         if info is not None:
-            info["flow_size"] = list(state.wsize)
+            info["flow_size"] = list(state.flow_size)
             info["occluded_fraction"] = round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4)
             info["camera_motion"] = state.global_motion is not None
         for t in ts:
