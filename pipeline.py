@@ -29,10 +29,12 @@ from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
-STAGE_VERSION = "2"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "3"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
+# 3: the flow interpolator's occlusion and blend fields at half the flow resolution (faster; the
+#    in-betweens differ by a level here and there)
 MANIFEST_SCHEMA = "keyrender.manifest/1"
 MANIFEST = "manifest.json"
 VIDEO = "video.mp4"

@@ -7,7 +7,9 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
    morphed but held (A for t < 0.5, B from t >= 0.5) and reported in `info`.
 2. Bidirectional flow A->B and B->A with OpenCV's DIS (Kroeger et al., "Fast Optical Flow using
    Dense Inverse Search", ECCV 2016), computed once per pair at a working resolution (frames are
-   downscaled so that the long side is at most `flow_max_side`) and upsampled while warping.
+   downscaled so that the long side is at most `flow_max_side`). DIS estimates at its finest
+   scale (half that size for the default preset) and only upsamples, so the steps below work at
+   half the flow resolution, and the fields are upsampled strip by strip while warping.
 3. Forward-backward consistency (Sundaram et al., ECCV 2010) marks the pixels of A that are not
    visible in B and vice versa; they become soft occlusion maps. Those pixels get a substitute
    flow: when one homography (fitted with RANSAC to the trusted flow) explains most of the frame,
