@@ -11,7 +11,8 @@ cheap. Weights are found, in order: the `model` argument (a local folder, a hub 
 the env var (KEYRENDER_MODEL_LTX / KEYRENDER_MODEL_WAN), the default hub id through the usual
 Hugging Face cache. Downloads happen only if allowed: KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1
 turns them off; a model that is not found raises `ModelNotFoundError` saying how to get it.
-"tiny" builds the same diffusers classes from tiny configs with random weights (smoke runs, tests).
+"tiny" builds the same diffusers classes from tiny configs with random weights (smoke runs, tests),
+for both families: `tiny_ltx_pipeline` and `tiny_wan_pipeline`.
 """
 
 from __future__ import annotations
@@ -63,16 +64,26 @@ def resolve_model(family: str, model: str | None = None) -> str:
     return model or os.environ.get(spec.env_var) or spec.repo_id
 
 
-def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None):
-    """Load the diffusers pipeline for `family` (see the module docstring for where from)."""
+def _load_dtype(family: str, dtype):
+    """`torch_dtype` for from_pretrained. Wan keeps its VAE and CLIP image encoder in float32 (as
+    diffusers' Wan examples load them; both are small) and runs the rest in `dtype`."""
+    import torch
+
+    if family == "wan" and isinstance(dtype, torch.dtype) and dtype != torch.float32:
+        return {"default": dtype, "vae": torch.float32, "image_encoder": torch.float32}
+    return dtype
+
+
+def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None,
+                  local_only: bool | None = None):
+    """Load the diffusers pipeline for `family` (see the module docstring for where from).
+    `local_only`: never download (None: as the environment says, see `offline`)."""
     import torch
 
     spec = MODELS[family]
     source = resolve_model(family, model)
     if source == "tiny":
-        if family != "ltx":
-            raise ValueError("model 'tiny' exists for the ltx family only")
-        pipe = tiny_ltx_pipeline()
+        pipe = {"ltx": tiny_ltx_pipeline, "wan": tiny_wan_pipeline}[family]()
     else:
         import diffusers
 
@@ -86,8 +97,8 @@ def load_pipeline(family: str = "ltx", model: str | None = None, device: str | N
         try:
             pipe = cls.from_pretrained(
                 str(local) if looks_local else source,
-                torch_dtype=dtype,
-                local_files_only=looks_local or offline(),
+                torch_dtype=_load_dtype(family, dtype),
+                local_files_only=looks_local or (offline() if local_only is None else local_only),
             )
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
@@ -165,6 +176,71 @@ def tiny_ltx_pipeline(seed: int = 0):
     return LTXConditionPipeline(**tiny_ltx_components(seed))
 
 
+# Wan 2.1 image-to-video attends to image and text tokens apart: its attention processor takes the
+# last 512 context tokens as text and the rest as image, so prompts are always padded to 512 tokens
+# (the pipeline's default max_sequence_length; a shorter one silently mixes them up).
+WAN_TEXT_TOKENS = 512
+# the tiny Wan's CLIP: a 32 x 32 crop in 8 x 8 patches is 16 tokens and a class token, per image
+_TINY_CLIP_SIZE, _TINY_CLIP_PATCH = 32, 8
+
+
+def tiny_wan_components(seed: int = 0) -> dict:
+    """The components of `WanImageToVideoPipeline` for Wan 2.1 first-last-frame (FLF2V) at toy size
+    with random weights: the same classes and wiring as the real model (CLIP image tokens of both
+    keyframes with a learned position embedding over the pair, decoupled image cross-attention),
+    built in-process from configs, no hub access."""
+    import torch
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    # 8x spatial (three downsamples), 4x temporal (two), 16 latent channels: Wan 2.1's VAE grid
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+    )
+    clip_tokens = (_TINY_CLIP_SIZE // _TINY_CLIP_PATCH) ** 2 + 1
+    clip_dim = 16
+    heads, head_dim = 2, 12
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim,
+        # noise latents + (4-frame mask + VAE-encoded [A, zeros, B]) condition, as the pipeline concatenates
+        in_channels=2 * vae.config.z_dim + vae.config.scale_factor_temporal, out_channels=vae.config.z_dim,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+        image_dim=clip_dim,  # CLIP hidden size (1280 in the real model)
+        added_kv_proj_dim=heads * head_dim,  # image cross-attention keys/values (5120 = inner dim in the real model)
+        pos_embed_seq_len=2 * clip_tokens,  # first + last frame tokens (2 * 257 in the real FLF2V model)
+    )
+    torch.manual_seed(seed)
+    tokenizer = tiny_t5_tokenizer(max_length=WAN_TEXT_TOKENS)
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                   relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    )
+    torch.manual_seed(seed)
+    image_encoder = CLIPVisionModel(
+        CLIPVisionConfig(hidden_size=clip_dim, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         image_size=_TINY_CLIP_SIZE, patch_size=_TINY_CLIP_PATCH)
+    )
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": _TINY_CLIP_SIZE}, crop_size={"height": _TINY_CLIP_SIZE, "width": _TINY_CLIP_SIZE}
+    )
+    for m in (transformer, vae, text_encoder, image_encoder):
+        m.eval()
+    return {
+        "transformer": transformer, "vae": vae, "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0),
+        "text_encoder": text_encoder, "tokenizer": tokenizer,
+        "image_encoder": image_encoder, "image_processor": image_processor, "transformer_2": None,
+    }
+
+
+def tiny_wan_pipeline(seed: int = 0):
+    from diffusers import WanImageToVideoPipeline
+
+    return WanImageToVideoPipeline(**tiny_wan_components(seed))
+
+
 def generation_size(height: int, width: int, multiple: int, max_side: int) -> tuple[int, int]:
     """(h, w) to generate at: the frame scaled to a long side <= max_side, rounded to `multiple`."""
     s = min(1.0, max_side / max(height, width))
@@ -187,7 +263,8 @@ class GenerativeInterpolator:
     loaded diffusers pipeline), `device`, `dtype`, `steps`, `denoise_strength` (how far from the
     flow start the model may go: 1.0 ignores it), `prompt`, `guidance_scale`, `seed`,
     `max_side` (long side of the generation size), `flow_options` (for the flow start and for
-    times that fall between generated frames).
+    times that fall between generated frames), `offline` (True: never download the weights;
+    None: as KEYRENDER_OFFLINE / HF_HUB_OFFLINE say).
     """
 
     def __init__(
@@ -205,6 +282,7 @@ class GenerativeInterpolator:
         max_side: int | None = None,
         max_frames: int = 121,
         flow_options: dict | None = None,
+        offline: bool | None = None,
     ):
         if family not in MODELS:
             raise ValueError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
@@ -222,12 +300,13 @@ class GenerativeInterpolator:
         self.prompt, self.guidance_scale, self.seed = prompt, float(guidance_scale), int(seed)
         self.max_side = max_side or self.spec.max_side
         self.max_frames = max_frames
+        self.offline = offline
         self.flow = FlowInterpolator(**(flow_options or {}))
 
     @property
     def pipeline(self):
         if self._pipe is None:
-            self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype)
+            self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype, local_only=self.offline)
         return self._pipe
 
     def inbetween(
@@ -243,7 +322,8 @@ class GenerativeInterpolator:
         # 1. the flow guard: a cut is held and a static pair faded, as in the flow backend
         flow_info: dict = {}
         n = grid_frames(len(ts), self.spec.temporal_multiple, max_frames=self.max_frames)
-        grid_t = [i / (n - 1) for i in range(1, n - 1)]
+        # ltx starts from the flow in-betweens on the grid; wan needs only the guard's verdict
+        grid_t = [i / (n - 1) for i in range(1, n - 1)] if self.spec.family == "ltx" else [0.5]
         flow_frames = list(self.flow.inbetween(a, b, grid_t, info=flow_info))
         if flow_info.get("mode") in ("cut", "static"):
             if info is not None:
@@ -253,8 +333,9 @@ class GenerativeInterpolator:
         # 2. generate the whole grid A, ..., B in one call
         video = self._run(a, b, [a, *flow_frames, b], n)
         if info is not None:
+            strength = self.denoise_strength if self.spec.family == "ltx" else 1.0  # wan starts from noise
             info.update(mode="generative", backend=self.name, num_frames=n, flow=flow_info.get("mode"),
-                        denoise_strength=self.denoise_strength, steps=self.steps)
+                        denoise_strength=strength, steps=self.steps)
         # 3. the requested times: a generated frame, or flow between the two nearest ones
         for t in ts:
             p = t * (n - 1)
@@ -295,10 +376,13 @@ class GenerativeInterpolator:
                 max_sequence_length=64,
             ).frames[0]
         else:
+            # Wan 2.1 FLF2V: A and B are VAE-encoded into the condition latents (mask 1 on the first
+            # and last frame) and their CLIP tokens go to the image cross-attention
             out = pipe(
-                image=to_pil[0], last_image=to_pil[-1], prompt=self.prompt, height=gh, width=gw,
-                num_frames=n, num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-                generator=gen, output_type="np",
+                image=to_pil[0], last_image=to_pil[-1], prompt=self.prompt, negative_prompt="",
+                height=gh, width=gw, num_frames=n, num_inference_steps=self.steps,
+                guidance_scale=self.guidance_scale, generator=gen, output_type="np",
+                max_sequence_length=WAN_TEXT_TOKENS,
             ).frames[0]
         frames = np.clip(np.asarray(out, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         if frames.shape[0] != n:

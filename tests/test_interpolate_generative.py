@@ -1,8 +1,9 @@
-"""The generative (LTX) backend: the real diffusers classes, built tiny from configs, random weights.
+"""The generative backends (LTX, Wan): the real diffusers classes, built tiny from configs, random weights.
 
-No weights are downloaded: the pipeline is `LTXConditionPipeline` assembled in-process (tiny
-transformer, tiny VAE, tiny T5 encoder, a tokenizer built from a word list), as diffusers' own
-fast tests do.
+No weights are downloaded: the pipelines are `LTXConditionPipeline` and `WanImageToVideoPipeline`
+(Wan 2.1 first-last-frame) assembled in-process (tiny transformer, tiny VAE, tiny T5 / UMT5
+encoder, tiny CLIP vision encoder, a tokenizer built from a word list), as diffusers' own fast
+tests do.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ def texture(h, w, seed=0):
     rng = np.random.default_rng(seed)
     img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2.0)
     return cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # toy models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP workers
+    # waiting on each other turn the Wan VAE's many small convolutions from 0.1 s into 10 s
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +107,28 @@ def test_missing_model_names_the_folder_and_how_to_get_it(tmp_path, monkeypatch)
         gen.load_pipeline("ltx", model="Lightricks/LTX-Video-0.9.5", device="cpu")
 
 
+def test_run_offline_switch_reaches_from_pretrained(monkeypatch):
+    # keyrender run --offline builds the backend with offline=True: no download even when the
+    # environment allows it (and the keyword is accepted: a preset with a generative interpolator
+    # builds it with the run's device and offline switch)
+    import diffusers
+
+    for var in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    seen = []
+
+    def from_pretrained(cls, source, **kw):
+        seen.append(kw["local_files_only"])
+        raise OSError(f"{source} is not in the cache")
+
+    monkeypatch.setattr(diffusers.LTXConditionPipeline, "from_pretrained", classmethod(from_pretrained))
+    for offline in (True, None):
+        interp = get_interpolator("ltx", device="cpu", offline=offline)
+        with pytest.raises(ModelNotFoundError, match="hf download Lightricks/LTX-Video"):
+            interp.pipeline
+    assert seen == [True, False]
+
+
 def test_bad_options_fail_fast():
     with pytest.raises(ValueError, match="denoise_strength"):
         gen.GenerativeInterpolator(denoise_strength=0.0)
@@ -111,6 +144,142 @@ def test_tiny_ltx_on_cuda_half_precision(pair, dtype):
     pipe = gen.tiny_ltx_pipeline(seed=0).to("cuda", getattr(torch, dtype))
     info: dict = {}
     outs = list(gen.GenerativeInterpolator(pipeline=pipe, steps=2, denoise_strength=0.5).inbetween(a, b, [0.5], info=info))
+    assert info["mode"] == "generative"
+    assert outs[0].shape == a.shape and outs[0].dtype == np.uint8
+    assert np.isfinite(outs[0].astype(np.float32)).all() and outs[0].std() > 0
+
+
+# --- wan: Wan 2.1 first-last-frame (WanImageToVideoPipeline with last_image), no flow start ---
+
+
+@pytest.fixture(scope="module")
+def tiny_wan():
+    return gen.tiny_wan_pipeline(seed=0)
+
+
+def test_tiny_wan_flf2v_pipeline_interpolates_on_cpu(tiny_wan, pair):
+    a, b = pair
+    seen = []
+    hook = tiny_wan.transformer.register_forward_pre_hook(
+        lambda mod, args, kw: seen.append((kw["hidden_states"].shape, kw["encoder_hidden_states"].shape,
+                                           kw["encoder_hidden_states_image"].shape)),
+        with_kwargs=True,
+    )
+    try:
+        interp = get_interpolator("wan", pipeline=tiny_wan, steps=2, device="cpu")
+        info: dict = {}
+        outs = list(inbetween(a, b, [0.25, 0.5, 0.8], backend=interp, info=info))
+    finally:
+        hook.remove()
+    assert info["mode"] == "generative" and info["backend"] == "wan" and info["num_frames"] == 9
+    assert info["denoise_strength"] == 1.0  # wan starts from noise, whatever denoise_strength says
+    assert [f.shape for f in outs] == [a.shape] * 3 and all(f.dtype == np.uint8 for f in outs)
+    assert isinstance(tiny_wan, __import__("diffusers").WanImageToVideoPipeline)
+    # what reached the model, per step: 40 x 56 generated at 32 x 64 -> latents 3 frames of 4 x 8
+    # with 16 noise + 4 mask + 16 condition channels; the full 512 text tokens; CLIP tokens of A and B
+    assert len(seen) == 2
+    hidden, text, image = seen[0]
+    assert tuple(hidden) == (1, 36, 3, 4, 8)
+    assert tuple(text) == (1, 512, 32)  # Wan's attention takes the last 512 context tokens as text
+    assert tuple(image) == (2, 17, 16)
+
+
+def test_wan_video_has_the_grid_frame_count_and_exact_keyframes(tiny_wan, pair):
+    a, b = pair
+    interp = gen.GenerativeInterpolator(family="wan", pipeline=tiny_wan, steps=2)
+    video = interp._run(a, b, [a, b], 13)
+    assert len(video) == 13 and all(f.shape == a.shape and f.dtype == np.uint8 for f in video)
+    assert np.array_equal(video[0], a) and np.array_equal(video[-1], b)
+    assert not np.array_equal(video[6], a) and video[6].std() > 0
+
+
+def test_wan_is_seeded_and_the_prompt_reaches_the_model(tiny_wan, pair):
+    a, b = pair
+    kw = dict(family="wan", pipeline=tiny_wan, steps=2)
+    (first,) = gen.GenerativeInterpolator(seed=7, **kw).inbetween(a, b, [0.5])
+    (again,) = gen.GenerativeInterpolator(seed=7, **kw).inbetween(a, b, [0.5])
+    (other_seed,) = gen.GenerativeInterpolator(seed=8, **kw).inbetween(a, b, [0.5])
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other_seed)
+    # a prompt, with classifier-free guidance against the empty prompt (negative embeddings)
+    (prompted,) = gen.GenerativeInterpolator(seed=7, prompt="a person walks", guidance_scale=3.0, **kw).inbetween(
+        a, b, [0.5]
+    )
+    assert prompted.shape == a.shape and not np.array_equal(prompted, first)
+
+
+def test_wan_grid_rules_match_the_pipeline(tiny_wan):
+    spec = gen.MODELS["wan"]
+    assert spec.spatial_multiple == tiny_wan.vae_scale_factor_spatial * tiny_wan.transformer.config.patch_size[1]
+    assert spec.temporal_multiple == tiny_wan.vae_scale_factor_temporal
+    assert gen.grid_frames(1, 4) == 9 and gen.grid_frames(10, 4) == 13 and gen.grid_frames(500, 4) == 121
+    assert gen.generation_size(720, 1280, 16, 1280) == (720, 1280)
+    assert gen.generation_size(41, 57, 16, 1280) == (48, 64)
+
+
+@pytest.mark.parametrize("family, cls", [("wan", "WanImageToVideoPipeline"), ("ltx", "LTXConditionPipeline")])
+def test_load_pipeline_tiny_builds_the_real_class(family, cls):
+    pipe = gen.load_pipeline(family, "tiny", device="cpu")
+    assert isinstance(pipe, getattr(__import__("diffusers"), cls))
+    if family == "wan":
+        assert pipe.transformer.config.pos_embed_seq_len == 2 * 17 and pipe.image_encoder is not None
+
+
+def test_wan_model_tiny_runs_end_to_end(pair):
+    a, b = pair
+    info: dict = {}
+    interp = gen.GenerativeInterpolator(family="wan", model="tiny", device="cpu", steps=1)
+    outs = list(interp.inbetween(a, b, [0.3, 0.6], info=info))
+    assert info["mode"] == "generative" and info["backend"] == "wan"
+    assert [f.shape for f in outs] == [a.shape] * 2
+
+
+def test_wan_model_folder_round_trip_keeps_vae_and_clip_in_float32(tiny_wan, pair, tmp_path, monkeypatch):
+    tiny_wan.save_pretrained(tmp_path / "wan")
+    monkeypatch.setenv("KEYRENDER_MODEL_WAN", str(tmp_path / "wan"))
+    pipe = gen.load_pipeline("wan", device="cpu", dtype=torch.bfloat16)
+    assert type(pipe).__name__ == "WanImageToVideoPipeline"
+    assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
+    assert pipe.vae.dtype == torch.float32 and pipe.image_encoder.dtype == torch.float32
+    a, b = pair
+    (out,) = gen.GenerativeInterpolator(family="wan", pipeline=pipe, steps=1).inbetween(a, b, [0.5])
+    assert out.shape == a.shape and out.dtype == np.uint8
+
+
+def test_missing_wan_model_names_the_env_var_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("KEYRENDER_MODEL_WAN", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotFoundError, match="KEYRENDER_MODEL_WAN.*nowhere"):
+        gen.load_pipeline("wan", device="cpu")
+    monkeypatch.delenv("KEYRENDER_MODEL_WAN")
+    monkeypatch.setenv("KEYRENDER_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(ModelNotFoundError, match="hf download Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"):
+        gen.load_pipeline("wan", device="cpu")
+
+
+def test_wan_cut_pair_is_held_without_calling_the_model():
+    class Boom:
+        def __getattr__(self, name):
+            raise AssertionError("the model was called for a cut")
+
+    a = texture(40, 56, seed=1)
+    b = texture(40, 56, seed=2)
+    info: dict = {}
+    outs = list(gen.GenerativeInterpolator(family="wan", pipeline=Boom()).inbetween(a, b, [0.2, 0.7], info=info))
+    assert info["mode"] == "cut" and info["backend"] == "wan"
+    assert np.array_equal(outs[0], a) and np.array_equal(outs[1], b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_wan_on_cuda_bfloat16_with_float32_vae(pair):
+    a, b = pair
+    pipe = gen.tiny_wan_pipeline(seed=0)
+    pipe.transformer.to(torch.bfloat16)
+    pipe.text_encoder.to(torch.bfloat16)
+    pipe.to("cuda")
+    info: dict = {}
+    outs = list(gen.GenerativeInterpolator(family="wan", pipeline=pipe, steps=2).inbetween(a, b, [0.5], info=info))
     assert info["mode"] == "generative"
     assert outs[0].shape == a.shape and outs[0].dtype == np.uint8
     assert np.isfinite(outs[0].astype(np.float32)).all() and outs[0].std() > 0
