@@ -99,19 +99,26 @@ def _step_range(ctx, param, value):
 @click.option("--joint-steps", callback=_step_range, default=None, metavar="START:END",
               help="Joint attention only in this part of the denoising schedule, as fractions "
                    "(default: the preset's, 0:1; e.g. 0:0.5 for the first half).")
+@click.option("--hedge", type=click.FloatRange(0, 1), default=None, metavar="H",
+              help="Flow in-betweens: where A and B warped to a frame still disagree, mix in up to this share "
+                   "of the plain cross-fade (0: crisp warping everywhere, may tear on fast crossing motion). "
+                   "For the shots whose 'hedge' column is blank (default: 0.5).")
+@click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
+              help="Flow in-betweens: pixels without a trusted flow follow the fitted camera motion (default: on).")
 def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_model, allow_download,
         offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet,
-        executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps):
+        executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps, hedge, camera_motion):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
 
+    flow = {k: v for k, v in (("hedge", hedge), ("camera_motion", camera_motion)) if v is not None}
     options = RenderOptions(
         out=out or shotlist.parent / "renders", cast=cast, preset=preset, device=device,
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
         refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
         shot_generations=budget, repair_depth=repair_depth,
-        consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps),
+        consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps), **flow,
     )
     if dry_run:
         _dry_run(shotlist, options, as_json)
@@ -151,9 +158,12 @@ def _joint_options(preset: str, enabled, rate, layers, steps):
 
 
 def _dry_run(shotlist: Path, options, as_json: bool) -> None:
-    from keyrender.pipeline import prepare
+    from keyrender.keyframes.presets import get_preset
+    from keyrender.pipeline import interpolation_options, prepare
 
     sl, jobs = prepare(shotlist, options)
+    backend = get_preset(options.preset).interpolator
+    flows = {j.shot.id: interpolation_options(j.shot, options, backend) for j in jobs}
     if as_json:
         for j in jobs:
             click.echo(json.dumps({
@@ -161,6 +171,7 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
                 "fps": f"{j.shot.fps.numerator}/{j.shot.fps.denominator}", "size": [j.width, j.height],
                 "keyframe_frames": list(j.shot.keyframe_frames), "keyframe_times": list(j.shot.keyframe_times),
                 "characters": list(j.shot.characters), "storyboard": j.shot.storyboard,
+                "interpolation": flows[j.shot.id].manifest(),
                 "done": j.done, "cache_key": j.cache_key, "out": str(j.out_dir),
             }))
         return
@@ -175,9 +186,13 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
         source = "storyboard" if s.storyboard else (
             "generate" if not any(s.keyframe_images) else f"{sum(p is not None for p in s.keyframe_images)} given + generate")
         state = "done (cached)" if j.done else "to render"
+        flow = flows[s.id]
+        flow_text = "" if flow.is_default else (
+            f"  hedge {flow.hedge:g}, camera motion {'on' if flow.camera_motion else 'off'}"
+            + ("" if flow.applied else " (not applied)"))
         click.echo(
             f"  {s.id:<10} scene {j.scene.id:<6} {s.frames:>5} frames @ {float(s.fps):g} fps  {j.width}x{j.height}  "
-            f"keyframes [{times}] s ({source})  characters: {', '.join(s.characters) or '-'}  -> {state}")
+            f"keyframes [{times}] s ({source})  characters: {', '.join(s.characters) or '-'}{flow_text}  -> {state}")
     todo = sum(not j.done for j in jobs)
     click.echo(f"{todo} of {len(jobs)} shots to render.")
 
@@ -504,7 +519,12 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
 @click.option("--model", default=None, help="Generative backends: local folder, hub id or 'tiny'.")
 @click.option("--preset", type=click.Choice(["ultrafast", "fast", "medium"]), default=None,
               help="DIS preset of the flow backend (default: medium).")
-def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset):
+@click.option("--hedge", type=click.FloatRange(0, 1), default=None, metavar="H",
+              help="Flow: where A and B warped to a frame still disagree, mix in up to this share of the plain "
+                   "cross-fade (default: 0.5; 0: crisp warping everywhere, may tear on fast crossing motion).")
+@click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
+              help="Flow: pixels without a trusted flow follow the fitted camera motion (default: on).")
+def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge, camera_motion):
     """In-betweens for A.png B.png (--frames N --out DIR), or retime VIDEO (--factor K --out FILE).
 
     Image pairs write DIR/frame_0000.png (A) ... frame_{N+1}.png (B). Videos are written as H.264
@@ -513,11 +533,12 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset):
     from keyrender.errors import InputError
     from keyrender.interpolate import get_interpolator
 
-    options = {}
-    if backend == "flow" and preset:
-        options["preset"] = preset
-    if backend != "flow":
-        options.update(model=model, flow_options={"preset": preset} if preset else None)
+    # the flow backend's options; ltx and wan start from the flow in-betweens and take them as flow_options
+    flow = {k: v for k, v in (("preset", preset), ("hedge", hedge), ("camera_motion", camera_motion)) if v is not None}
+    if backend == "flow":
+        options = flow
+    else:
+        options = {"model": model, "flow_options": flow or None}
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
     if len(inputs) == 2:

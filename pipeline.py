@@ -12,6 +12,7 @@ per run by RenderContext and reused across shots.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,11 @@ STAGE_VERSION = "3"  # bump when a stage's output for the same inputs changes
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
 # 3: the flow interpolator's occlusion and blend fields at half the flow resolution (faster; the
 #    in-betweens differ by a level here and there)
+
+# the flow interpolator's own defaults (interpolate.flow.FlowInterpolator; a test checks they agree).
+# A shot interpolated with exactly these keeps the cache key it had before they were options.
+DEFAULT_HEDGE = 0.5
+DEFAULT_CAMERA_MOTION = True
 MANIFEST_SCHEMA = "keyrender.manifest/1"
 MANIFEST = "manifest.json"
 VIDEO = "video.mp4"
@@ -66,6 +72,12 @@ class RenderOptions:
     # joint attention across a shot's keyframes (keyframes.presets.ConsistentAttentionOptions);
     # None: the preset's. Part of the shots' cache keys.
     consistent: Any = None
+    # the flow interpolator's options (see interpolate.flow.FlowInterpolator): `hedge` (0..1) is
+    # the run's default for the shots whose `hedge` column is blank; `camera_motion` applies to
+    # every shot. A backend other than flow gets them as its `flow_options` when it takes those.
+    # Part of the shots' cache keys. Not applied to an injected `interpolator` (used as built).
+    hedge: float = DEFAULT_HEDGE
+    camera_motion: bool = DEFAULT_CAMERA_MOTION
     # the stages' backends, to swap any of them (Protocols: KeyframeGenerator, FaceEmbedder,
     # Interpolator); None loads the preset's. Their `name` goes into the cache keys.
     generator: Any = field(default=None, repr=False)
@@ -152,6 +164,76 @@ def _face_model_name(options: RenderOptions, preset) -> str:
     return options.face_model or os.environ.get("KEYRENDER_FACE_MODEL") or preset.face_model
 
 
+@dataclass(frozen=True)
+class InterpolationOptions:
+    """The flow options one shot is interpolated with, where they come from, and whether the
+    run's interpolator takes them.
+
+    applied: "flow" (the flow backend's own options), "flow_options" (a backend that starts
+    from the flow interpolator and takes its options as `flow_options`), or None with `why_not`
+    (an injected RenderOptions.interpolator is used as built; a backend without flow options).
+    """
+
+    hedge: float
+    camera_motion: bool
+    hedge_from: str                    # "shot" (its hedge column) or "run" (RenderOptions.hedge)
+    applied: str | None
+    why_not: str | None = None
+
+    @property
+    def flow(self) -> dict[str, Any]:
+        """The FlowInterpolator keyword arguments."""
+        return {"hedge": self.hedge, "camera_motion": self.camera_motion}
+
+    @property
+    def is_default(self) -> bool:
+        return self.hedge == DEFAULT_HEDGE and self.camera_motion == DEFAULT_CAMERA_MOTION
+
+    def manifest(self) -> dict[str, Any]:
+        out = {**self.flow, "hedge_from": self.hedge_from, "applied": self.applied is not None}
+        if self.why_not:
+            out["why_not"] = self.why_not
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _backend_parameters(name: str) -> frozenset[str]:
+    """The keyword arguments the constructor of the generative interpolation backend `name`
+    takes (names as in interpolate.get_interpolator); empty for any other name. Imports no torch."""
+    if name in ("ltx", "wan"):
+        import inspect
+
+        from keyrender.interpolate.generative import GenerativeInterpolator
+
+        return frozenset(inspect.signature(GenerativeInterpolator).parameters)
+    return frozenset()
+
+
+def interpolation_options(shot: Shot | None, options: RenderOptions, backend: str = "flow") -> InterpolationOptions:
+    """A shot's effective flow options: its `hedge` column, else the run's (RenderOptions.hedge);
+    the run's camera_motion. `backend`: the preset's interpolator name. shot None: the run's."""
+    own = shot is not None and shot.hedge is not None
+    hedge = float(shot.hedge if own else options.hedge)  # type: ignore[union-attr]
+    source, camera = ("shot" if own else "run"), bool(options.camera_motion)
+    if options.interpolator is not None:
+        why = (f"an Interpolator instance was given (RenderOptions.interpolator, "
+               f"{getattr(options.interpolator, 'name', type(options.interpolator).__name__)}): used as built")
+        return InterpolationOptions(hedge, camera, source, None, why)
+    if backend == "flow":
+        return InterpolationOptions(hedge, camera, source, "flow")
+    if "flow_options" in _backend_parameters(backend):
+        return InterpolationOptions(hedge, camera, source, "flow_options")
+    return InterpolationOptions(hedge, camera, source, None, f"the {backend} interpolator takes no flow options")
+
+
+def _check_interpolation_options(options: RenderOptions) -> None:
+    hedge = options.hedge
+    if isinstance(hedge, bool) or not isinstance(hedge, (int, float)) or not 0.0 <= hedge <= 1.0:
+        raise InputError(f"hedge: must be a number between 0 and 1, got {hedge!r}")
+    if not isinstance(options.camera_motion, bool):
+        raise InputError(f"camera_motion: must be True or False, got {options.camera_motion!r}")
+
+
 def prepare(shotlist_path: str | Path, options: RenderOptions,
             unselected: list[ShotJob] | None = None) -> tuple[ShotList, list[ShotJob]]:
     """Read and validate the shot list against the cast, then plan it. Writes nothing and
@@ -173,10 +255,13 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
 
     The key hashes everything that changes a shot's output: the row, the files it names, the
     references of its characters, the preset, the face model, the stage version, and for a
-    shot that is not its scene's first, the key of that first shot (its style anchor).
+    shot that is not its scene's first, the key of that first shot (its style anchor), and the
+    shot's interpolation options (`interpolation_options`) when they apply and are not the
+    defaults (so renders from before they were options keep their keys).
     """
     from keyrender.keyframes.presets import get_preset
 
+    _check_interpolation_options(options)
     preset = get_preset(options.preset)
     if options.consistent is not None:  # in the key through the preset
         preset = preset.with_overrides(consistent=options.consistent.check())
@@ -202,8 +287,9 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
         first = scene.shots[0].id == shot.id
         key_data = {
             "stage": STAGE_VERSION,
-            # notes, the line number and the raw row change nothing in the pictures
-            "shot": {k: _jsonable(v) for k, v in asdict(shot).items() if k not in ("line", "row", "notes")},
+            # notes, the line number and the raw row change nothing in the pictures; hedge goes in
+            # below as the effective value (a blank column and the run's default may agree)
+            "shot": {k: _jsonable(v) for k, v in asdict(shot).items() if k not in ("line", "row", "notes", "hedge")},
             "size": [width, height],
             "scene_style": scene.style,
             "files": files,
@@ -216,6 +302,9 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
                        options.check_every] if options.refine and shot.refine and shot.characters else False,
             "anchor": None if first or shot.storyboard else scene_keys.get(shot.scene),
         }
+        interp = interpolation_options(shot, options, preset.interpolator)
+        if interp.applied and not interp.is_default:
+            key_data["interpolation"] = interp.flow
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
         if first:
             scene_keys[shot.scene] = key
@@ -299,7 +388,7 @@ class RenderContext:
         self._embedder = None
         self._embedder_error: KeyrenderError | None = None
         self._identities: dict[str, Any] = {}
-        self._interpolator = None
+        self._interpolators: dict[tuple, Any] = {}  # one per distinct set of flow options
         self.anchors: dict[str, Any] = {}
 
     @property
@@ -368,17 +457,31 @@ class RenderContext:
             self._identities.update(store.build(embedder, names=names))
         return self._identities
 
-    def interpolator(self):
-        if self._interpolator is None and self.options.interpolator is not None:
-            self._interpolator = self.options.interpolator
-        if self._interpolator is None:
+    def interpolator(self, flow: InterpolationOptions | None = None):
+        """The interpolator for these options (None: the run's, as for a shot without a hedge),
+        built on first use and reused by every shot with the same options. An injected
+        RenderOptions.interpolator is returned as it is, whatever the options."""
+        if self.options.interpolator is not None:
+            return self.options.interpolator
+        name = self.preset.interpolator
+        if flow is None:
+            flow = interpolation_options(None, self.options, name)
+        key = (flow.hedge, flow.camera_motion) if flow.applied else ()
+        if key not in self._interpolators:
             from keyrender.interpolate import get_interpolator
 
-            options = {}
-            if self.preset.interpolator != "flow":
+            options: dict[str, Any] = {}
+            if name != "flow":
                 options = {"device": self.options.device, "offline": self.options.offline}
-            self._interpolator = get_interpolator(self.preset.interpolator, **options)
-        return self._interpolator
+                built = next(iter(self._interpolators.values()), None)
+                if built is not None and "pipeline" in _backend_parameters(name):
+                    options["pipeline"] = built.pipeline  # one set of weights for every variant
+            if flow.applied == "flow":
+                options.update(flow.flow)
+            elif flow.applied == "flow_options":
+                options["flow_options"] = flow.flow
+            self._interpolators[key] = get_interpolator(name, **options)
+        return self._interpolators[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,7 +672,12 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         t = time.perf_counter()
         rec = SpanRecorder()
         repair = _repair_fn(job, context, request, warnings, images) if checker is not None else None
-        interp = context.interpolator()
+        flow = interpolation_options(shot, opts, context.preset.interpolator)
+        if flow.applied is None and (shot.hedge is not None or not flow.is_default):
+            line = f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} not applied: {flow.why_not}"
+            warnings.append(line)
+            emit({"event": "warning", "message": line})
+        interp = context.interpolator(flow)
 
         def interpolate(a, b, times, info):
             return interp.inbetween(a, b, times, info=info)
@@ -625,7 +733,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             "video": {"path": VIDEO, "frames": shot.frames, "fps": f"{shot.fps.numerator}/{shot.fps.denominator}",
                       "width": job.width, "height": job.height, "codec": "h264", "pix_fmt": "yuv420p"},
             "keyframes": kf_entries,
-            "interpolation": {"backend": getattr(interp, "name", context.preset.interpolator), "spans": rec.spans},
+            "interpolation": {"backend": getattr(interp, "name", context.preset.interpolator),
+                              "options": flow.manifest(), "spans": rec.spans},
             "identity": {
                 "checked": checker is not None,
                 "why_not": why_off,

@@ -29,6 +29,7 @@ Schema (header names are case-insensitive; order is free):
 | control_type      |          | openpose, canny, depth, or none (the image is already a control map); default openpose |
 | identity_strength |          | 0..2, how strongly faces are conditioned; default from the preset |
 | refine            |          | `on` (default) or `off`: the identity check-and-repair loop for this shot |
+| hedge             |          | 0..1, the flow interpolator's hedge for this shot: where A and B warped to t still disagree, mix in up to this share of the plain cross-fade (0: crisp warping everywhere, may tear on fast crossing motion); default the run's (`--hedge`, 0.5) |
 | notes             |          | free text, kept in the manifest |
 
 Paths are relative to the CSV file.
@@ -53,7 +54,7 @@ REQUIRED_COLUMNS = ("scene", "shot", "prompt")
 OPTIONAL_COLUMNS = (
     "negative_prompt", "characters", "duration", "frames", "fps", "keyframes", "seed", "style",
     "style_image", "width", "height", "camera", "keyframe_images", "beats", "layout",
-    "control_image", "control_type", "identity_strength", "refine", "notes",
+    "control_image", "control_type", "identity_strength", "refine", "hedge", "notes",
 )
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
@@ -135,6 +136,7 @@ class Shot:
     control_type: str = "openpose"
     identity_strength: float | None = None
     refine: bool = True
+    hedge: float | None = None  # None: the run's default (RenderOptions.hedge, --hedge)
     notes: str = ""
     row: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -438,6 +440,16 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
         except ValueError:
             fail(f"'{v['identity_strength']}' is not a number in 0..2", ln, "identity_strength")
 
+    hedge = None
+    if v.get("hedge"):
+        try:
+            hedge = float(v["hedge"])
+            if not 0 <= hedge <= 1 or math.isnan(hedge):
+                raise ValueError
+        except ValueError:
+            fail(f"'{v['hedge']}' is not a number in 0..1", ln, "hedge")
+            hedge = None
+
     refine = True
     if v.get("refine"):
         flag = v["refine"].lower()
@@ -459,7 +471,7 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
         keyframe_images=tuple(images),
         beats=tuple(b.strip() for b in v.get("beats", "").split(";") if b.strip()),
         layout=layout, control_image=control_image, control_type=control_type,
-        identity_strength=strength, refine=refine, notes=v.get("notes", ""), row=dict(v),
+        identity_strength=strength, refine=refine, hedge=hedge, notes=v.get("notes", ""), row=dict(v),
     )
 
 

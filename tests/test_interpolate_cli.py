@@ -118,3 +118,32 @@ def test_variable_rate_video_is_retimed_on_its_timestamps(tmp_path):
     assert max(err) < 6.0, [round(e, 1) for e in err]
     # and not the neighbouring slot's
     assert np.abs(out[10] - truth[12])[:, 8:-8].mean() > 2 * err[10]
+
+
+def test_hedge_and_camera_motion_reach_the_backend(tmp_path, monkeypatch):
+    from keyrender import interpolate
+
+    built = []
+    real = interpolate.get_interpolator
+
+    def recording(name, **options):
+        built.append((name, options))
+        return real("flow", **(options if name == "flow" else options["flow_options"] or {}))
+
+    monkeypatch.setattr(interpolate, "get_interpolator", recording)
+    big = texture(61, 83)
+    write_png(tmp_path / "a.png", big[10:71, 10:93])
+    write_png(tmp_path / "b.png", big[14:75, 16:99])
+    pair = [str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--frames", "1"]
+    for extra in ([], ["--hedge", "0", "--no-camera-motion"], ["--hedge", "1", "--camera-motion", "--preset", "fast"]):
+        r = CliRunner().invoke(main, ["interpolate", *pair, "--out", str(tmp_path / "o"), *extra])
+        assert r.exit_code == 0, r.output
+    assert built == [("flow", {}), ("flow", {"hedge": 0.0, "camera_motion": False}),
+                     ("flow", {"preset": "fast", "hedge": 1.0, "camera_motion": True})]
+    built.clear()
+    for extra in ([], ["--hedge", "0.25", "--no-camera-motion"]):
+        r = CliRunner().invoke(main, ["interpolate", *pair, "--out", str(tmp_path / "o"), "--backend", "ltx",
+                                      "--model", "tiny", *extra])
+        assert r.exit_code == 0, r.output
+    assert built == [("ltx", {"model": "tiny", "flow_options": None}),
+                     ("ltx", {"model": "tiny", "flow_options": {"hedge": 0.25, "camera_motion": False}})]

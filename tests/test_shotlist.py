@@ -172,3 +172,17 @@ def test_module_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     assert np  # numpy is fine
+
+
+def test_hedge_column_parses_and_every_bad_value_is_located(tmp_path):
+    p = write(tmp_path, "scene,shot,prompt,duration,hedge\n1,a,x,1,0\n1,b,x,1,1\n1,c,x,1,0.25\n1,d,x,1,\n")
+    assert [s.hedge for s in load_shotlist(p).shots] == [0.0, 1.0, 0.25, None]  # blank: the run's default
+    assert load_shotlist(write(tmp_path, "scene,shot,prompt,duration\n1,a,x,1\n", "none.csv")).shots[0].hedge is None
+    bad = write(tmp_path, "scene,shot,prompt,duration,hedge\n1,a,x,1,-0.1\n1,b,x,1,1.5\n1,c,x,1,abc\n1,d,x,1,nan\n1,e,x,1,0.5\n", "bad.csv")
+    errs = errors_of(bad)
+    assert errs == [
+        f"{bad}:2: column 'hedge': '-0.1' is not a number in 0..1",
+        f"{bad}:3: column 'hedge': '1.5' is not a number in 0..1",
+        f"{bad}:4: column 'hedge': 'abc' is not a number in 0..1",
+        f"{bad}:5: column 'hedge': 'nan' is not a number in 0..1",
+    ]
