@@ -8,7 +8,9 @@ and a cross-fade sanity clip is reproduced at the right phase). Everything runs 
 the same run.
 
 Timing: ours = wall time of `inbetween(...)` for every pair (flow, warping, blending; the pair
-guard included), frames already decoded in memory, metrics excluded. minterpolate = wall time of
+guard included), frames already decoded in memory, metrics excluded. OpenCV spreads DIS and the
+warps over the CPU's cores while minterpolate runs on one, so CPU time (ours: this process's;
+minterpolate: the ffmpeg process's) is reported next to wall time. minterpolate = wall time of
 the ffmpeg process reading raw RGB frames from a file and writing raw RGB frames to a file, minus
 the wall time of the same ffmpeg command with the filter replaced by `null` (process start-up,
 raw I/O and colour conversion removed, which favours minterpolate).
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -73,8 +76,14 @@ def decode_distinct(path: Path, limit: int | None) -> tuple[list[np.ndarray], fl
     return frames, fps
 
 
-def run_ffmpeg(frames: list[np.ndarray], k: int, vf: str, tmp: Path) -> tuple[list[np.ndarray], float]:
-    """Feed `frames` (raw RGB, rate 1) through `vf`, return (output frames, wall seconds of ffmpeg)."""
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_ffmpeg(frames: list[np.ndarray], k: int, vf: str, tmp: Path) -> tuple[list[np.ndarray], float, float]:
+    """Feed `frames` (raw RGB, rate 1) through `vf`; return (output frames, wall seconds, CPU
+    seconds of the ffmpeg process)."""
     h, w = frames[0].shape[:2]
     src = tmp / "in.rgb"
     dst = tmp / "out.rgb"
@@ -84,25 +93,25 @@ def run_ffmpeg(frames: list[np.ndarray], k: int, vf: str, tmp: Path) -> tuple[li
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", "1", "-i", str(src),
         "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", str(dst),
     ]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     data = np.frombuffer(dst.read_bytes(), np.uint8)
     n = data.size // (h * w * 3)
-    return list(data[: n * h * w * 3].reshape(n, h, w, 3)), wall
+    return list(data[: n * h * w * 3].reshape(n, h, w, 3)), wall, cpu
 
 
-def minterpolate(keys: list[np.ndarray], k: int, tmp: Path) -> tuple[list[np.ndarray], float]:
+def minterpolate(keys: list[np.ndarray], k: int, tmp: Path) -> tuple[list[np.ndarray], float, float]:
     """minterpolate the keyframes (rate 1) to rate k; output j is at input time j / k. Returns
-    the frames and the filter's time (ffmpeg wall time minus a passthrough run's).
+    the frames and the filter's wall and CPU time (ffmpeg's minus a passthrough run's).
 
     minterpolate stops one input frame early (5 inputs at k=2 give 7 outputs, not 9), so the last
     keyframe is fed twice; outputs past the last real keyframe are ignored."""
     keys = list(keys) + [keys[-1]]
     vf = "format=yuv444p," + MINTERP.format(fps=k) + ",format=rgb24"
-    out, wall = run_ffmpeg(keys, k, vf, tmp)
-    _, base = run_ffmpeg(keys, k, f"format=yuv444p,fps={k},format=rgb24", tmp)
-    return out, max(wall - base, 1e-9)
+    out, wall, cpu = run_ffmpeg(keys, k, vf, tmp)
+    _, base, base_cpu = run_ffmpeg(keys, k, f"format=yuv444p,fps={k},format=rgb24", tmp)
+    return out, max(wall - base, 1e-9), max(cpu - base_cpu, 1e-9)
 
 
 def psnr(x: np.ndarray, y: np.ndarray) -> float:
@@ -121,7 +130,7 @@ def sanity_alignment(tmp: Path) -> str:
     k = 2
     full = [np.clip(img * (0.5 + 0.05 * i), 0, 255).astype(np.uint8) for i in range(9)]
     keys = full[::k]
-    out, _ = minterpolate(keys, k, tmp)
+    out, _, _ = minterpolate(keys, k, tmp)
     if len(out) < len(full):
         raise RuntimeError(f"minterpolate returned {len(out)} frames for {len(full)}")
     aligned = np.mean([psnr(out[j], full[j]) for j in range(1, len(full) - 1, 2)])
@@ -139,17 +148,18 @@ def bench_clip(frames: list[np.ndarray], k: int, interp: FlowInterpolator, tmp: 
     # ours
     ours: dict[int, np.ndarray] = {}
     modes: dict[str, int] = {}
-    t_ours = 0.0
+    t_ours = c_ours = 0.0
     for p in range(len(keys) - 1):
         info: dict = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outs = list(inbetween(keys[p], keys[p + 1], times, backend=interp, info=info))
         t_ours += time.perf_counter() - t0
+        c_ours += time.process_time() - c0
         modes[info["mode"]] = modes.get(info["mode"], 0) + 1
         for j, f in enumerate(outs, 1):
             ours[p * k + j] = f
     fade = {p * k + j: cross_fade(keys[p], keys[p + 1], j / k) for p in range(len(keys) - 1) for j in range(1, k)}
-    mi_frames, t_mi = minterpolate(keys, k, tmp)
+    mi_frames, t_mi, c_mi = minterpolate(keys, k, tmp)
     if len(mi_frames) <= last:
         raise RuntimeError(f"minterpolate returned {len(mi_frames)} frames, need {last + 1}")
     keys_back = np.mean([psnr(mi_frames[i], frames[i]) for i in range(0, last + 1, k) if i < len(mi_frames)])
@@ -161,6 +171,8 @@ def bench_clip(frames: list[np.ndarray], k: int, interp: FlowInterpolator, tmp: 
         res[name] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_all": ps}
     res["keyrender flow"]["ms"] = 1000 * t_ours / n
     res["minterpolate"]["ms"] = 1000 * t_mi / n
+    res["keyrender flow"]["cpu_ms"] = 1000 * c_ours / n
+    res["minterpolate"]["cpu_ms"] = 1000 * c_mi / n
     return res
 
 
@@ -222,20 +234,25 @@ def main(argv: list[str] | None = None) -> int:
             dt = (time.perf_counter() - t0) / 3
             pair_lines.append(f"{pa.stem[:-1]} {a.shape[1]}x{a.shape[0]}: mode {info['mode']}, {1000 * dt:.1f} ms per in-between (3 per pair)")
     print()
-    print("| clip | k | method | mean PSNR (dB) | mean SSIM | ms / interpolated frame | speed vs minterpolate |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| clip | k | method | mean PSNR (dB) | mean SSIM | ms / interpolated frame | speed vs minterpolate "
+          "| CPU ms / frame | CPU-time ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        mi_ms = r["minterpolate"]["ms"]
+        mi = r["minterpolate"]
         for name in ("keyrender flow", "minterpolate", "cross-fade"):
             m = r[name]
-            ms = f"{m['ms']:.1f}" if "ms" in m else "~0"
-            ratio = f"{mi_ms / m['ms']:.1f}x" if "ms" in m else ""
-            print(f"| {r['clip']} | {r['k']} | {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {ms} | {ratio} |")
+            if "ms" in m:
+                timing = (f"{m['ms']:.1f} | {mi['ms'] / m['ms']:.1f}x | {m['cpu_ms']:.1f} | "
+                          f"{mi['cpu_ms'] / m['cpu_ms']:.1f}x")
+            else:
+                timing = "~0 |  | ~0 | "
+            print(f"| {r['clip']} | {r['k']} | {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {timing} |")
     print()
     for r in rows:
-        d = r["keyrender flow"]["psnr"] - r["minterpolate"]["psnr"]
-        print(f"{r['clip']} k={r['k']}: keyrender flow - minterpolate = {d:+.2f} dB PSNR, "
-              f"{r['minterpolate']['ms'] / r['keyrender flow']['ms']:.1f}x minterpolate's speed")
+        ours, mi = r["keyrender flow"], r["minterpolate"]
+        print(f"{r['clip']} k={r['k']}: keyrender flow - minterpolate = {ours['psnr'] - mi['psnr']:+.2f} dB PSNR, "
+              f"{mi['ms'] / ours['ms']:.1f}x minterpolate's speed (wall clock), "
+              f"{mi['cpu_ms'] / ours['cpu_ms']:.1f}x in CPU time")
     if pair_lines:
         print("\nMiddlebury pairs (no ground-truth middle frame: speed and pair guard only):")
         for line in pair_lines:
