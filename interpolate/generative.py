@@ -27,12 +27,14 @@ import cv2
 import numpy as np
 
 from keyrender.errors import ModelNotFoundError
+from keyrender.hflog import quiet_hf
 from keyrender.interpolate.checks import check_pair, check_times
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A generative interpolation model: where its weights live and its frame grid."""
+    """A generative interpolation model: where its weights live, its frame grid, and the sampling
+    defaults its makers document (the diffusers pipeline's example and defaults)."""
 
     family: str
     repo_id: str
@@ -40,13 +42,29 @@ class ModelSpec:
     pipeline_class: str
     spatial_multiple: int  # height and width must be multiples of this
     temporal_multiple: int  # num_frames = temporal_multiple * k + 1
-    max_side: int  # long side of the generation size
+    max_area: int  # pixels of the generation size (the model's training resolution)
+    max_frames: int  # longest clip generated in one call
+    steps: int
+    guidance_scale: float  # > 1: classifier-free guidance against `negative_prompt`
+    negative_prompt: str = ""
+    call_options: tuple[tuple[str, float], ...] = ()  # further pipeline arguments the makers recommend
 
 
 MODELS = {
-    "ltx": ModelSpec("ltx", "Lightricks/LTX-Video-0.9.5", "KEYRENDER_MODEL_LTX", "LTXConditionPipeline", 32, 8, 768),
+    # LTX-Video 0.9.5 is not guidance-distilled: diffusers' example runs 40 steps at the
+    # pipeline's guidance 3 with this negative prompt, at 768 x 512
+    "ltx": ModelSpec(
+        "ltx", "Lightricks/LTX-Video-0.9.5", "KEYRENDER_MODEL_LTX", "LTXConditionPipeline", 32, 8,
+        max_area=768 * 512, max_frames=121, steps=40, guidance_scale=3.0,
+        negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
+        # its VAE is timestep-aware (0.9.1 and later): diffusers' documented decode settings
+        call_options=(("decode_timestep", 0.05), ("image_cond_noise_scale", 0.025)),
+    ),
+    # Wan 2.1 FLF2V 720P: 1280 x 720 pixels, 81 frames, the pipeline's guidance 5; 50 steps as in
+    # Wan's own sampler
     "wan": ModelSpec(
-        "wan", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers", "KEYRENDER_MODEL_WAN", "WanImageToVideoPipeline", 16, 4, 1280
+        "wan", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers", "KEYRENDER_MODEL_WAN", "WanImageToVideoPipeline", 16, 4,
+        max_area=1280 * 720, max_frames=81, steps=50, guidance_scale=5.0,
     ),
 }
 
@@ -241,9 +259,15 @@ def tiny_wan_pipeline(seed: int = 0):
     return WanImageToVideoPipeline(**tiny_wan_components(seed))
 
 
-def generation_size(height: int, width: int, multiple: int, max_side: int) -> tuple[int, int]:
-    """(h, w) to generate at: the frame scaled to a long side <= max_side, rounded to `multiple`."""
-    s = min(1.0, max_side / max(height, width))
+def generation_size(height: int, width: int, multiple: int, max_side: int | None = None,
+                    max_area: int | None = None) -> tuple[int, int]:
+    """(h, w) to generate at: the frame scaled down (never up) to a long side <= `max_side` and an
+    area <= `max_area` pixels, keeping its aspect ratio, rounded to `multiple`."""
+    s = 1.0
+    if max_side:
+        s = min(s, max_side / max(height, width))
+    if max_area:
+        s = min(s, math.sqrt(max_area / (height * width)))
     h = max(multiple, int(round(height * s / multiple)) * multiple)
     w = max(multiple, int(round(width * s / multiple)) * multiple)
     return h, w
@@ -261,10 +285,13 @@ class GenerativeInterpolator:
 
     Options: `family` ("ltx" or "wan"), `model` (folder, hub id or "tiny"), `pipeline` (an already
     loaded diffusers pipeline), `device`, `dtype`, `steps`, `denoise_strength` (how far from the
-    flow start the model may go: 1.0 ignores it), `prompt`, `guidance_scale`, `seed`,
-    `max_side` (long side of the generation size), `flow_options` (for the flow start and for
-    times that fall between generated frames), `offline` (True: never download the weights;
-    None: as KEYRENDER_OFFLINE / HF_HUB_OFFLINE say).
+    flow start the model may go: 1.0 ignores it), `prompt`, `negative_prompt`, `guidance_scale`,
+    `seed`, `max_side` (long side of the generation size; by default the frame is only scaled to
+    the model's training area), `max_frames`, `flow_options` (for the flow start and for times
+    that fall between generated frames), `offline` (True: never download the weights; None: as
+    KEYRENDER_OFFLINE / HF_HUB_OFFLINE say). `steps`, `guidance_scale`, `negative_prompt` and
+    `max_frames` default to the family's (`MODELS`); a guidance-distilled checkpoint wants
+    guidance_scale=1 and fewer steps.
     """
 
     def __init__(
@@ -274,13 +301,14 @@ class GenerativeInterpolator:
         pipeline=None,
         device: str | None = None,
         dtype=None,
-        steps: int = 8,
+        steps: int | None = None,
         denoise_strength: float = 0.6,
         prompt: str = "",
-        guidance_scale: float = 1.0,
+        negative_prompt: str | None = None,
+        guidance_scale: float | None = None,
         seed: int = 0,
         max_side: int | None = None,
-        max_frames: int = 121,
+        max_frames: int | None = None,
         flow_options: dict | None = None,
         offline: bool | None = None,
     ):
@@ -288,17 +316,24 @@ class GenerativeInterpolator:
             raise ValueError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
         if not 0.0 < denoise_strength <= 1.0:
             raise ValueError(f"denoise_strength: must be in (0, 1], got {denoise_strength}")
+        spec = MODELS[family]
+        steps = spec.steps if steps is None else steps
         if steps < 1:
             raise ValueError(f"steps: must be >= 1, got {steps}")
+        max_frames = spec.max_frames if max_frames is None else max_frames
+        if max_frames < 2 * spec.temporal_multiple + 1:
+            raise ValueError(f"max_frames: must be at least {2 * spec.temporal_multiple + 1} for {family}, got {max_frames}")
         from keyrender.interpolate.flow import FlowInterpolator
 
         self.name = family
-        self.spec = MODELS[family]
+        self.spec = spec
         self.model, self.device, self.dtype = model, device, dtype
         self._pipe = pipeline
         self.steps, self.denoise_strength = int(steps), float(denoise_strength)
-        self.prompt, self.guidance_scale, self.seed = prompt, float(guidance_scale), int(seed)
-        self.max_side = max_side or self.spec.max_side
+        self.prompt, self.seed = prompt, int(seed)
+        self.negative_prompt = spec.negative_prompt if negative_prompt is None else negative_prompt
+        self.guidance_scale = float(spec.guidance_scale if guidance_scale is None else guidance_scale)
+        self.max_side = max_side
         self.max_frames = max_frames
         self.offline = offline
         self.flow = FlowInterpolator(**(flow_options or {}))
@@ -355,9 +390,20 @@ class GenerativeInterpolator:
         pipe = self.pipeline
         pipe.set_progress_bar_config(disable=True)
         h, w = a.shape[:2]
-        gh, gw = generation_size(h, w, self.spec.spatial_multiple, self.max_side)
+        gh, gw = generation_size(h, w, self.spec.spatial_multiple, self.max_side, self.spec.max_area)
         to_pil = [Image.fromarray(cv2.resize(f, (gw, gh), interpolation=cv2.INTER_AREA)) for f in start]
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        with quiet_hf():
+            out = self._call(pipe, to_pil, gh, gw, n, gen)
+        frames = np.clip(np.asarray(out, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if frames.shape[0] != n:
+            raise RuntimeError(f"{self.name}: pipeline returned {frames.shape[0]} frames, expected {n}")
+        video = [cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) if (gh, gw) != (h, w) else f for f in frames]
+        video[0], video[-1] = a, b  # keyframes are exact
+        return video
+
+    def _call(self, pipe, to_pil: list, gh: int, gw: int, n: int, gen):
+        """One pipeline call over the grid of n frames; returns its frames as floats in [0, 1]."""
         if self.spec.family == "ltx":
             from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
@@ -370,26 +416,21 @@ class GenerativeInterpolator:
                     LTXVideoCondition(image=to_pil[0], frame_index=0, strength=1.0),
                     LTXVideoCondition(image=to_pil[-1], frame_index=n - 1, strength=1.0),
                 ],
-                prompt=self.prompt, negative_prompt="", height=gh, width=gw, num_frames=n,
+                prompt=self.prompt, negative_prompt=self.negative_prompt, height=gh, width=gw, num_frames=n,
                 num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
                 denoise_strength=strength, latents=latents, generator=gen, output_type="np",
-                max_sequence_length=64,
+                **dict(self.spec.call_options),
             ).frames[0]
         else:
             # Wan 2.1 FLF2V: A and B are VAE-encoded into the condition latents (mask 1 on the first
             # and last frame) and their CLIP tokens go to the image cross-attention
             out = pipe(
-                image=to_pil[0], last_image=to_pil[-1], prompt=self.prompt, negative_prompt="",
+                image=to_pil[0], last_image=to_pil[-1], prompt=self.prompt, negative_prompt=self.negative_prompt,
                 height=gh, width=gw, num_frames=n, num_inference_steps=self.steps,
                 guidance_scale=self.guidance_scale, generator=gen, output_type="np",
                 max_sequence_length=WAN_TEXT_TOKENS,
             ).frames[0]
-        frames = np.clip(np.asarray(out, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if frames.shape[0] != n:
-            raise RuntimeError(f"{self.name}: pipeline returned {frames.shape[0]} frames, expected {n}")
-        video = [cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) if (gh, gw) != (h, w) else f for f in frames]
-        video[0], video[-1] = a, b  # keyframes are exact
-        return video
+        return out
 
     @staticmethod
     def _encode_start(pipe, frames, gh: int, gw: int, gen):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ModelNotFoundError
+from ..hflog import quiet_hf as _quiet_diffusers
 from .attention import ConsistentAttentionState, install_consistent_attention, uninstall_consistent_attention
 from .base import KeyframeRequest, derive_seed
 from .presets import ENV_VARS, ConsistentAttentionOptions, Preset, WeightSpec, get_preset
@@ -771,23 +772,6 @@ def _device_dtype(preset: Preset, device: str | None, dtype) -> tuple[str, torch
         except KeyError:
             raise InputError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}") from None
     return dev, dt
-
-
-@contextlib.contextmanager
-def _quiet_diffusers():
-    """Hide diffusers' and transformers' notices that do not apply here (FaceID needs no CLIP
-    image encoder; the tiny tokenizer's one-token-per-character prompts are "too long")."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    level, tlevel = dlog.get_verbosity(), tlog.get_verbosity()
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(level)
-        tlog.set_verbosity(tlevel)
 
 
 @contextlib.contextmanager

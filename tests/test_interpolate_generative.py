@@ -129,6 +129,34 @@ def test_run_offline_switch_reaches_from_pretrained(monkeypatch):
     assert seen == [True, False]
 
 
+def test_family_defaults_reach_the_pipeline(tiny_pipe, tiny_wan, pair, monkeypatch):
+    # each family samples with its makers' documented settings unless told otherwise
+    a, b = pair
+    calls = []
+    for pipe in (tiny_pipe, tiny_wan):
+        real = type(pipe).__call__
+
+        def spy(self, *args, _real=real, **kw):
+            calls.append(kw)
+            return _real(self, *args, **{**kw, "num_inference_steps": 1})  # keep the test fast
+
+        monkeypatch.setattr(type(pipe), "__call__", spy)
+    for family, pipe in (("ltx", tiny_pipe), ("wan", tiny_wan)):
+        list(gen.GenerativeInterpolator(family=family, pipeline=pipe).inbetween(a, b, [0.5]))
+    spec = gen.MODELS
+    ltx, wan = calls
+    assert (ltx["num_inference_steps"], ltx["guidance_scale"]) == (spec["ltx"].steps, spec["ltx"].guidance_scale) == (40, 3.0)
+    assert ltx["negative_prompt"] == spec["ltx"].negative_prompt and ltx["decode_timestep"] == 0.05
+    assert (wan["num_inference_steps"], wan["guidance_scale"]) == (50, 5.0)
+    assert wan["max_sequence_length"] == 512
+    # sizes: scaled to the training area, never up; the frame count capped at the family's
+    assert gen.generation_size(1080, 1920, 16, max_area=spec["wan"].max_area) == (720, 1280)
+    assert gen.generation_size(1024, 1024, 16, max_area=spec["wan"].max_area) == (960, 960)
+    assert gen.generation_size(1080, 1920, 32, max_area=spec["ltx"].max_area) == (480, 832)
+    assert gen.generation_size(240, 320, 32, max_area=spec["ltx"].max_area) == (256, 320)  # rounded, not scaled
+    assert gen.grid_frames(500, 4, max_frames=spec["wan"].max_frames) == 81
+
+
 def test_bad_options_fail_fast():
     with pytest.raises(ValueError, match="denoise_strength"):
         gen.GenerativeInterpolator(denoise_strength=0.0)
@@ -166,7 +194,7 @@ def test_tiny_wan_flf2v_pipeline_interpolates_on_cpu(tiny_wan, pair):
         with_kwargs=True,
     )
     try:
-        interp = get_interpolator("wan", pipeline=tiny_wan, steps=2, device="cpu")
+        interp = get_interpolator("wan", pipeline=tiny_wan, steps=2, guidance_scale=1.0, device="cpu")
         info: dict = {}
         outs = list(inbetween(a, b, [0.25, 0.5, 0.8], backend=interp, info=info))
     finally:
