@@ -328,6 +328,20 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
     return ShotList(path=path, shots=tuple(shots), scenes=tuple(scenes), unknown_columns=unknown)
 
 
+def _number_in(v: dict[str, str], column: str, lo: float, hi: float, ln: int, fail) -> float | None:
+    """The optional number in `column`, checked to lie in lo..hi; None when blank or wrong (reported)."""
+    if not v.get(column):
+        return None
+    try:
+        x = float(v[column])
+    except ValueError:
+        x = math.nan
+    if not lo <= x <= hi:  # NaN fails too
+        fail(f"'{v[column]}' is not a number in {lo:g}..{hi:g}", ln, column)
+        return None
+    return x
+
+
 def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fail) -> Shot | None:
     n_before = len(fail)
     shot_id = v.get("shot", "")
@@ -431,24 +445,8 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
     control_image = _image_path(v["control_image"], base, ln, "control_image", fail) if v.get("control_image") else None
     style_image = _image_path(v["style_image"], base, ln, "style_image", fail) if v.get("style_image") else None
 
-    strength = None
-    if v.get("identity_strength"):
-        try:
-            strength = float(v["identity_strength"])
-            if not 0 <= strength <= 2 or math.isnan(strength):
-                raise ValueError
-        except ValueError:
-            fail(f"'{v['identity_strength']}' is not a number in 0..2", ln, "identity_strength")
-
-    hedge = None
-    if v.get("hedge"):
-        try:
-            hedge = float(v["hedge"])
-            if not 0 <= hedge <= 1 or math.isnan(hedge):
-                raise ValueError
-        except ValueError:
-            fail(f"'{v['hedge']}' is not a number in 0..1", ln, "hedge")
-            hedge = None
+    strength = _number_in(v, "identity_strength", 0, 2, ln, fail)
+    hedge = _number_in(v, "hedge", 0, 1, ln, fail)
 
     refine = True
     if v.get("refine"):

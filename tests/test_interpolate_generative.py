@@ -95,16 +95,20 @@ def test_model_folder_from_env_var_round_trip(tiny_pipe, tmp_path, monkeypatch):
     assert pipe.transformer.config.num_layers == 1
 
 
-def test_missing_model_names_the_folder_and_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("KEYRENDER_MODEL_LTX", str(tmp_path / "nowhere"))
-    with pytest.raises(ModelNotFoundError, match="nowhere"):
-        gen.load_pipeline("ltx", device="cpu")
-    # hub id, offline, empty cache: no network, a clear error
-    monkeypatch.delenv("KEYRENDER_MODEL_LTX")
+@pytest.mark.parametrize("family, var, repo", [
+    ("ltx", "KEYRENDER_MODEL_LTX", "Lightricks/LTX-Video-0.9.5"),
+    ("wan", "KEYRENDER_MODEL_WAN", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"),
+])
+def test_missing_model_names_the_folder_and_how_to_get_it(family, var, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv(var, str(tmp_path / "nowhere"))
+    with pytest.raises(ModelNotFoundError, match=f"{var}.*nowhere"):
+        gen.load_pipeline(family, device="cpu")
+    # the default hub id, offline, empty cache: no network, a clear error
+    monkeypatch.delenv(var)
     monkeypatch.setenv("KEYRENDER_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match="hf download Lightricks/LTX-Video"):
-        gen.load_pipeline("ltx", model="Lightricks/LTX-Video-0.9.5", device="cpu")
+    with pytest.raises(ModelNotFoundError, match=f"hf download {repo}"):
+        gen.load_pipeline(family, device="cpu")
 
 
 def test_run_offline_switch_reaches_from_pretrained(monkeypatch):
@@ -272,17 +276,6 @@ def test_wan_model_folder_round_trip_keeps_vae_and_clip_in_float32(tiny_wan, pai
     a, b = pair
     (out,) = gen.GenerativeInterpolator(family="wan", pipeline=pipe, steps=1).inbetween(a, b, [0.5])
     assert out.shape == a.shape and out.dtype == np.uint8
-
-
-def test_missing_wan_model_names_the_env_var_and_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("KEYRENDER_MODEL_WAN", str(tmp_path / "nowhere"))
-    with pytest.raises(ModelNotFoundError, match="KEYRENDER_MODEL_WAN.*nowhere"):
-        gen.load_pipeline("wan", device="cpu")
-    monkeypatch.delenv("KEYRENDER_MODEL_WAN")
-    monkeypatch.setenv("KEYRENDER_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match="hf download Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"):
-        gen.load_pipeline("wan", device="cpu")
 
 
 def test_wan_cut_pair_is_held_without_calling_the_model():
