@@ -68,7 +68,8 @@ def test_flow_start_changes_what_the_model_produces(tiny_pipe, pair):
     assert not np.array_equal(from_flow, from_noise)
 
 
-def test_cut_pair_is_held_without_calling_the_model(pair):
+@pytest.mark.parametrize("family", ["ltx", "wan"])
+def test_cut_pair_is_held_without_calling_the_model(family):
     class Boom:
         def __getattr__(self, name):
             raise AssertionError("the model was called for a cut")
@@ -76,8 +77,8 @@ def test_cut_pair_is_held_without_calling_the_model(pair):
     a = texture(40, 56, seed=1)
     b = texture(40, 56, seed=2)
     info: dict = {}
-    outs = list(gen.GenerativeInterpolator(pipeline=Boom()).inbetween(a, b, [0.2, 0.7], info=info))
-    assert info["mode"] == "cut"
+    outs = list(gen.GenerativeInterpolator(family=family, pipeline=Boom()).inbetween(a, b, [0.2, 0.7], info=info))
+    assert info["mode"] == "cut" and info["backend"] == family
     assert np.array_equal(outs[0], a) and np.array_equal(outs[1], b)
 
 
@@ -276,19 +277,6 @@ def test_wan_model_folder_round_trip_keeps_vae_and_clip_in_float32(tiny_wan, pai
     a, b = pair
     (out,) = gen.GenerativeInterpolator(family="wan", pipeline=pipe, steps=1).inbetween(a, b, [0.5])
     assert out.shape == a.shape and out.dtype == np.uint8
-
-
-def test_wan_cut_pair_is_held_without_calling_the_model():
-    class Boom:
-        def __getattr__(self, name):
-            raise AssertionError("the model was called for a cut")
-
-    a = texture(40, 56, seed=1)
-    b = texture(40, 56, seed=2)
-    info: dict = {}
-    outs = list(gen.GenerativeInterpolator(family="wan", pipeline=Boom()).inbetween(a, b, [0.2, 0.7], info=info))
-    assert info["mode"] == "cut" and info["backend"] == "wan"
-    assert np.array_equal(outs[0], a) and np.array_equal(outs[1], b)
 
 
 @pytest.mark.gpu
