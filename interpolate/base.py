@@ -6,6 +6,8 @@ from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from keyrender.interpolate.checks import check_pair, check_times
+
 
 @runtime_checkable
 class Interpolator(Protocol):
@@ -27,3 +29,25 @@ class Interpolator(Protocol):
         info: dict | None = None,
     ) -> Iterator[np.ndarray]:
         ...
+
+
+class CheckedInterpolator:
+    """Base of keyrender's own interpolators: `inbetween` checks the pair and the times when it
+    is called (bad input fails at once, not at the first `next()`), then hands them to the
+    subclass's `_generate(a, b, times, info)` generator, which renders lazily."""
+
+    name: str
+
+    def inbetween(
+        self,
+        frame_a: np.ndarray,
+        frame_b: np.ndarray,
+        times: Sequence[float],
+        info: dict | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield one RGB uint8 frame per time in `times` (checked now, rendered lazily)."""
+        check_pair(frame_a, frame_b)
+        return self._generate(frame_a, frame_b, check_times(times), info)
+
+    def _generate(self, a: np.ndarray, b: np.ndarray, ts: list[float], info: dict | None) -> Iterator[np.ndarray]:
+        raise NotImplementedError

@@ -32,12 +32,12 @@ Frames are produced lazily: nothing heavier than the input checks runs before th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import cv2
 import numpy as np
 
-from keyrender.interpolate.checks import check_pair, check_times
+from keyrender.interpolate.base import CheckedInterpolator
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -415,7 +415,7 @@ def cross_fade(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return cv2.addWeighted(a, 1.0 - t, b, t, 0.0)
 
 
-class FlowInterpolator:
+class FlowInterpolator(CheckedInterpolator):
     """The default interpolator: DIS optical flow, occlusion-aware warping, no weights, CPU.
 
     Options: `preset` (DIS preset: "ultrafast", "fast", "medium"), `flow_max_side` (long side of
@@ -466,18 +466,6 @@ class FlowInterpolator:
             raise ValueError(f"hedge_level: must be positive, got {hedge_level}")
         self.hedge = float(hedge)
         self.hedge_level = float(hedge_level)
-
-    def inbetween(
-        self,
-        frame_a: np.ndarray,
-        frame_b: np.ndarray,
-        times: Sequence[float],
-        info: dict | None = None,
-    ) -> Iterator[np.ndarray]:
-        """Yield one RGB uint8 frame per time in `times` (checked now, rendered lazily)."""
-        check_pair(frame_a, frame_b)
-        ts = check_times(times)
-        return self._generate(frame_a, frame_b, ts, info)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:

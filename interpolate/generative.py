@@ -21,14 +21,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from keyrender.errors import ModelNotFoundError
 from keyrender.hflog import quiet_hf
-from keyrender.interpolate.checks import check_pair, check_times
+from keyrender.interpolate.base import CheckedInterpolator
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def grid_frames(n_times: int, temporal_multiple: int, min_frames: int = 9, max_f
     return min(max_frames, k * temporal_multiple + 1)
 
 
-class GenerativeInterpolator:
+class GenerativeInterpolator(CheckedInterpolator):
     """Keyframe-conditioned video diffusion between A and B, started from the flow in-betweens.
 
     Options: `family` ("ltx" or "wan"), `model` (folder, hub id or "tiny"), `pipeline` (an already
@@ -343,13 +343,6 @@ class GenerativeInterpolator:
         if self._pipe is None:
             self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype, local_only=self.offline)
         return self._pipe
-
-    def inbetween(
-        self, frame_a: np.ndarray, frame_b: np.ndarray, times: Sequence[float], info: dict | None = None
-    ) -> Iterator[np.ndarray]:
-        check_pair(frame_a, frame_b)
-        ts = check_times(times)
-        return self._generate(frame_a, frame_b, ts, info)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:
