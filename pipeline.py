@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import traceback
@@ -244,7 +245,43 @@ def prepare(shotlist_path: str | Path, options: RenderOptions,
     cast = find_cast(cast_dir)
     shotlist = load_shotlist(shotlist_path, cast=cast.keys())
     _check_cast(shotlist, cast_dir, cast)
-    return shotlist, plan(shotlist, options, cast, unselected)
+    jobs = plan(shotlist, options, cast, unselected)
+    _check_outputs_are_ours(shotlist, jobs)
+    return shotlist, jobs
+
+
+def written_by_keyrender(out_dir: str | os.PathLike) -> bool:
+    """Whether `out_dir` is a shot folder keyrender wrote: a real folder (no link) holding a
+    manifest.json with keyrender's schema. The manifest's head is enough, so a shot whose
+    manifest was damaged is still recognised (and rendered again)."""
+    p = Path(out_dir)
+    if p.is_symlink() or not p.is_dir():
+        return False
+    try:
+        with open(p / MANIFEST, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return _MANIFEST_HEAD.search(head) is not None
+
+
+_MANIFEST_HEAD = re.compile(rb'"schema"\s*:\s*"' + re.escape(MANIFEST_SCHEMA.split("/")[0].encode()) + rb"/")
+
+
+def _check_outputs_are_ours(shotlist: ShotList, jobs: list[ShotJob]) -> None:
+    """Every shot folder a job would replace is one keyrender wrote; anything else in the output
+    folder under a shot's name (the cast, the storyboard, a user's file) is never touched: the
+    run is refused, naming each such shot, before anything is written."""
+    from keyrender.shotlist import Issue, ShotListError
+
+    issues = [
+        Issue(shotlist.path, j.shot.line, "shot",
+              f"shot '{j.shot.id}' would replace {j.out_dir}, which was not written by keyrender "
+              f"(no keyrender {MANIFEST} in it); rename the shot or choose another --out")
+        for j in jobs if os.path.lexists(j.out_dir) and not written_by_keyrender(j.out_dir)
+    ]
+    if issues:
+        raise ShotListError(issues)
 
 
 def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]] | None = None,
@@ -552,12 +589,16 @@ def _check_cast(shotlist: ShotList, cast_dir: Path, cast: dict[str, list[Path]])
         raise InputError("\n".join(dict.fromkeys(problems)))
 
 
+# the names render_shot and _swap_into_place give their folders: .staging-<shot>-<8 hex>
+_LEFTOVER = re.compile(r"^\.(staging|old)-[A-Za-z0-9][A-Za-z0-9_.\-]*-[0-9a-f]{8}$")
+
+
 def _clean_leftovers(out: Path) -> None:
-    """Remove the staging folders of runs that were killed."""
-    for d in out.glob(".staging-*"):
-        shutil.rmtree(d, ignore_errors=True)
-    for d in out.glob(".old-*"):
-        shutil.rmtree(d, ignore_errors=True)
+    """Remove the staging folders of runs that were killed: only folders named exactly as
+    keyrender names them (a user's `.old-photos` stays)."""
+    for d in out.iterdir():
+        if _LEFTOVER.match(d.name) and d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _cached_result(job: ShotJob) -> ShotResult:
@@ -771,9 +812,14 @@ def _file_record(root: Path, rel: str) -> dict:
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:
-    """Replace `final` by `staging` with two renames; a crash between them loses only old output."""
+    """Replace `final` by `staging` with two renames; a crash between them loses only old output.
+    Only a shot folder keyrender wrote is ever replaced (checked again here: the folder may have
+    appeared since the run was planned)."""
     old = None
-    if final.exists():
+    if os.path.lexists(final) and not written_by_keyrender(final):
+        raise InputError(f"{final} exists and was not written by keyrender; it is left as it is "
+                         "(rename the shot or choose another --out)")
+    if os.path.lexists(final):
         old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
         os.replace(final, old)
     os.replace(staging, final)

@@ -76,6 +76,8 @@ SHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # decimal spellings of the NTSC rates -> their exact values
 NTSC = {n: Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120)}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# names keyrender writes at the top of the output folder: no shot folder may take them
+RESERVED_SHOT_IDS = ("report.html", "timeline.otio")
 
 
 class UnknownColumnWarning(UserWarning):
@@ -349,6 +351,8 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
         fail("is empty; every shot needs an id", ln, "shot")
     elif not SHOT_ID.match(shot_id):
         fail(f"'{shot_id}' is not a usable id (letters, digits, '_', '-', '.'; it names a folder)", ln, "shot")
+    elif shot_id.lower() in RESERVED_SHOT_IDS:
+        fail(f"'{shot_id}' is reserved: keyrender writes {shot_id.lower()} in the output folder (rename the shot)", ln, "shot")
     scene = v.get("scene", "")
     if not scene:
         fail("is empty; every shot belongs to a scene", ln, "scene")
