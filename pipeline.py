@@ -423,7 +423,9 @@ class RenderContext:
         self.emit = emit
         self._generator = None
         self._embedder = None
-        self._embedder_error: KeyrenderError | None = None
+        # why the face model is unavailable, as text: a stored exception would be re-raised for
+        # every shot, its traceback growing by that shot's frames (and keeping them alive)
+        self._embedder_error: str | None = None
         self._identities: dict[str, Any] = {}
         self._interpolators: dict[tuple, Any] = {}  # one per distinct set of flow options
         self.anchors: dict[str, Any] = {}
@@ -473,13 +475,13 @@ class RenderContext:
                     name = str(make_tiny_face_pack(self.cache_dir / "faces" / "tiny"))
                 self._embedder = load_face_model(name, providers=providers, allow_download=self.options.allow_download)
             except ModelNotFoundError as exc:
-                self._embedder_error = exc
+                self._embedder_error = str(exc)
                 self.emit({"event": "warning", "message": f"identity checks are off: {exc}"})
         return self._embedder
 
     @property
     def checks_off(self) -> str | None:
-        return None if self._embedder_error is None else str(self._embedder_error)
+        return self._embedder_error
 
     def identities(self, names: Iterable[str]) -> dict[str, Any]:
         """The Identity of each name, from the store next to the cast (built if stale)."""
@@ -489,8 +491,8 @@ class RenderContext:
             from keyrender.identity import IdentityStore
 
             store = IdentityStore(self.cast_dir)
-            if embedder is None:
-                raise self._embedder_error  # type: ignore[misc]
+            if embedder is None:  # a fresh error per shot, no traceback carried from the last
+                raise ModelNotFoundError(self._embedder_error or "no face model")
             self._identities.update(store.build(embedder, names=names))
         return self._identities
 
