@@ -213,11 +213,8 @@ class ShotList:
 def parse_fps(text: str) -> Fraction:
     """'24' -> 24, '23.976' -> 24000/1001, '30000/1001' -> exact. ValueError when not a rate."""
     text = text.strip()
-    if "/" in text:
-        num, den = text.split("/", 1)
-        value = Fraction(int(num), int(den))
-    else:
-        value = Fraction(text)
+    value = parse_number(text)
+    if "/" not in text:
         for n, exact in NTSC.items():
             # 23.976, 23.98, 29.97, 59.94 ... are the NTSC rates written with few decimals
             if value != n and abs(value - exact) < Fraction(1, 100):
@@ -242,12 +239,7 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
     fail = _Problems(path)
     issues = fail.items
 
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ShotListError([Issue(path, None, None, "no such file")]) from None
-    except OSError as exc:
-        raise ShotListError([Issue(path, None, None, f"cannot read: {exc.strerror}")]) from None
+    raw = _read_bounded(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -256,21 +248,17 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
     if not text.strip():
         raise ShotListError([Issue(path, None, None, "the file is empty; it needs a header row and at least one shot")])
 
-    lines = text.splitlines()
-    header_line = next(i for i, ln in enumerate(lines, 1) if ln.strip())
-    header_text = lines[header_line - 1]
-    if "," not in header_text:
+    records = _records(path, text)  # (first physical line, fields); CR, LF and CRLF line ends
+    start = 0  # skip leading blank lines
+    while start < len(records) and not any(c.strip() for c in records[start][1]):
+        start += 1
+    header_line, header_row = records[start]
+    if len(header_row) == 1:
         for delim, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-            if delim in header_text:
+            if delim in header_row[0]:
                 raise ShotListError([Issue(path, header_line, None, f"columns are separated by {name}; keyrender reads comma-separated CSV (export the sheet as CSV with commas)")])
 
-    reader = csv.reader(io.StringIO(text))
-    rows = list(reader)
-    # skip leading blank lines
-    start = 0
-    while start < len(rows) and not any(c.strip() for c in rows[start]):
-        start += 1
-    header = [h.strip().lower() for h in rows[start]]
+    header = [h.strip().lower() for h in header_row]
     header_lineno = header_line
     seen_cols: dict[str, int] = {}
     for idx, name in enumerate(header):
@@ -291,14 +279,6 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
     if missing:
         raise ShotListError(issues)
 
-    # line numbers: csv.reader tracks physical lines (quoted fields may span lines)
-    reader = csv.reader(io.StringIO(text))
-    records: list[tuple[int, list[str]]] = []
-    prev_end = 0
-    for row in reader:
-        first_line = prev_end + 1
-        prev_end = reader.line_num
-        records.append((first_line, row))
     data = [(ln, row) for ln, row in records[start + 1:] if any(c.strip() for c in row)]
     if not data:
         fail("the file has a header but no shots", header_lineno)
@@ -309,6 +289,11 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
     shots: list[Shot] = []
     ids: dict[str, int] = {}
     for lineno, row in data:
+        swallowed = _swallowed_row(row, len(header))
+        if swallowed is not None:
+            fail(f"a quoted field that starts on this line runs over {swallowed} more line(s) that look like rows: "
+                 "is a closing \" missing? (those rows would not be rendered)", lineno)
+            continue
         if len(row) > len(header):
             extra = [c for c in row[len(header):] if c.strip()]
             if extra:
@@ -330,13 +315,111 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
     return ShotList(path=path, shots=tuple(shots), scenes=tuple(scenes), unknown_columns=unknown)
 
 
+MAX_SHOTLIST_BYTES = 16 << 20  # 16 MiB: about 50000 rows; anything larger is not a shot list
+MAX_FIELD_CHARS = 131072       # the csv module's own limit, said in the sheet's terms
+MAX_NUMBER_CHARS = 40
+MAX_EXPONENT = 30
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_RATIO = re.compile(r"[+-]?[0-9]{1,18}/[0-9]{1,18}")
+
+
+def parse_number(text: str) -> Fraction:
+    """A decimal (`2`, `1.5`, `-0.25`, `1e3`) or a ratio (`24000/1001`) as an exact Fraction.
+
+    Bounded so that no cell can make validation hang or overflow: at most 40 characters and
+    exponents within +-30 (Fraction('1e1000000000') alone would compute a billion-digit integer).
+    ValueError (saying why) for anything else, including inf and nan.
+    """
+    t = text.strip()
+    if len(t) > MAX_NUMBER_CHARS:
+        raise ValueError(f"more than {MAX_NUMBER_CHARS} characters")
+    if _RATIO.fullmatch(t):
+        num, den = t.split("/")
+        if int(den) == 0:
+            raise ValueError("division by zero")
+        return Fraction(int(num), int(den))
+    if not _DECIMAL.fullmatch(t):
+        raise ValueError("not a number")
+    mantissa, _, exponent = t.lower().partition("e")
+    if exponent and abs(int(exponent)) > MAX_EXPONENT:
+        raise ValueError(f"exponent beyond +-{MAX_EXPONENT}")
+    return Fraction(t)
+
+
+def _clip(text: str, n: int = 40) -> str:
+    """A cell as quoted in a message: long ones shortened."""
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The shot list's bytes: a regular file of at most MAX_SHOTLIST_BYTES (not /dev/zero, a
+    FIFO or a folder, which would be read until memory runs out or block forever)."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ShotListError([Issue(path, None, None, "no such file")]) from None
+    except OSError as exc:
+        raise ShotListError([Issue(path, None, None, f"cannot read: {exc.strerror}")]) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+        raise ShotListError([Issue(path, None, None, f"is {kind}; give the shot list's CSV file")])
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SHOTLIST_BYTES + 1)
+    except OSError as exc:
+        raise ShotListError([Issue(path, None, None, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_SHOTLIST_BYTES:
+        raise ShotListError([Issue(path, None, None, f"is larger than {MAX_SHOTLIST_BYTES >> 20} MiB; that is not a shot list")])
+    return raw
+
+
+def _records(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """The CSV records with the physical line each starts on. Strict quoting: a damaged quote
+    is reported with its line instead of silently swallowing the rows after it."""
+    # newline="": the reader sees CR, LF and CRLF line ends alike (old Mac exports use CR only)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    prev_end = 0
+    try:
+        for row in reader:
+            records.append((prev_end + 1, row))
+            prev_end = reader.line_num
+    except csv.Error as exc:
+        line, msg = prev_end + 1, str(exc)
+        if "field larger than field limit" in msg:
+            why = (f"a field is longer than {MAX_FIELD_CHARS} characters (a quote that is never closed "
+                   "swallows the rest of the file into one field)")
+        elif "unexpected end of data" in msg or "EOF" in msg:
+            why = "a quoted field that starts on this line is never closed (a missing \"): the rows after it would be lost"
+        else:
+            why = f"not valid CSV here ({msg}; a quote inside a field is written as two quotes, and the whole field quoted)"
+        raise ShotListError([Issue(path, line, None, why)]) from None
+    return records
+
+
+def _swallowed_row(row: list[str], n_columns: int) -> int | None:
+    """How many whole rows a multi-line field holds, when it looks like an unterminated quote
+    swallowed them (an inner line with as many commas as a row has); None otherwise."""
+    if n_columns < 2:
+        return None
+    for cell in row:
+        if "\n" in cell or "\r" in cell:
+            inner = cell.splitlines()[1:]
+            rows = sum(1 for ln in inner if ln.count(",") >= n_columns - 1)
+            if rows:
+                return rows
+    return None
+
+
 def _number_in(v: dict[str, str], column: str, lo: float, hi: float, ln: int, fail) -> float | None:
     """The optional number in `column`, checked to lie in lo..hi; None when blank or wrong (reported)."""
     if not v.get(column):
         return None
     try:
-        x = float(v[column])
-    except ValueError:
+        x = float(parse_number(v[column]))
+    except (ValueError, ZeroDivisionError):
         x = math.nan
     if not lo <= x <= hi:  # NaN fails too
         fail(f"'{v[column]}' is not a number in {lo:g}..{hi:g}", ln, column)
@@ -372,7 +455,7 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
     duration = None
     if v.get("duration"):
         try:
-            duration = Fraction(v["duration"])
+            duration = parse_number(v["duration"])
             if duration <= 0:
                 raise ValueError
         except (ValueError, ZeroDivisionError):
@@ -392,10 +475,10 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
     if v.get("seed"):
         try:
             seed = int(v["seed"])
-            if seed < 0:
+            if not 0 <= seed < 2**63:
                 raise ValueError
         except ValueError:
-            fail(f"'{v['seed']}' is not a non-negative integer", ln, "seed")
+            fail(f"'{_clip(v['seed'])}' is not an integer in 0..2^63-1", ln, "seed")
 
     size = {}
     for col in ("width", "height"):
@@ -493,17 +576,14 @@ class _Problems:
 
 def _positive_int(text: str, ln: int, col: str, fail) -> int | None:
     try:
-        n = int(text)
-    except ValueError:
-        try:
-            f = float(text)
-        except ValueError:
-            fail(f"'{text}' is not a number", ln, col)
-            return None
-        if not f.is_integer():
-            fail(f"'{text}' is not a whole number", ln, col)
-            return None
-        n = int(f)
+        f = parse_number(text)
+    except (ValueError, ZeroDivisionError) as exc:
+        fail(f"'{_clip(text)}' is not a number ({exc})" if str(exc) != "not a number" else f"'{_clip(text)}' is not a number", ln, col)
+        return None
+    if f.denominator != 1:
+        fail(f"'{text}' is not a whole number", ln, col)
+        return None
+    n = int(f)
     if n <= 0:
         fail(f"{text} must be positive", ln, col)
         return None
@@ -565,7 +645,7 @@ def _keyframes(text: str, frames: int, fps: Fraction, n_images: int, ln: int, fa
     for part in text.split(";"):
         part = part.strip()
         try:
-            t = Fraction(part)
+            t = parse_number(part)
         except (ValueError, ZeroDivisionError):
             fail(f"'{part}' is not a time in seconds (give a count like 4 or times like 0;1.5;3)", ln, "keyframes")
             return ()

@@ -105,3 +105,85 @@ def test_missing_face_model_error_keeps_no_frames_alive(project, tmp_path):
     depths = {d for _, d, _ in results}
     assert len(depths) == 1, f"the error's traceback grows shot after shot: {depths}"
     assert len({m for *_, m in results}) == 1 and "no-such-face-model" in results[0][2]
+
+
+# ---- 3, 4, 9. numbers, quotes and line ends in the shot list ---------------------------------
+
+HEAD = "scene,shot,prompt,duration,fps,keyframes\n"
+
+
+def _load(tmp_path, text: str | bytes):
+    from keyrender.shotlist import load_shotlist
+
+    p = tmp_path / "s.csv"
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    return load_shotlist(p)
+
+
+@pytest.mark.parametrize("row, column", [
+    ("1,A,p,1e1000000000,24,", "duration"),
+    ("1,A,p,1,1e-1000000000,", "fps"),
+    ("1,A,p,2,24,0;1e1000000000;2", "keyframes"),
+    ("1,A,p,1e5000,24,", "duration"),
+    ("1,A,p,1,1e5000,", "fps"),
+    ("1,A,p,1,99999999999999999999999999/1,", "fps"),
+])
+def test_huge_exponents_are_reported_at_once_not_hung(tmp_path, row, column):
+    import time
+
+    from keyrender.shotlist import ShotListError
+
+    t0 = time.perf_counter()
+    with pytest.raises(ShotListError) as e:
+        _load(tmp_path, HEAD + "1,ok,p,1,24,\n" + row + "\n")
+    assert time.perf_counter() - t0 < 2
+    assert f"s.csv:3: column '{column}'" in str(e.value), str(e.value)
+
+
+def test_huge_exponent_in_the_cli_dry_run_is_exit_2(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text(HEAD + "1,A,p,1e5000,24,\n")
+    r = run("run", str(p), "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "Traceback" not in r.output and "s.csv:2: column 'duration'" in r.output
+
+
+def test_unterminated_quote_is_reported_with_its_line_not_swallowing_rows(tmp_path):
+    from keyrender.shotlist import ShotListError
+
+    # at the end of the file: every later row is inside the open quote
+    with pytest.raises(ShotListError) as e:
+        _load(tmp_path, HEAD + '1,A,"p,1,24,\n1,B,p,1,24,\n1,C,p,1,24,\n')
+    assert "s.csv:2: " in str(e.value) and "never closed" in str(e.value)
+    # closed again further down: the rows in between were swallowed into one prompt
+    with pytest.raises(ShotListError) as e:
+        _load(tmp_path, HEAD + '1,A,"p,1,24,\n1,B,p,1,24,\n1,C,p",1,24,\n1,D,p,1,24,\n')
+    assert "s.csv:2: " in str(e.value) and "closing \" missing" in str(e.value)
+    # a prompt over two lines is fine
+    sl = _load(tmp_path, HEAD + '1,A,"p\nsecond line",1,24,\n1,B,p,1,24,\n')
+    assert [s.id for s in sl.shots] == ["A", "B"] and sl.shots[1].line == 4
+
+
+def test_cr_only_line_ends_read_like_lf(tmp_path):
+    sl = _load(tmp_path, (HEAD + "1,A,p,1,24,\n1,B,p,2,24,\n").replace("\n", "\r"))
+    assert [(s.id, s.line, s.frames) for s in sl.shots] == [("A", 2, 24), ("B", 3, 48)]
+
+
+def test_overlong_field_is_one_line_error(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text(HEAD + '1,A,"' + "x" * 200000 + '",1,24,\n')
+    r = run("run", str(p), "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "Traceback" not in r.output and "s.csv:2: " in r.output
+    assert "longer than 131072 characters" in r.output and len(r.output) < 1000
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_device_folder_and_oversized_shot_lists_are_refused(tmp_path):
+    for path, words in ((Path("/dev/zero"), "not a regular file"), (tmp_path, "is a directory")):
+        r = run("run", str(path), "--dry-run", "--out", str(tmp_path / "out"))
+        assert r.exit_code == 2 and words in r.output, r.output
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as fh:
+        fh.write(HEAD.encode())
+        fh.truncate(17 << 20)
+    r = run("run", str(big), "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "larger than 16 MiB" in r.output
