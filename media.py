@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -17,28 +18,62 @@ import numpy as np
 
 from keyrender.errors import InputError
 from keyrender.fsutil import atomic_path
+from keyrender.imagefile import IMAGE_SUFFIXES, ImageFileError, probe_image  # noqa: F401  (IMAGE_SUFFIXES: re-exported)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 H x W x 3 (alpha dropped, grey expanded)."""
-    import cv2
+    """Read an image file as RGB uint8 H x W x 3, as it is displayed: EXIF orientation applied,
+    alpha dropped, grey expanded, 16-bit scaled to 8. The package's one image decoder.
 
-    path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
-        raise InputError(f"image not found: {path}")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"cannot decode image {path} (damaged, or not an image)")
-    if img.dtype != np.uint8:
-        img = (img / (256 if img.dtype == np.uint16 else img.max() or 1)).astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    The header is checked first (imagefile.probe_image: formats, byte and pixel limits), so an
+    oversized or lying file costs no decode. A truncated file is an InputError, not grey rows.
+    """
+    from PIL import Image, ImageOps
+
+    header = probe_image(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(header.path) as im:
+                im.load()
+                img = _to_rgb(im)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        why = "truncated" if "truncated" in str(exc) else "damaged"
+        raise ImageFileError(header.path, f"cannot decode ({why}: {exc})") from None
+    img = _orient(img, header.orientation)
+    if img.shape[:2] != (header.height, header.width):  # the header lied about the size
+        raise ImageFileError(header.path, f"cannot decode (its header says {header.width}x{header.height}, "
+                                          f"it holds {img.shape[1]}x{img.shape[0]})")
     return np.ascontiguousarray(img)
+
+
+def _to_rgb(im) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im).astype(np.uint32)
+        grey = (a >> 8 if a.max(initial=0) > 255 else a).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA", "LA") else im.convert("RGB")
+    return np.asarray(im)
+
+
+def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) as displayed (the transforms of PIL's exif_transpose)."""
+    if orientation == 2:
+        return img[:, ::-1]
+    if orientation == 3:
+        return img[::-1, ::-1]
+    if orientation == 4:
+        return img[::-1]
+    if orientation == 5:
+        return img.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(img, k=-1)
+    if orientation == 7:
+        return img.transpose(1, 0, 2)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(img, k=1)
+    return img
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -70,9 +105,9 @@ def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image file, reading only what is needed."""
-    img = load_image(path)
-    return img.shape[1], img.shape[0]
+    """(width, height) of an image file as displayed, from its header (no decode)."""
+    header = probe_image(path)
+    return header.width, header.height
 
 
 def _check_frame(frame: np.ndarray) -> None:

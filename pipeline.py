@@ -243,7 +243,7 @@ def prepare(shotlist_path: str | Path, options: RenderOptions,
     shotlist_path = Path(shotlist_path)
     cast_dir = options.cast_dir(shotlist_path)
     cast = find_cast(cast_dir)
-    shotlist = load_shotlist(shotlist_path, cast=cast.keys())
+    shotlist = load_shotlist(shotlist_path, cast=cast)
     _check_cast(shotlist, cast_dir, cast)
     jobs = plan(shotlist, options, cast, unselected)
     _check_outputs_are_ours(shotlist, jobs)

@@ -167,12 +167,12 @@ def _thumbnail(path: Path) -> str | None:
     import cv2
     import numpy as np
 
+    from keyrender.errors import InputError
+    from keyrender.media import load_image
+
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
+        img = np.ascontiguousarray(load_image(path)[:, :, ::-1])  # BGR for the encoder below
+    except InputError:
         return None
     h, w = img.shape[:2]
     if w > THUMB_WIDTH:

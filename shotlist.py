@@ -46,9 +46,10 @@ import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from keyrender.errors import InputError
+from keyrender.imagefile import IMAGE_SUFFIXES, check_image
 
 REQUIRED_COLUMNS = ("scene", "shot", "prompt")
 OPTIONAL_COLUMNS = (
@@ -75,9 +76,9 @@ NAMED_REGIONS = {
 SHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # decimal spellings of the NTSC rates -> their exact values
 NTSC = {n: Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120)}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # names keyrender writes at the top of the output folder: no shot folder may take them
 RESERVED_SHOT_IDS = ("report.html", "timeline.otio")
+MAX_SHOT_ID = 100  # it names a folder, and file names inside it (a path component is <= 255 bytes)
 
 
 class UnknownColumnWarning(UserWarning):
@@ -229,11 +230,12 @@ def default_seed(shot_id: str) -> int:
     return int.from_bytes(hashlib.sha256(shot_id.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotList:
+def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence] | None = None) -> ShotList:
     """Read and validate a shot list. Raises ShotListError listing every problem.
 
-    cast: the names of the characters that exist (folders of the cast directory). When given,
-    every character a shot names must be one of them.
+    cast: the names of the characters that exist (folders of the cast directory), or a mapping
+    of each name to its reference images. When given, every character a shot names must be one
+    of them (and, with a mapping, have at least one image).
     """
     path = Path(path)
     fail = _Problems(path)
@@ -284,7 +286,8 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | None = None) -> ShotLi
         fail("the file has a header but no shots", header_lineno)
         raise ShotListError(issues)
 
-    cast_names = None if cast is None else set(cast)
+    # a mapping (name -> its reference images) also lets a character without images be reported
+    cast_names = None if cast is None else (dict(cast) if isinstance(cast, Mapping) else set(cast))
     base = path.parent
     shots: list[Shot] = []
     ids: dict[str, int] = {}
@@ -427,13 +430,15 @@ def _number_in(v: dict[str, str], column: str, lo: float, hi: float, ln: int, fa
     return x
 
 
-def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fail) -> Shot | None:
+def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | dict[str, list] | None, fail) -> Shot | None:
     n_before = len(fail)
     shot_id = v.get("shot", "")
     if not shot_id:
         fail("is empty; every shot needs an id", ln, "shot")
     elif not SHOT_ID.match(shot_id):
         fail(f"'{shot_id}' is not a usable id (letters, digits, '_', '-', '.'; it names a folder)", ln, "shot")
+    elif len(shot_id) > MAX_SHOT_ID:
+        fail(f"'{_clip(shot_id)}' is {len(shot_id)} characters; a shot id is at most {MAX_SHOT_ID} (it names a folder)", ln, "shot")
     elif shot_id.lower() in RESERVED_SHOT_IDS:
         fail(f"'{shot_id}' is reserved: keyrender writes {shot_id.lower()} in the output folder (rename the shot)", ln, "shot")
     scene = v.get("scene", "")
@@ -501,12 +506,15 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
         if cast is not None and c not in cast:
             known = ", ".join(sorted(cast)) or "none: the cast folder is empty or missing"
             fail(f"unknown character '{c}' (no folder cast/{c}/; the cast has: {known})", ln, "characters")
+        elif isinstance(cast, dict) and not cast[c]:
+            fail(f"character '{c}' has no reference images (cast/{c}/ holds no {', '.join(IMAGE_SUFFIXES)} file)", ln, "characters")
 
     images: list[Path | None] = []
+    sizes: dict[Path, tuple[int, int]] = {}
     if v.get("keyframe_images"):
         for entry in v["keyframe_images"].split(";"):
             entry = entry.strip()
-            images.append(_image_path(entry, base, ln, "keyframe_images", fail) if entry else None)
+            images.append(_image_path(entry, base, ln, "keyframe_images", fail, sizes) if entry else None)
         while images and images[-1] is None and not v["keyframe_images"].rstrip().endswith(";"):
             images.pop()
 
@@ -517,6 +525,16 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | None, fa
             fail(f"{len(images)} keyframe images for {len(keyframe_frames)} keyframes", ln, "keyframe_images")
     if keyframe_frames and len(images) < len(keyframe_frames):
         images += [None] * (len(keyframe_frames) - len(images))
+
+    if images and all(images) and not (size.get("width") and size.get("height")) and images[0] in sizes:
+        # a storyboard shot takes its size from its first image: the same 64..4096 rule applies
+        iw, ih = sizes[images[0]]
+        for col, n in (("width", iw), ("height", ih)):
+            if col not in size and not MIN_SIZE <= n // 8 * 8 <= MAX_SIZE:
+                fail(f"the storyboard image {images[0].name} is {iw}x{ih}: its {col} {n} is outside "
+                     f"{MIN_SIZE}..{MAX_SIZE}; give the shot's width and height (the images are scaled to fit)",
+                     ln, "keyframe_images")
+                break
 
     prompt = v.get("prompt", "")
     if not prompt and not (images and all(images)):
@@ -590,34 +608,23 @@ def _positive_int(text: str, ln: int, col: str, fail) -> int | None:
     return n
 
 
-def _image_path(entry: str, base: Path, ln: int, col: str, fail) -> Path | None:
+def _image_path(entry: str, base: Path, ln: int, col: str, fail,
+                sizes: dict[Path, tuple[int, int]] | None = None) -> Path | None:
     p = Path(entry)
     p = p if p.is_absolute() else base / p
     if p.suffix.lower() not in IMAGE_SUFFIXES:
         fail(f"'{entry}' is not an image file ({', '.join(IMAGE_SUFFIXES)})", ln, col)
         return None
-    if not p.is_file():
-        fail(f"image '{entry}' not found (looked for {p})", ln, col)
-        return None
     try:
-        with open(p, "rb") as fh:
-            head = fh.read(16)
-    except OSError as exc:
-        fail(f"image '{entry}' cannot be read: {exc.strerror}", ln, col)
+        header = check_image(p)  # header, limits and completeness; no pixel decoded
+    except InputError as exc:
+        reason = getattr(exc, "reason", str(exc))
+        fail(f"image '{entry}' not found (looked for {p})" if reason == "not found"
+             else f"'{entry}' is not a readable image ({reason})", ln, col)
         return None
-    if not _looks_like_image(head):
-        fail(f"'{entry}' is not a readable image (unknown or damaged header)", ln, col)
-        return None
+    if sizes is not None:
+        sizes[p] = (header.width, header.height)
     return p
-
-
-def _looks_like_image(head: bytes) -> bool:
-    return (
-        head.startswith(b"\x89PNG\r\n\x1a\n")
-        or head.startswith(b"\xff\xd8\xff")
-        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-        or head.startswith(b"BM")
-    )
 
 
 def _keyframes(text: str, frames: int, fps: Fraction, n_images: int, ln: int, fail) -> tuple[int, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from keyrender.imagefile import IMAGE_SUFFIXES
 
 
 def find_cast(cast_dir: str | Path) -> dict[str, list[Path]]:

@@ -50,13 +50,9 @@ class BuildEvent:
 
 def read_image(path: Path) -> np.ndarray:
     """An RGB uint8 image from disk; InputError naming the file when it cannot be read."""
-    import cv2
+    from keyrender.media import load_image  # the package's one image reader (EXIF, limits)
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(f"cannot read image {path}")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return load_image(path)
 
 
 def fallback_store_dir(cast_dir: str | Path) -> Path:

@@ -101,17 +101,27 @@ def test_character_without_photos_is_bad_input_in_dry_run_and_run(project):
     for extra in (["--dry-run"], []):
         r = run("run", str(project / "shotlist.csv"), "--out", str(out), *extra)
         assert r.exit_code == 2 and "character 'eileen' has no reference images" in r.output, extra
-        assert ":2: shot 1A" in r.output and not out.exists()
+        assert ":2: column 'characters'" in r.output and not out.exists()
 
 
 def test_one_broken_shot_fails_alone_with_exit_3(project):
-    # a file with a PNG header that does not decode passes validation and fails at render time
-    bad = project / "storyboard" / "2A_1.jpg"
-    bad.write_bytes(b"\xff\xd8\xff" + b"garbage" * 10)
+    # a PNG whose header, chunks and CRCs are whole but whose pixel data does not inflate passes
+    # validation (which decodes nothing) and fails at render time
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bad = project / "storyboard" / "2A_1.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 512, 288, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", b"not deflate data" * 8) + chunk(b"IEND", b""))
+    csv = project / "shotlist.csv"
+    csv.write_text(csv.read_text().replace("storyboard/2A_1.jpg", "storyboard/2A_1.png"))
     out = project / "out"
     r = run("run", str(project / "shotlist.csv"), "--out", str(out))
     assert r.exit_code == 3, r.output
-    assert "2A: FAILED" in r.output and "cannot decode image" in r.output
+    assert "2A: FAILED" in r.output and "cannot decode" in r.output
     assert (out / "1A" / "video.mp4").is_file() and (out / "1B" / "video.mp4").is_file()
     assert not (out / "2A").exists() and not list(out.glob(".staging-*"))
 

@@ -187,3 +187,86 @@ def test_device_folder_and_oversized_shot_lists_are_refused(tmp_path):
         fh.truncate(17 << 20)
     r = run("run", str(big), "--dry-run", "--out", str(tmp_path / "out"))
     assert r.exit_code == 2 and "larger than 16 MiB" in r.output
+
+
+# ---- 5, 7, 10. images: one reader, limits before decoding, every damaged one at once ----------
+
+
+def _jpeg(path: Path, w: int, h: int, orientation: int = 1) -> np.ndarray:
+    from PIL import Image
+
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 4, : w // 4] = (255, 0, 0)  # a red block in the stored top-left corner
+    im = Image.fromarray(img)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, quality=95, exif=exif)
+    return img
+
+
+def test_exif_orientation_is_honoured_by_run(project):
+    # a phone photo held upright: stored 128x64 landscape, EXIF orientation 6 (rotate 90 clockwise)
+    for i in range(2):
+        _jpeg(project / "storyboard" / f"up{i}.jpg", 128, 64, orientation=6)
+    csv = project / "s.csv"
+    csv.write_text("scene,shot,prompt,duration,keyframes,keyframe_images\n"
+                   "1,U,p,0.5,2,storyboard/up0.jpg;storyboard/up1.jpg\n")
+    out = project / "out"
+    r = run("run", str(csv), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    from keyrender.media import load_image
+
+    kf = load_image(out / "U" / "keyframes" / "kf000_f00000.png")
+    assert kf.shape == (128, 64, 3)  # portrait, as the phone showed it
+    assert kf[5, -5, 0] > 200 and kf[5, 5, 0] < 50  # the stored top-left is now top-right
+
+
+def test_damaged_images_and_oversized_storyboards_are_all_reported_with_lines(project):
+    from PIL import Image
+
+    sb = project / "storyboard"
+    good = (sb / "1A_0.jpg").read_bytes()
+    (sb / "cut.jpg").write_bytes(good[: len(good) // 2])                 # a truncated download
+    Image.new("RGB", (4800, 96)).save(sb / "wide.png")                   # over 4096
+    # a 30000 x 30000 PNG header: refused from its header, never decoded
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    (sb / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+                                  + chunk(b"IDAT", zlib.compress(b"\0" * 100000)) + chunk(b"IEND", b""))
+    csv = project / "s.csv"
+    csv.write_text("scene,shot,prompt,characters,duration,keyframes,keyframe_images\n"
+                   "1,A,p,,1,2,storyboard/cut.jpg;storyboard/1A_1.jpg\n"
+                   "1,B,p,,1,2,storyboard/wide.png;storyboard/wide.png\n"
+                   "1,C,p,,1,2,storyboard/1A_0.jpg;storyboard/bomb.png\n"
+                   "1,D,p,zoe,1,2,storyboard/1A_0.jpg;storyboard/1A_1.jpg\n")
+    r = run("run", str(csv), "--out", str(project / "out"), "--dry-run")
+    assert r.exit_code == 2, r.output
+    assert "s.csv:2: column 'keyframe_images': 'storyboard/cut.jpg'" in r.output and "truncated" in r.output
+    assert "s.csv:3: column 'keyframe_images'" in r.output and "4800" in r.output and "outside 64..4096" in r.output
+    assert "s.csv:4: column 'keyframe_images'" in r.output and "900,000,000 pixels" in r.output
+    assert "s.csv:5: column 'characters'" in r.output  # the row errors come in the same pass
+    # with the shot's own size the wide storyboard is fine (scaled to fit)
+    csv.write_text("scene,shot,prompt,duration,keyframes,keyframe_images,width,height\n"
+                   "1,B,p,1,2,storyboard/wide.png;storyboard/wide.png,512,64\n")
+    assert run("run", str(csv), "--out", str(project / "out"), "--dry-run").exit_code == 0
+
+
+def test_empty_cast_folder_is_reported_with_the_row_errors(project):
+    for ref in (project / "cast" / "eileen").iterdir():
+        ref.unlink()
+    csv = project / "shotlist.csv"
+    csv.write_text(csv.read_text().replace(",23.976,", ",fast,"))
+    r = run("run", str(csv), "--out", str(project / "out"), "--dry-run")
+    assert r.exit_code == 2
+    assert "character 'eileen' has no reference images" in r.output and "'fast' is not a frame rate" in r.output
+
+
+def test_overlong_shot_id_is_refused_at_validation(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text(HEAD + f"1,{'a' * 240},p,1,24,\n")
+    r = run("run", str(p), "--dry-run", "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "s.csv:2: column 'shot'" in r.output and "at most" in r.output

@@ -11,7 +11,17 @@ import pytest
 
 from keyrender.shotlist import ShotListError, UnknownColumnWarning, load_shotlist, parse_fps
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()  # a real image: validation reads its header and checks it is whole
 
 
 def write(tmp_path: Path, text: str, name: str = "shots.csv", encoding: str = "utf-8") -> Path:
