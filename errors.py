@@ -28,6 +28,11 @@ class ModelNotFoundError(InputError):
     """A model's weights are not where they were looked for; the message says how to get them."""
 
 
+class OutputError(KeyrenderError):
+    """The output folder cannot take the run: read-only, a full disk, or another run holds it.
+    The run stops with one message (exit 1) instead of failing every shot the same way."""
+
+
 class ShotFailedError(KeyrenderError):
     """One shot could not be rendered; the others go on. Carries the shot id."""
 

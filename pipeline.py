@@ -12,6 +12,7 @@ per run by RenderContext and reused across shots.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -26,7 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from keyrender.errors import InputError, KeyrenderError, ModelNotFoundError
+from keyrender.errors import InputError, KeyrenderError, ModelNotFoundError, OutputError
 from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
@@ -543,13 +544,17 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
     emit({"event": "plan", "shots": [j.shot.id for j in jobs], "todo": [j.shot.id for j in jobs if not j.done]})
 
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(out)
-    from keyrender.executors import get_executor
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out) from None
+    with OutputLock(out):
+        _clean_leftovers(out)
+        from keyrender.executors import get_executor
 
-    results: list[ShotResult] = get_executor(executor).run(jobs, options, cast_dir, emit)
-    run = RunResult(results, out, strict=options.strict)
-    _write_run_files(run, shotlist, emit, [_cached_result(j) for j in others])
+        results: list[ShotResult] = get_executor(executor).run(jobs, options, cast_dir, emit)
+        run = RunResult(results, out, strict=options.strict)
+        _write_run_files(run, shotlist, emit, [_cached_result(j) for j in others])
     emit({"event": "run_done", "exit_code": run.exit_code,
           "rendered": sum(r.status == "rendered" for r in results),
           "cached": sum(r.status == "cached" for r in results),
@@ -595,12 +600,81 @@ def _check_cast(shotlist: ShotList, cast_dir: Path, cast: dict[str, list[Path]])
 _LEFTOVER = re.compile(r"^\.(staging|old)-[A-Za-z0-9][A-Za-z0-9_.\-]*-[0-9a-f]{8}$")
 
 
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+LOCK_FILE = ".keyrender.lock"
+LOCK_OWNER = ".keyrender.lock.owner"
+
+
+def output_error(exc: OSError, out: str | os.PathLike) -> OutputError:
+    """One message for an output folder that cannot be written, naming the cause plainly."""
+    what = {errno.ENOSPC: "the disk is full (no space left on device)",
+            errno.EDQUOT: "the disk quota is exhausted",
+            errno.EROFS: "it is on a read-only file system",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(exc.errno or 0)
+    what = what or (exc.strerror or str(exc))
+    where = f" ({exc.filename})" if exc.filename else ""
+    return OutputError(f"cannot write into {out}: {what}{where}. Finished shots are kept; free space or "
+                       "choose another --out, then run again (done shots are not rendered twice)")
+
+
+class OutputLock:
+    """An exclusive lock on an output folder while a run writes into it (filelock: flock on
+    POSIX, msvcrt on Windows; released by the OS if the process dies). A second run on the same
+    folder stops with an OutputError saying who holds it (pid, host, since when) instead of
+    deleting the first one's staging folders."""
+
+    def __init__(self, out: Path):
+        from filelock import FileLock
+
+        self.out = Path(out)
+        self._lock = FileLock(str(self.out / LOCK_FILE), timeout=0)
+        self._owner = self.out / LOCK_OWNER
+
+    def __enter__(self) -> "OutputLock":
+        import socket
+        from datetime import datetime
+
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout:
+            try:
+                who = json.loads(self._owner.read_text())
+                holder = f"pid {who['pid']} on {who['host']}, since {who['since']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                holder = "another process"
+            raise OutputError(f"{self.out} is in use by another keyrender run ({holder}); wait for it to "
+                              "finish or choose another --out") from None
+        except OSError as exc:
+            raise output_error(exc, self.out) from None
+        try:
+            atomic_write_json(self._owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                                            "since": datetime.now().astimezone().isoformat(timespec="seconds")})
+        except OSError as exc:
+            self._lock.release()
+            raise output_error(exc, self.out) from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._owner.unlink(missing_ok=True)
+        except OSError:
+            pass
+        self._lock.release()
+
+
+_LEFTOVER_TMP = re.compile(r"^\.(report|timeline)\.[A-Za-z0-9_]{8}\.tmp\.(html|otio)$")
+
+
 def _clean_leftovers(out: Path) -> None:
     """Remove the staging folders of runs that were killed: only folders named exactly as
     keyrender names them (a user's `.old-photos` stays)."""
     for d in out.iterdir():
         if _LEFTOVER.match(d.name) and d.is_dir() and not d.is_symlink():
             shutil.rmtree(d, ignore_errors=True)
+        elif _LEFTOVER_TMP.match(d.name) and d.is_file() and not d.is_symlink():
+            d.unlink(missing_ok=True)  # a report or timeline write that was killed (fsutil.atomic_path)
 
 
 def _cached_result(job: ShotJob) -> ShotResult:
@@ -626,8 +700,15 @@ def render_shot_safely(job: ShotJob, context: RenderContext) -> ShotResult:
     t0 = time.perf_counter()
     try:
         return render_shot(job, context)
+    except OutputError:
+        raise
     except KeyrenderError as exc:
         reason, kind = str(exc), ("input" if isinstance(exc, InputError) else "error")
+    except OSError as exc:
+        if exc.errno in _OUTPUT_ERRNOS:  # the output is full or read-only: every shot would fail alike
+            raise output_error(exc, context.options.out) from None
+        reason, kind = f"{type(exc).__name__}: {exc}", "error"
+        context.emit({"event": "debug", "shot": job.shot.id, "traceback": traceback.format_exc()})
     except MemoryError:
         reason, kind = "out of memory", "error"
     except Exception as exc:  # a shot's failure must not cost the others

@@ -270,3 +270,53 @@ def test_overlong_shot_id_is_refused_at_validation(tmp_path):
     p.write_text(HEAD + f"1,{'a' * 240},p,1,24,\n")
     r = run("run", str(p), "--dry-run", "--out", str(tmp_path / "out"))
     assert r.exit_code == 2 and "s.csv:2: column 'shot'" in r.output and "at most" in r.output
+
+
+# ---- 6, 9, 11. the output folder: locked, full, read-only, leftovers ------------------------
+
+
+def test_second_run_on_a_locked_output_says_who_holds_it(project):
+    import os
+    import socket
+
+    from keyrender.pipeline import OutputLock
+
+    out = project / "out"
+    out.mkdir()
+    staging = out / ".staging-1A-0123abcd"  # the first run's shot in progress
+    staging.mkdir()
+    with OutputLock(out):
+        r = run("run", str(project / "shotlist.csv"), "--out", str(out))
+        assert r.exit_code == 1, r.output
+        assert f"pid {os.getpid()} on {socket.gethostname()}, since " in r.output and "in use" in r.output
+        assert staging.is_dir(), "the second run deleted the first one's staging folder"
+        assert "Traceback" not in r.output
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A")
+    assert r.exit_code == 0 and not staging.exists()  # a later run cleans what the killed one left
+
+
+@pytest.mark.parametrize("err, words", [(28, "the disk is full"), (30, "read-only file system")])
+def test_full_or_read_only_output_stops_the_run_with_one_message(project, monkeypatch, err, words):
+    import os
+
+    from keyrender import media
+
+    def failing_write(self, frame):
+        raise OSError(err, os.strerror(err), str(self.path))
+
+    monkeypatch.setattr(media.VideoWriter, "write", failing_write)
+    out = project / "out"
+    r = run("run", str(project / "shotlist.csv"), "--out", str(out))
+    assert r.exit_code == 1, r.output
+    assert r.output.count("error: ") == 1 and words in r.output and "FAILED" not in r.output
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_killed_report_writes_leave_no_temp_files_after_the_next_run(project):
+    out = project / "out"
+    out.mkdir()
+    for name in (".report.ab12cd_3.tmp.html", ".timeline.zz99yy00.tmp.otio"):
+        (out / name).write_text("half")
+    (out / ".report.mine.html").write_text("not keyrender's")
+    assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".keyrender.lock", ".report.mine.html"]
