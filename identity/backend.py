@@ -35,7 +35,8 @@ KNOWN_PACKS = ("buffalo_l", "buffalo_m", "buffalo_s", "buffalo_sc", "antelopev2"
 PACK_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo/{name}.zip"
 LICENCE_NOTE = (
     "insightface's model packs are licensed for non-commercial research use only; for "
-    "commercial work point --face-model at your own detector + ArcFace-style recognizer"
+    "commercial work use a recognizer you may use commercially (--recognizer, or a folder "
+    "as --face-model); the default identity judge, dlib, is CC0 and needs no pack"
 )
 
 

@@ -252,3 +252,20 @@ def test_cli_identity_and_check_with_the_default_model(real_cast, tmp_path):
     r = _cli("check", video, "--cast", real_cast, "--json", env=env)  # expected if seen
     data = json.loads(r.output)
     assert r.exit_code == 0 and data["drift"] is False, r.output
+
+
+# -- the two roles in a render ----------------------------------------------------------------
+def test_generated_shot_without_insightface_pack_says_what_to_fetch(project, tmp_path, monkeypatch):
+    """The judge is dlib, but generation is conditioned by IP-Adapter FaceID on insightface
+    embeddings: a generated shot fails (alone) with the pack to fetch and where."""
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "ifhome"))
+    monkeypatch.delenv("KEYRENDER_FACE_MODEL", raising=False)
+    r = _cli("run", project / "generate.csv", "--out", tmp_path / "out", "--preset", "sd15",
+             "--offline", "--json")
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    reasons = [s["reason"] for s in summary["shots"]]
+    assert all(s["status"] == "failed" for s in summary["shots"]), r.output
+    for reason in reasons:
+        assert "IP-Adapter FaceID" in reason and "buffalo_l.zip" in reason
+        assert str(tmp_path / "ifhome" / "models" / "buffalo_l") in reason
+    assert not (tmp_path / "ifhome").exists()  # nothing downloaded, nothing created
