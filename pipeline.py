@@ -163,7 +163,13 @@ def _sha256_file(path: Path, cache: dict[Path, str] | None = None) -> str:
 
 
 def _face_model_name(options: RenderOptions, preset) -> str:
-    return options.face_model or os.environ.get("KEYRENDER_FACE_MODEL") or preset.face_model
+    """The judge: the face model that checks frames. --face-model, else $KEYRENDER_FACE_MODEL,
+    else the built-in dlib model (the tiny preset: its tiny pack). The model that conditions
+    generation (IP-Adapter FaceID takes insightface embeddings) is the preset's `face_model`."""
+    from keyrender.identity.backend import DEFAULT_FACE_MODEL
+
+    return (options.face_model or os.environ.get("KEYRENDER_FACE_MODEL")
+            or ("tiny" if preset.tiny else DEFAULT_FACE_MODEL))
 
 
 @dataclass(frozen=True)
@@ -428,6 +434,8 @@ class RenderContext:
         # every shot, its traceback growing by that shot's frames (and keeping them alive)
         self._embedder_error: str | None = None
         self._identities: dict[str, Any] = {}
+        self._conditioner = None
+        self._conditioning: dict[str, Any] = {}
         self._interpolators: dict[tuple, Any] = {}  # one per distinct set of flow options
         self.anchors: dict[str, Any] = {}
 
@@ -458,27 +466,50 @@ class RenderContext:
                 self._generator.set_consistent(**asdict(want))
         return self._generator
 
+    def _load_face_model(self, name: str):
+        from keyrender.identity import load_face_model
+
+        providers = None
+        if self.options.device and self.options.device.startswith("cuda"):
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if name == "tiny":
+            from keyrender.identity.testing import make_tiny_face_pack
+
+            name = str(make_tiny_face_pack(self.cache_dir / "faces" / "tiny"))
+        return load_face_model(name, providers=providers, allow_download=self.options.allow_download)
+
     def embedder(self):
-        """The face model, or None (and checks_off set) when it is not available."""
+        """The judge (the face model that checks frames), or None (and checks_off set) when it
+        is not available."""
         if self._embedder is None and self.options.embedder is not None:
             self._embedder = self.options.embedder
         if self._embedder is None and self._embedder_error is None:
-            from keyrender.identity import load_face_model
-
-            name = _face_model_name(self.options, self.preset)
-            providers = None
-            if self.options.device and self.options.device.startswith("cuda"):
-                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
             try:
-                if name == "tiny":
-                    from keyrender.identity.testing import make_tiny_face_pack
-
-                    name = str(make_tiny_face_pack(self.cache_dir / "faces" / "tiny"))
-                self._embedder = load_face_model(name, providers=providers, allow_download=self.options.allow_download)
+                self._embedder = self._load_face_model(_face_model_name(self.options, self.preset))
             except ModelNotFoundError as exc:
                 self._embedder_error = str(exc)
                 self.emit({"event": "warning", "message": f"identity checks are off: {exc}"})
         return self._embedder
+
+    def conditioner(self):
+        """The face model whose embeddings condition generation (IP-Adapter FaceID was trained
+        on insightface's): the preset's `face_model`; the judge itself when they are the same
+        (or when a backend was injected). Raises ModelNotFoundError saying what to fetch."""
+        if self._conditioner is None:
+            name = self.preset.face_model
+            if self.options.embedder is not None or name == _face_model_name(self.options, self.preset):
+                self._conditioner = self.embedder()
+                if self._conditioner is None:
+                    raise self._embedder_error  # type: ignore[misc]
+            else:
+                try:
+                    self._conditioner = self._load_face_model(name)
+                except ModelNotFoundError as exc:
+                    raise ModelNotFoundError(
+                        f"generated keyframes are conditioned by IP-Adapter FaceID, which takes "
+                        f"insightface embeddings (face model {name!r}; the identity checks use "
+                        f"another model, but generation cannot): {exc}") from exc
+        return self._conditioner
 
     @property
     def checks_off(self) -> str | None:
@@ -496,6 +527,19 @@ class RenderContext:
                 raise ModelNotFoundError(self._embedder_error or "no face model")
             self._identities.update(store.build(embedder, names=names))
         return self._identities
+
+    def conditioning_identities(self, names: Iterable[str]) -> dict[str, Any]:
+        """The identities of the conditioning model (`conditioner`), for IP-Adapter FaceID."""
+        names = [n for n in names if n not in self._conditioning]
+        if names:
+            conditioner = self.conditioner()
+            if conditioner is self.embedder():
+                self._conditioning.update(self.identities(names))
+            else:
+                from keyrender.identity import IdentityStore
+
+                self._conditioning.update(IdentityStore(self.cast_dir).build(conditioner, names=names))
+        return self._conditioning
 
     def interpolator(self, flow: InterpolationOptions | None = None):
         """The interpolator for these options (None: the run's, as for a shot without a hedge),
@@ -743,14 +787,15 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             if path is not None:
                 images[i] = fit_image(load_image(path), job.width, job.height)
         to_generate = [i for i in range(len(kf_frames)) if i not in images]
-        identities = {}
-        if shot.characters and (to_generate or (opts.refine and shot.refine)):
+        identities = {}  # the judge's (checks)
+        if shot.characters and opts.refine and shot.refine:
             try:
                 identities = context.identities(shot.characters)
             except ModelNotFoundError:
-                if to_generate:
-                    raise
-        request = _keyframe_request(job, context, identities, images)
+                pass  # checks off: the warning is out, `_checker` says why in the manifest
+        # the conditioning model's (IP-Adapter FaceID): only a generated keyframe needs them
+        conditioning = context.conditioning_identities(shot.characters) if shot.characters and to_generate else {}
+        request = _keyframe_request(job, context, conditioning, images)
         if to_generate:
             emit({"event": "stage", "shot": shot.id, "stage": "keyframes", "count": len(to_generate)})
             generator = context.generator()
@@ -796,6 +841,14 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         t = time.perf_counter()
         rec = SpanRecorder()
         repair = _repair_fn(job, context, request, warnings, images) if checker is not None else None
+        judge = None
+        if checker is not None:
+            from keyrender.identity import get_metric
+
+            judged_by = context.embedder()
+            metric = getattr(judged_by, "metric", "cosine")
+            judge = {"model": getattr(judged_by, "name", type(judged_by).__name__), "metric": metric,
+                     "similarity": get_metric(metric).description}
         flow = interpolation_options(shot, opts, context.preset.interpolator)
         if flow.applied is None and (shot.hedge is not None or not flow.is_default):
             line = f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} not applied: {flow.why_not}"
@@ -862,6 +915,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             "identity": {
                 "checked": checker is not None,
                 "why_not": why_off,
+                "judge": judge,
+                "conditioning_model": getattr(context.conditioner(), "name", None) if conditioning else None,
                 "characters": list(shot.characters),
                 "thresholds": {n: round(float(identities[n].threshold), 4) for n in shot.characters if n in identities},
                 "check_every": stride,
@@ -911,15 +966,11 @@ def _swap_into_place(staging: Path, final: Path) -> None:
 
 
 def _keyframe_request(job: ShotJob, context: RenderContext, identities: dict, images: dict):
-    from keyrender.keyframes.base import CharacterCondition, KeyframeRequest, StyleAnchor
+    from keyrender.keyframes.base import KeyframeRequest, StyleAnchor
     from keyrender.media import fit_image, load_image
 
     shot, scene = job.shot, job.scene
-    characters = [
-        CharacterCondition(name=n, embedding=identities[n].centroid, region=shot.layout.get(n),
-                           reference_embeddings=identities[n].embeddings)
-        for n in shot.characters if n in identities
-    ]
+    characters = _character_conditions(shot, identities)
     style_image = fit_image(load_image(scene.style_image), job.width, job.height) if scene.style_image else None
     style = StyleAnchor(scene=scene.id, text=scene.style, image=style_image,
                         anchor_keyframe=None if job.first_in_scene else context.anchors.get(scene.id))
@@ -933,6 +984,15 @@ def _keyframe_request(job: ShotJob, context: RenderContext, identities: dict, im
         style=style, control_image=control, control_type=shot.control_type if control is not None else None,
         fixed=dict(images),
     )
+
+
+def _character_conditions(shot, identities: dict) -> list:
+    """The FaceID conditions of a shot's characters, from the conditioning model's identities."""
+    from keyrender.keyframes.base import CharacterCondition
+
+    return [CharacterCondition(name=n, embedding=identities[n].centroid, region=shot.layout.get(n),
+                               reference_embeddings=identities[n].embeddings)
+            for n in shot.characters if n in identities]
 
 
 def _checker(job: ShotJob, context: RenderContext, identities: dict):
@@ -976,6 +1036,15 @@ def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str
             unavailable.append(str(exc))
             warnings.append(f"in-between repair unavailable: {exc}")
             return None
+        nonlocal request
+        if shot.characters and not request.characters:  # a storyboard shot: condition it now
+            try:
+                cond = context.conditioning_identities(shot.characters)
+            except KeyrenderError as exc:
+                unavailable.append(str(exc))
+                warnings.append(f"in-between repair unavailable: {exc}")
+                return None
+            request = replace(request, characters=_character_conditions(shot, cond))
         # the prompt of the nearest keyframe (beats follow the shot's time)
         nearest = min(range(len(kf)), key=lambda i: abs(kf[i] - frame))
         before = max([i for i in range(len(kf)) if kf[i] <= frame], default=0)

@@ -30,6 +30,7 @@ from keyrender.errors import InputError
 from keyrender.media import read_frames
 
 from .check import FaceChecker, check_frame
+from .identity import get_metric
 
 BATCH = 8
 
@@ -105,8 +106,11 @@ class AuditResult:
 
 def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] | None = None,
                 every: int = 1, progress: Callable[[int], None] | None = None, *,
-                min_similarity: float = 0.15) -> AuditResult:
-    """Check every `every`-th frame of a video against the cast (see the module docstring)."""
+                min_similarity: float | None = None) -> AuditResult:
+    """Check every `every`-th frame of a video against the cast (see the module docstring).
+
+    min_similarity: without `expected`, a face under it is a stranger rather than the member it
+    is attributed to (None: the face model's metric's own, `Metric.stranger`)."""
     if every < 1:
         raise InputError(f"--every must be 1 or more, got {every}")
     identities = checker.identities
@@ -123,6 +127,8 @@ def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] 
                          mode="expected" if expected is not None else "if-seen", every=every,
                          thresholds={n: identities[n].threshold for n in chars})
     pending: list[tuple[int, float | None, np.ndarray]] = []
+    floors = {n: (get_metric(identities[n].metric).stranger if min_similarity is None else min_similarity)
+              for n in chars}
 
     def flush() -> None:
         faces_per = checker.embedder.faces_batch([f for _, _, f in pending])
@@ -133,7 +139,7 @@ def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] 
             for n, c in fc.characters.items():
                 if not c.found:
                     sims[n], status[n] = None, ("missing" if expected is not None else "absent")
-                elif expected is None and c.similarity < min_similarity and c.wrong_person is None:
+                elif expected is None and c.similarity < floors[n] and c.wrong_person is None:
                     sims[n], status[n] = None, "absent"
                     strangers += 1
                 else:

@@ -1,4 +1,9 @@
-"""The real face backend: insightface's detector + ArcFace-style recognizer on onnxruntime.
+"""Face model resolution (`load_face_model`) and the insightface backend: insightface's detector +
+ArcFace-style recognizer on onnxruntime.
+
+`load_face_model(None)` is the built-in dlib backend (`dlib_backend.py`: installed with
+keyrender, commercial-clean, nothing to download); "dlib-cnn" is the same with dlib's CNN
+detector; any other name is an insightface pack (or a folder of ONNX files).
 
 We drive insightface's `model_zoo` (its `SCRFD` detector and `ArcFaceONNX` recognizer, found by
 its own shape-based router) rather than `FaceAnalysis`, because `FaceAnalysis` downloads
@@ -22,13 +27,16 @@ from keyrender.errors import InputError, ModelNotFoundError
 from keyrender.fsutil import sha256_file
 
 from .base import Face
+from .dlib_backend import DLIB_MODELS, DlibFaceEmbedder, load_dlib_model
 
-DEFAULT_FACE_MODEL = "buffalo_l"
+DEFAULT_FACE_MODEL = "dlib"  # the judge when no face model is named (see README "Face models")
+DEFAULT_INSIGHTFACE_PACK = "buffalo_l"  # what IP-Adapter FaceID was trained on
 KNOWN_PACKS = ("buffalo_l", "buffalo_m", "buffalo_s", "buffalo_sc", "antelopev2")
 PACK_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo/{name}.zip"
 LICENCE_NOTE = (
     "insightface's model packs are licensed for non-commercial research use only; for "
-    "commercial work point --face-model at your own detector + ArcFace-style recognizer"
+    "commercial work use a recognizer you may use commercially (--recognizer, or a folder "
+    "as --face-model); the default identity judge, dlib, is CC0 and needs no pack"
 )
 
 
@@ -46,8 +54,10 @@ def _looks_like_path(text: str) -> bool:
 def resolve_face_model_dir(name_or_path: str | None = None, *,
                            root: str | os.PathLike | None = None) -> tuple[str, Path]:
     """(label, folder) for a model pack name or a folder path; does not check the folder."""
-    spec = name_or_path or os.environ.get("KEYRENDER_FACE_MODEL") or DEFAULT_FACE_MODEL
+    spec = name_or_path or os.environ.get("KEYRENDER_FACE_MODEL") or DEFAULT_INSIGHTFACE_PACK
     spec = str(spec)
+    if spec in DLIB_MODELS:
+        spec = DEFAULT_INSIGHTFACE_PACK
     direct = Path(spec).expanduser()
     if direct.is_dir() or _looks_like_path(spec):
         return direct.name or spec, direct
@@ -105,7 +115,10 @@ class InsightFaceEmbedder:
     Sessions are created on first use when `lazy` (so that a cache check can name the model
     without loading it); `load()` forces it. `name` is the pack label plus a short hash of the
     detector and recognizer files, so that identities built with other weights are rebuilt.
+    Its recognizers are ArcFace-style: embeddings are compared by cosine.
     """
+
+    metric = "cosine"
 
     def __init__(self, label: str, detector_file: Path, recognizer_file: Path, *,
                  providers: list[str] | None = None, det_thresh: float = 0.5,
@@ -242,11 +255,13 @@ def _find_pair(folder: Path) -> tuple[Path | None, Path | None]:
 def load_face_model(name_or_path: str | None = None, *, root: str | os.PathLike | None = None,
                     providers: list[str] | None = None, allow_download: bool = False,
                     recognizer: str | os.PathLike | None = None, det_thresh: float = 0.5,
-                    det_size: tuple[int, int] = (640, 640), lazy: bool = False) -> InsightFaceEmbedder:
-    """The face backend for a model pack name ("buffalo_l" by default, "antelopev2", ...) or a
+                    det_size: tuple[int, int] = (640, 640),
+                    lazy: bool = False) -> InsightFaceEmbedder | DlibFaceEmbedder:
+    """The face backend for a name: "dlib" (the default: built in, HOG detector), "dlib-cnn"
+    (dlib with its CNN detector), an insightface pack name ("buffalo_l", "antelopev2", ...) or a
     folder of ONNX files.
 
-    name_or_path: None -> $KEYRENDER_FACE_MODEL, else "buffalo_l". A pack name is looked up in
+    name_or_path: None -> $KEYRENDER_FACE_MODEL, else "dlib". A pack name is looked up in
         `<root>/models/<name>`; root defaults to $INSIGHTFACE_HOME or ~/.insightface.
     recognizer: any ArcFace-style ONNX file to use instead of the pack's recognizer (the packs
         are non-commercial).
@@ -255,7 +270,13 @@ def load_face_model(name_or_path: str | None = None, *, root: str | os.PathLike 
 
     Raises ModelNotFoundError (naming the folder and how to fill it) when files are missing.
     """
-    label, folder = resolve_face_model_dir(name_or_path, root=root)
+    spec = str(name_or_path or os.environ.get("KEYRENDER_FACE_MODEL") or DEFAULT_FACE_MODEL)
+    if spec in DLIB_MODELS:
+        if recognizer is not None:
+            raise InputError(f"--recognizer takes an ArcFace-style ONNX for an insightface pack; "
+                             f"face model {spec!r} has its own (pass --face-model with a pack)")
+        return load_dlib_model(spec, lazy=lazy)
+    label, folder = resolve_face_model_dir(spec, root=root)
     if not folder.is_dir() or not any(folder.glob("*.onnx")):
         if allow_download and not _looks_like_path(str(name_or_path or label)):
             from insightface.utils import storage

@@ -13,7 +13,8 @@ class Face:
     """One face found in an image.
 
     box: (x0, y0, x1, y1) in pixels; landmarks: (5, 2) float32 (eyes, nose, mouth corners);
-    score: detection confidence in [0, 1]; embedding: (D,) float32, L2-normalised.
+    score: detection confidence in [0, 1]; embedding: (D,) float32 in the recognizer's own
+    space (L2-normalised for cosine models such as ArcFace; dlib's raw descriptors).
     """
 
     box: tuple[float, float, float, float]
@@ -26,10 +27,12 @@ class Face:
 class FaceEmbedder(Protocol):
     """Finds faces in RGB uint8 images and embeds them.
 
-    `name` identifies the models (detector + recognizer) so that caches can key on it.
+    `name` identifies the models (detector + recognizer) so that caches can key on it;
+    `metric` says how its embeddings compare ("cosine" or "euclidean", see identity.METRICS).
     """
 
     name: str
+    metric: str
 
     def faces(self, image: np.ndarray) -> list[Face]:
         """All faces in one RGB uint8 H x W x 3 image, largest first."""
@@ -44,8 +47,9 @@ class FaceEmbedder(Protocol):
 class CharacterResult:
     """How one expected character fared in one frame.
 
-    similarity: cosine between the face assigned to this character and the identity's centroid
-    (None when no face was assigned). wrong_person: the cast member that assigned face matches
+    similarity: similarity (higher is better, in the face model's metric: cosine, or 1 - dlib's
+    Euclidean distance) between the face assigned to this character and the identity's
+    centroid (None when no face was assigned). wrong_person: the cast member that assigned face matches
     better than the expected one (None when it is the right person).
     """
 

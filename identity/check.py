@@ -2,7 +2,7 @@
 
 `check_frame` assigns the faces found in a frame to the expected characters by optimal
 assignment on similarity (the Hungarian algorithm, scipy's `linear_sum_assignment`, maximising
-the total cosine-to-centroid), never greedily: with two similar characters a greedy pass can give
+the total similarity-to-centroid, in the face model's own metric), never greedily: with two similar characters a greedy pass can give
 the best face to the wrong one and leave the other with a stranger.
 
 Then, for each expected character:
@@ -40,13 +40,12 @@ def _validate_expected(identities: Mapping[str, Identity], expected: Sequence[st
 
 
 def similarity_matrix(faces: Sequence[Face], identities: Sequence[Identity]) -> np.ndarray:
-    """(n_faces, n_identities) cosine of each face to each identity's centroid."""
+    """(n_faces, n_identities) similarity of each face to each identity's centroid, in each
+    identity's own metric (cosine for ArcFace models, 1 - Euclidean distance for dlib)."""
     if not faces or not identities:
         return np.zeros((len(faces), len(identities)), np.float32)
     emb = np.stack([np.asarray(f.embedding, np.float32) for f in faces])
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    cen = np.stack([i.centroid for i in identities])
-    return emb @ cen.T
+    return np.stack([np.atleast_1d(i.similarity(emb)) for i in identities], axis=1).astype(np.float32)
 
 
 def assign(sims: np.ndarray) -> list[tuple[int, int]]:

@@ -1,16 +1,29 @@
 """Identity: who a character is, as embeddings of their reference faces.
 
-A character's identity is the L2-normalised embeddings of its reference faces, their centroid
-(the normalised mean), the spread (how far the farthest reference lies from the centroid,
-1 - cosine) and an acceptance threshold on cosine-to-centroid, calibrated from the references:
+A character's identity is the embeddings of its reference faces, their centroid, the spread (how
+far the farthest reference lies from the centroid, 1 - its similarity) and an acceptance
+threshold on similarity-to-centroid, calibrated from the references:
 
-    threshold = clip(min_i cos(ref_i, centroid) - MARGIN, THRESHOLD_FLOOR, THRESHOLD_CEILING)
+    threshold = clip(min_i similarity(ref_i, centroid) - margin, floor, ceiling)
 
-A generated face is accepted as the character when its cosine to the centroid is at least the
+A face is accepted as the character when its similarity to the centroid is at least the
 threshold. References that agree closely give a strict threshold (up to the ceiling); loose
-references give a lenient one, but never below the floor. The bounds suit ArcFace-style
-recognizers (a different person scores about 0..0.2 to a centroid, the same person 0.4..0.8);
-all three constants can be overridden, and a threshold can be forced per identity.
+references give a lenient one, but never below the floor.
+
+Similarity is computed in each face model's own metric (`METRICS`), always "higher is better":
+
+* "cosine" (insightface's ArcFace recognizers): embeddings L2-normalised, centroid = normalised
+  mean, similarity = cosine. A different person scores about 0..0.2, the same person 0.4..0.8;
+  margin 0.15, threshold within 0.30..0.50.
+* "euclidean" (dlib's ResNet): raw 128-D descriptors, centroid = mean, similarity = 1 - the
+  Euclidean distance to the centroid. dlib's own rule "same person when distance < 0.6" is
+  similarity > 0.4; on real faces 0.6 falsely matches about 14% of strangers in an open-set
+  search (0.9% at 0.55), and in benchmarks/identity.py the closest other person lies at 0.605 from
+  a centroid while the farthest held-back photo of the person lies at 0.467. So the threshold is
+  the farthest reference's distance + 0.25 (a held-back photo lies farther from the centroid
+  than the references that made it), kept within distance 0.50..0.55 (similarity 0.45..0.50).
+
+All constants can be overridden, and a threshold can be forced per identity.
 """
 
 from __future__ import annotations
@@ -21,9 +34,35 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-MARGIN = 0.15
-THRESHOLD_FLOOR = 0.30
-THRESHOLD_CEILING = 0.50
+
+@dataclass(frozen=True)
+class Metric:
+    """How a face model's embeddings are compared, and the calibration bounds in that metric."""
+
+    name: str
+    description: str
+    margin: float
+    floor: float
+    ceiling: float
+    stranger: float  # `keyrender check` without --characters: under this, a face is nobody's
+    pair: float  # `identity compare` of two single images (no identity, no calibration)
+
+
+METRICS = {
+    "cosine": Metric("cosine", "cosine similarity to the L2-normalised centroid", 0.15, 0.30, 0.50, 0.15, 0.35),
+    "euclidean": Metric("euclidean", "1 - Euclidean distance to the centroid (dlib's metric)",
+                        0.25, 0.45, 0.50, 0.30, 0.45),
+}
+MARGIN = METRICS["cosine"].margin
+THRESHOLD_FLOOR = METRICS["cosine"].floor
+THRESHOLD_CEILING = METRICS["cosine"].ceiling
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ValueError(f"unknown face metric {name!r}: known {', '.join(METRICS)}") from None
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -31,14 +70,36 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
 
-def calibrate_threshold(embeddings: np.ndarray, *, margin: float = MARGIN,
-                        floor: float = THRESHOLD_FLOOR, ceiling: float = THRESHOLD_CEILING) -> float:
-    """The acceptance threshold for cosine-to-centroid, from the references themselves."""
+def prepare(embeddings: np.ndarray, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings as the metric keeps them, centroid): normalised for cosine, raw for euclidean."""
+    get_metric(metric)
+    emb = np.atleast_2d(np.asarray(embeddings, np.float32))
+    if metric == "cosine":
+        emb = l2_normalize(emb)
+        return emb, l2_normalize(emb.mean(axis=0))
+    return emb, emb.mean(axis=0).astype(np.float32)
+
+
+def similarity_to(embedding: np.ndarray, centroid: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Similarity (higher is better) of an embedding (D,) or each row of (M, D) to a centroid."""
+    e = np.asarray(embedding, np.float32)
+    if metric == "cosine":
+        return l2_normalize(e) @ centroid
+    get_metric(metric)
+    return 1.0 - np.linalg.norm(e - centroid, axis=-1)
+
+
+def calibrate_threshold(embeddings: np.ndarray, *, metric: str = "cosine", margin: float | None = None,
+                        floor: float | None = None, ceiling: float | None = None) -> float:
+    """The acceptance threshold on similarity-to-centroid (in `metric`), from the references."""
+    m = get_metric(metric)
+    margin = m.margin if margin is None else margin
+    floor = m.floor if floor is None else floor
+    ceiling = m.ceiling if ceiling is None else ceiling
     if floor > ceiling:
         raise ValueError(f"threshold floor {floor} is above the ceiling {ceiling}")
-    emb = l2_normalize(np.atleast_2d(embeddings))
-    centroid = l2_normalize(emb.mean(axis=0))
-    worst = float((emb @ centroid).min())
+    emb, centroid = prepare(embeddings, metric)
+    worst = float(np.min(similarity_to(emb, centroid, metric)))
     return float(np.clip(worst - margin, floor, ceiling))
 
 
@@ -59,10 +120,11 @@ class Reference:
 class Identity:
     """A character's face identity.
 
-    embeddings: (N, D) float32, L2-normalised, one per usable reference (same order as
-    `references`). centroid: (D,) normalised mean. spread: max over references of
-    1 - cos(ref, centroid). threshold: acceptance threshold on `similarity()`. skipped:
-    (file, reason) of references that could not be used.
+    embeddings: (N, D) float32, one per usable reference (same order as `references`), as the
+    metric keeps them (L2-normalised for "cosine", raw for "euclidean"). centroid: (D,) their
+    (normalised) mean. spread: max over references of 1 - similarity(ref). threshold:
+    acceptance threshold on `similarity()`. metric: see `METRICS`. skipped: (file, reason) of
+    references that could not be used.
     """
 
     name: str
@@ -74,26 +136,27 @@ class Identity:
     model: str
     calibrated_threshold: float | None = None
     skipped: tuple[tuple[str, str], ...] = ()
+    metric: str = "cosine"
 
     @classmethod
     def from_embeddings(cls, name: str, embeddings: np.ndarray, references: tuple[Reference, ...],
                         model: str, *, threshold: float | None = None,
-                        skipped: tuple[tuple[str, str], ...] = (), **calibration) -> "Identity":
-        emb = l2_normalize(np.atleast_2d(np.asarray(embeddings, np.float32)))
-        if emb.shape[0] == 0:
+                        skipped: tuple[tuple[str, str], ...] = (), metric: str = "cosine",
+                        **calibration) -> "Identity":
+        if np.atleast_2d(np.asarray(embeddings)).shape[0] == 0:
             raise ValueError(f"identity {name!r} needs at least one embedding")
-        centroid = l2_normalize(emb.mean(axis=0))
-        spread = float(max(0.0, 1.0 - float((emb @ centroid).min())))
-        calibrated = calibrate_threshold(emb, **calibration)
+        emb, centroid = prepare(embeddings, metric)
+        spread = float(max(0.0, 1.0 - float(np.min(similarity_to(emb, centroid, metric)))))
+        calibrated = calibrate_threshold(emb, metric=metric, **calibration)
         return cls(name=name, embeddings=emb, centroid=centroid, spread=spread,
                    threshold=float(calibrated if threshold is None else threshold),
                    references=tuple(references), model=model, calibrated_threshold=calibrated,
-                   skipped=tuple(skipped))
+                   skipped=tuple(skipped), metric=metric)
 
     def similarity(self, embedding: np.ndarray) -> float | np.ndarray:
-        """Cosine between an embedding (D,) -- or each row of (M, D) -- and the centroid."""
-        e = l2_normalize(np.asarray(embedding, np.float32))
-        sims = e @ self.centroid
+        """Similarity (the metric's, higher is better) of an embedding (D,) -- or each row of
+        (M, D) -- to the centroid."""
+        sims = similarity_to(embedding, self.centroid, self.metric)
         return float(sims) if np.ndim(sims) == 0 else sims
 
     def accepts(self, embedding: np.ndarray) -> bool:
@@ -117,7 +180,7 @@ class Identity:
     def to_json(self) -> dict:
         """Metadata (everything but the embedding arrays)."""
         return {
-            "name": self.name, "model": self.model, "threshold": self.threshold,
+            "name": self.name, "model": self.model, "metric": self.metric, "threshold": self.threshold,
             "calibrated_threshold": self.calibrated_threshold, "spread": self.spread,
             "dim": int(self.embeddings.shape[1]), "digest": self.digest,
             "references": [

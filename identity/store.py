@@ -1,14 +1,17 @@
 """The identity store: identities saved next to the cast, rebuilt only when something changed.
 
-Layout (beside the characters' folders, hidden so `find_cast` skips it):
+Layout (beside the characters' folders, hidden so `find_cast` skips it), one folder per face
+model (its label: `dlib`, `buffalo_l`, a pack folder's name), so that the judge's identities and
+the conditioning model's (IP-Adapter FaceID needs insightface embeddings) live side by side:
 
-    cast/.keyrender/identities/<name>.npz    embeddings (N, D) float32
-    cast/.keyrender/identities/<name>.json   metadata: face model, threshold, spread, each
-                                             reference's file name + sha256 + size + mtime,
-                                             skipped references with the reason, and the
+    cast/.keyrender/identities/<model>/<name>.npz    embeddings (N, D) float32
+    cast/.keyrender/identities/<model>/<name>.json   metadata: face model, metric, threshold,
+                                             spread, each reference's file name + sha256 + size
+                                             + mtime, skipped references with the reason, and the
                                              sha256 of the .npz (so a torn pair reads as stale)
 
-An identity is stale when its files are missing or unreadable, the face model's name differs,
+An identity is stale when its files are missing or unreadable, the face model's name differs
+(other weights or detector settings under the same label),
 or the set of reference files or any file's content (sha256; size + mtime are a shortcut to
 skip rehashing untouched files) differs. Loading needs numpy and json only: no torch, no face
 model.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -32,7 +36,13 @@ from .cast import find_cast
 from .identity import Identity, Reference
 
 STORE_DIR = Path(".keyrender") / "identities"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one folder per face model, the metric saved
+
+
+def model_label(model_name: str) -> str:
+    """The store folder of a face model name: its label (before ':'), made safe for a path."""
+    label = model_name.split(":", 1)[0] or "model"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label).lstrip(".") or "model"
 
 
 @dataclass(frozen=True)
@@ -87,17 +97,32 @@ class IdentityStore:
                              f"{self.cast_dir}/<character>/<reference images>)")
         return cast
 
-    def _paths(self, name: str) -> tuple[Path, Path]:
-        return self.dir / f"{name}.json", self.dir / f"{name}.npz"
+    def _paths(self, name: str, model: str) -> tuple[Path, Path]:
+        d = self.dir / model_label(model)
+        return d / f"{name}.json", d / f"{name}.npz"
 
-    def names(self) -> list[str]:
-        """Names of the identities saved in the store."""
-        return sorted({p.stem for d in self._read_dirs if d.is_dir()
+    def _model_dirs(self, model: str | None) -> list[Path]:
+        """Folders to read `model`'s identities from (None: every model's, the default judge's
+        first, then by label)."""
+        if model is not None:
+            return [d / model_label(model) for d in self._read_dirs]
+        from .backend import DEFAULT_FACE_MODEL
+
+        found = [sub for d in self._read_dirs if d.is_dir() for sub in sorted(d.iterdir()) if sub.is_dir()]
+        return sorted(found, key=lambda p: p.name != DEFAULT_FACE_MODEL)
+
+    def models(self) -> list[str]:
+        """Labels of the face models with identities in the store."""
+        return sorted({p.name for p in self._model_dirs(None)})
+
+    def names(self, model: str | None = None) -> list[str]:
+        """Names of the identities saved in the store (for `model`, or for any model)."""
+        return sorted({p.stem for d in self._model_dirs(model) if d.is_dir()
                        for p in d.glob("*.json") if not p.name.startswith(".")})
 
     # -- load --------------------------------------------------------------------------------
-    def _read(self, name: str) -> tuple[dict, np.ndarray] | None:
-        for d in self._read_dirs:
+    def _read(self, name: str, model: str | None = None) -> tuple[dict, np.ndarray] | None:
+        for d in self._model_dirs(model):
             got = self._read_from(d / f"{name}.json", d / f"{name}.npz")
             if got is not None:
                 return got
@@ -121,11 +146,13 @@ class IdentityStore:
             return None
         return meta, emb
 
-    def load(self, name: str) -> Identity:
-        """The saved identity of `name` (whether or not it is stale; see `is_stale`)."""
-        got = self._read(name)
+    def load(self, name: str, model: str | None = None) -> Identity:
+        """The saved identity of `name` for face model `model` (a name or label; None: the
+        default judge's if saved, else any), whether or not it is stale (see `is_stale`)."""
+        got = self._read(name, model)
         if got is None:
-            raise InputError(f"no saved identity for character {name!r} in {self.dir}: run "
+            which = f" for face model {model_label(model)!r}" if model else ""
+            raise InputError(f"no saved identity for character {name!r}{which} in {self.dir}: run "
                              f"`keyrender identity build {self.cast_dir}`")
         meta, emb = got
         refs = tuple(Reference(file=r["file"], sha256=r["sha256"], size=r.get("size", 0),
@@ -135,14 +162,15 @@ class IdentityStore:
         ident = Identity.from_embeddings(
             meta["name"], emb, refs, meta["model"],
             skipped=tuple((s["file"], s["reason"]) for s in meta.get("skipped", ())),
+            metric=meta.get("metric", "cosine"),
         )
         ident = ident.with_threshold(meta["threshold"])
         if self.threshold is not None:
             ident = ident.with_threshold(self.threshold)
         return ident
 
-    def load_all(self) -> dict[str, Identity]:
-        return {n: self.load(n) for n in self.names()}
+    def load_all(self, model: str | None = None) -> dict[str, Identity]:
+        return {n: self.load(n, model) for n in self.names(model)}
 
     # -- staleness ---------------------------------------------------------------------------
     def is_stale(self, name: str, model_name: str | None) -> bool:
@@ -150,7 +178,7 @@ class IdentityStore:
         return self.why_stale(name, model_name) is not None
 
     def why_stale(self, name: str, model_name: str | None) -> str | None:
-        got = self._read(name)
+        got = self._read(name, model_name)
         if got is None:
             return "not built"
         meta, _ = got
@@ -197,7 +225,7 @@ class IdentityStore:
         errors: list[str] = []
         for name in wanted:
             if not self.is_stale(name, embedder.name):
-                out[name] = self.load(name)
+                out[name] = self.load(name, embedder.name)
                 report(BuildEvent(name, "cached"))
                 continue
             try:
@@ -251,14 +279,15 @@ class IdentityStore:
             why = "; ".join(f"{f}: {r}" for f, r, _ in skipped)
             raise InputError(f"character {name!r} has no usable reference in {folder} ({why})")
         ident = Identity.from_embeddings(name, np.stack(embs), tuple(refs), embedder.name,
-                                         skipped=tuple((f, r) for f, r, _ in skipped))
+                                         skipped=tuple((f, r) for f, r, _ in skipped),
+                                         metric=getattr(embedder, "metric", "cosine"))
         # the skipped files' hashes are kept too, so that fixing one triggers a rebuild
         return ident, {f: s for f, _, s in skipped}
 
     def _save(self, ident: Identity, skipped_sha: dict[str, str | None]) -> None:
         import hashlib
 
-        meta_path, npz_path = self._paths(ident.name)
+        meta_path, npz_path = self._paths(ident.name, ident.model)
         buf = io.BytesIO()
         np.savez(buf, embeddings=ident.embeddings.astype(np.float32))
         raw = buf.getvalue()

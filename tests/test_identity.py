@@ -147,7 +147,7 @@ def test_missing_pack_names_folder_and_how_to_fill(tmp_path, monkeypatch):
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "ifhome"))
     monkeypatch.delenv("KEYRENDER_FACE_MODEL", raising=False)
     with pytest.raises(ModelNotFoundError) as err:
-        load_face_model()
+        load_face_model("buffalo_l")
     msg = str(err.value)
     assert str(tmp_path / "ifhome" / "models" / "buffalo_l") in msg
     assert "buffalo_l.zip" in msg and "--allow-download" in msg and "non-commercial" in msg
@@ -286,8 +286,9 @@ def test_store_builds_once_and_survives_restart(embedder, cast):
     store = IdentityStore(cast)
     ids = store.build(embedder, progress=events.append)
     assert [(e.name, e.action) for e in events] == [("alice", "built"), ("bob", "built")]
-    assert (cast / ".keyrender" / "identities" / "alice.npz").is_file()
-    meta = json.loads((cast / ".keyrender" / "identities" / "alice.json").read_text())
+    folder = cast / ".keyrender" / "identities" / "tiny"  # one folder per face model (its label)
+    assert (folder / "alice.npz").is_file()
+    meta = json.loads((folder / "alice.json").read_text())
     assert meta["model"] == embedder.name and len(meta["references"]) == 3
     assert all(len(r["sha256"]) == 64 for r in meta["references"])
 
@@ -331,7 +332,7 @@ def test_read_only_cast_keeps_its_identities_in_the_cache(embedder, cast, tmp_pa
     events = []
     ro.build(embedder, progress=events.append)
     assert ("bob", "built") in [(e.name, e.action) for e in events]
-    assert (ro.dir / "bob.npz").is_file() and not (ro.dir / "alice.npz").exists()
+    assert (ro.dir / "tiny" / "bob.npz").is_file() and not (ro.dir / "tiny" / "alice.npz").exists()
     assert {p: p.stat().st_mtime_ns for p in (cast / ".keyrender").rglob("*")} == built
     assert not IdentityStore(cast).is_stale("bob", embedder.name)  # the cache's copy wins
 
@@ -360,7 +361,7 @@ def test_store_notices_changed_reference_and_model(embedder, cast):
 def test_store_torn_or_corrupt_files_read_as_stale(embedder, cast):
     store = IdentityStore(cast)
     store.build(embedder)
-    npz = cast / ".keyrender" / "identities" / "bob.npz"
+    npz = cast / ".keyrender" / "identities" / "tiny" / "bob.npz"
     npz.write_bytes(b"garbage")
     assert store.why_stale("bob", embedder.name) == "not built"
     with pytest.raises(InputError, match="identity build"):
@@ -538,7 +539,7 @@ def test_cli_check(pack, cast, drift_video, tmp_path):
 def test_cli_without_model_fails_cleanly(cast, drift_video, tmp_path):
     env = {"INSIGHTFACE_HOME": str(tmp_path / "ifhome"), "KEYRENDER_FACE_MODEL": ""}
     for args in (("identity", "build", cast), ("check", drift_video, "--cast", cast)):
-        r = _cli(*args, env=env)
+        r = _cli(*args, "--face-model", "buffalo_l", env=env)
         assert r.exit_code == 2, r.output
         assert "buffalo_l" in r.output and str(tmp_path / "ifhome") in r.output
         assert "Traceback" not in r.output

@@ -38,13 +38,20 @@ def test_sample_renders_videos_keyframes_manifests_then_caches(project):
         m = json.loads((out / shot / "manifest.json").read_text())
         assert m["status"] == "done" and m["video"]["frames"] == frames
         assert m["video"]["fps"] == f"{fps.numerator}/{fps.denominator}"
-        assert m["identity"]["checked"] is False and "face model" in m["identity"]["why_not"]
+        # Eileen is checked in every shot by the built-in face model (dlib), frame by frame
+        ident = m["identity"]
+        assert ident["checked"] is True and ident["why_not"] is None, ident["why_not"]
+        assert ident["judge"]["model"].startswith("dlib:") and ident["judge"]["metric"] == "euclidean"
+        assert set(ident["thresholds"]) == {"eileen"} and len(ident["frames"]) == frames
+        if shot != "1B":  # 1B pans until her face is cut by the frame edge: HOG misses it
+            assert ident["flagged_frames"] == [], (shot, ident["flagged_frames"])
         # the frames at keyframe times are the keyframes (up to H.264 loss)
         kf = {k["frame"]: load_image(out / shot / k["path"]) for k in m["keyframes"]}
         for i, _, frame in read_frames(out / shot / "video.mp4"):
             if i in kf:
                 assert psnr(frame, kf[i]) > 30, (shot, i)
-    assert "identity checks are off" in r.output
+    assert "identity checks are off" not in r.output
+    assert (out / "report.html").read_text().count("<svg") >= 3  # a similarity plot per shot
     assert (out / "report.html").is_file() and (out / "timeline.otio").is_file()
     shot_files = lambda: {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out}
     before = shot_files()

@@ -1,0 +1,219 @@
+"""The built-in face backend: dlib's detector, 5-point alignment and 128-D ResNet descriptors.
+
+The chain is the one of dlib's `python_examples/face_recognition.py`: a detector finds face boxes
+(HOG + linear SVM by default, no weights file; or the MMOD CNN detector), the 5-point shape
+predictor places eye corners and the nose, `get_face_chip` aligns each face to 150 x 150, and the
+ResNet face-recognition model turns every chip of every image into a 128-D descriptor in one
+batched call. dlib's own metric is the Euclidean distance between descriptors (the model was
+trained so that one person's faces lie within 0.6 of each other); identities built with this
+backend judge in that metric (see `identity.py`).
+
+The model files come from PyPI's `face_recognition_models` (dlib-models by Davis King, released
+as CC0 / public domain; its 68-point predictor, trained on iBUG 300-W whose licence excludes
+commercial use, is never loaded). They are found through the package's install location without
+importing it (its `__init__` imports `pkg_resources`). Nothing here imports dlib at module level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from keyrender.errors import InputError, ModelNotFoundError
+
+from .base import Face
+
+DLIB_MODELS = ("dlib", "dlib-cnn")
+DETECTORS = {"dlib": "hog", "dlib-cnn": "cnn"}
+METRIC = "euclidean"
+MODEL_FILES = {
+    "shape_predictor": "shape_predictor_5_face_landmarks.dat",
+    "recognizer": "dlib_face_recognition_resnet_model_v1.dat",
+    "cnn_detector": "mmod_human_face_detector.dat",
+}
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+# HOG scans 80 x 80 windows: frames up to this long side are upsampled once (faces down to
+# about 40 px are found); larger ones are scanned as they are (faces from about 80 px)
+AUTO_UPSAMPLE_MAX_SIDE = 1024
+_INSTALL_HINT = ("it is installed with keyrender (pip install dlib-bin face_recognition_models); "
+                 "nothing is downloaded at run time")
+
+
+def dlib_model_dir() -> Path:
+    """The folder of dlib's model files inside the installed `face_recognition_models` package.
+
+    Raises ModelNotFoundError naming the package (and the file) when they are missing."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise ModelNotFoundError(f"face model 'dlib': the package face_recognition_models is not "
+                                 f"installed; {_INSTALL_HINT}")
+    return Path(locations[0]) / "models"
+
+
+def _model_file(key: str) -> Path:
+    path = dlib_model_dir() / MODEL_FILES[key]
+    if not path.is_file():
+        raise ModelNotFoundError(f"face model 'dlib': {path} is missing (a broken "
+                                 f"face_recognition_models install?); reinstall: {_INSTALL_HINT}")
+    return path
+
+
+def _file_digest(path: Path, _cache: dict = {}) -> str:  # noqa: B006 - process-wide cache
+    from keyrender.fsutil import sha256_file
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _cache:
+        _cache[key] = sha256_file(path)
+    return _cache[key]
+
+
+def _import_dlib():
+    try:
+        import dlib
+    except ImportError as exc:
+        raise ModelNotFoundError(f"face model 'dlib': the dlib module cannot be imported ({exc}); "
+                                 f"{_INSTALL_HINT}") from exc
+    return dlib
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class DlibFaceEmbedder:
+    """`FaceEmbedder` on dlib: detector -> 5-point shape -> aligned 150 x 150 chip -> 128-D.
+
+    detector: "hog" (dlib's frontal HOG detector, no file, fast on a CPU) or "cnn" (the MMOD CNN
+        detector: finds turned and small faces HOG misses, several times slower on a CPU).
+    upsample: how many times the detector doubles the image first; None ("auto") upsamples once
+        images whose longer side is at most 1024 px (HOG finds faces of about 80 px unscaled).
+    lazy: compute `name` now, load the model files on first use.
+
+    Embeddings are dlib's raw descriptors (not normalised: the model's metric is the Euclidean
+    distance between them). `Face.score` is the logistic of the detector's score (HOG: the SVM
+    margin; CNN: the MMOD confidence), so that 0.5 is the detector's own decision boundary.
+    `Face.landmarks` holds dlib's 5 points: the two corners of each eye and the bottom of the
+    nose (not insightface's eyes / nose / mouth corners).
+    """
+
+    metric = METRIC
+
+    def __init__(self, detector: str = "hog", *, upsample: int | None = None, lazy: bool = False):
+        if detector not in ("hog", "cnn"):
+            raise InputError(f"dlib detector must be 'hog' or 'cnn', got {detector!r}")
+        if upsample is not None and not (isinstance(upsample, int) and 0 <= upsample <= 3):
+            raise InputError(f"dlib upsample must be 0..3 or None (auto), got {upsample!r}")
+        self.detector = detector
+        self.upsample = upsample
+        self.label = "dlib" if detector == "hog" else "dlib-cnn"
+        self.files = {"shape_predictor": _model_file("shape_predictor"),
+                      "recognizer": _model_file("recognizer")}
+        if detector == "cnn":
+            self.files["cnn_detector"] = _model_file("cnn_detector")
+        digest = hashlib.sha256("".join(_file_digest(p) for p in self.files.values()).encode()).hexdigest()[:12]
+        up = "auto" if upsample is None else str(upsample)
+        self.name = f"{self.label}:{detector}-up{up}+resnet_v1@{digest}"
+        self._det = self._sp = self._rec = None
+        if not lazy:
+            self.load()
+
+    def __repr__(self) -> str:
+        return f"DlibFaceEmbedder({self.name!r})"
+
+    def load(self) -> "DlibFaceEmbedder":
+        if self._rec is not None:
+            return self
+        dlib = _import_dlib()
+        try:
+            if self.detector == "hog":
+                det = dlib.get_frontal_face_detector()
+            else:
+                det = dlib.cnn_face_detection_model_v1(str(self.files["cnn_detector"]))
+            sp = dlib.shape_predictor(str(self.files["shape_predictor"]))
+            rec = dlib.face_recognition_model_v1(str(self.files["recognizer"]))
+        except RuntimeError as exc:  # dlib's deserialisation errors: name the files
+            raise InputError(f"cannot load dlib model files {', '.join(map(str, self.files.values()))}: "
+                             f"{exc}") from exc
+        self._det, self._sp, self._rec = det, sp, rec
+        return self
+
+    # -- inference ---------------------------------------------------------------------------
+    @staticmethod
+    def _check_image(image: np.ndarray) -> np.ndarray:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+                or image.shape[2] != 3:
+            shape = getattr(image, "shape", None)
+            dtype = getattr(image, "dtype", type(image).__name__)
+            raise InputError(f"face backend expects an RGB uint8 H x W x 3 image, got {dtype} {shape}")
+        return np.ascontiguousarray(image)
+
+    def _upsample_for(self, image: np.ndarray) -> int:
+        if self.upsample is not None:
+            return self.upsample
+        return 1 if max(image.shape[:2]) <= AUTO_UPSAMPLE_MAX_SIDE else 0
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[tuple[object, float]]]:
+        """(dlib rectangle, raw score) per face per image."""
+        out: list[list[tuple[object, float]]] = []
+        if self.detector == "hog":
+            for img in images:
+                rects, scores, _ = self._det.run(img, self._upsample_for(img), 0.0)
+                out.append(list(zip(rects, scores)))
+            return out
+        # the CNN detector takes a batch of same-size images with one upsample count
+        out = [[] for _ in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault((img.shape, self._upsample_for(img)), []).append(i)
+        for (_, up), idx in groups.items():
+            dets = self._det([images[i] for i in idx], up, batch_size=min(len(idx), 8))
+            for i, found in zip(idx, dets):
+                out[i] = [(d.rect, float(d.confidence)) for d in found]
+        return out
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        return self.faces_batch([image])[0]
+
+    def faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Detection and alignment per image, then one descriptor batch over every face of every
+        image (dlib's compute_face_descriptor on a list of aligned chips)."""
+        import dlib
+
+        self.load()
+        imgs = [self._check_image(im) for im in images]
+        found = self._detect(imgs)
+        chips, meta = [], []
+        for i, (img, dets) in enumerate(zip(imgs, found)):
+            h, w = img.shape[:2]
+            for rect, score in dets:
+                shape = self._sp(img, rect)
+                chips.append(dlib.get_face_chip(img, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
+                box = (float(max(rect.left(), 0)), float(max(rect.top(), 0)),
+                       float(min(rect.right() + 1, w)), float(min(rect.bottom() + 1, h)))
+                points = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+                meta.append((i, box, points, _logistic(float(score))))
+        descriptors = np.zeros((0, 128), np.float32)
+        if chips:
+            descriptors = np.asarray(self._rec.compute_face_descriptor(chips), np.float32).reshape(len(chips), -1)
+        out: list[list[Face]] = [[] for _ in imgs]
+        for k, (i, box, points, score) in enumerate(meta):
+            out[i].append(Face(box=box, landmarks=points, score=score, embedding=descriptors[k]))
+        for faces in out:
+            faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        return out
+
+
+def load_dlib_model(name: str = "dlib", *, upsample: int | None = None,
+                    lazy: bool = False) -> DlibFaceEmbedder:
+    """The built-in backend by name: "dlib" (HOG detector) or "dlib-cnn" (MMOD CNN detector)."""
+    if name not in DETECTORS:
+        raise InputError(f"unknown dlib face model {name!r}: use one of {', '.join(DLIB_MODELS)}")
+    return DlibFaceEmbedder(DETECTORS[name], upsample=upsample, lazy=lazy)
