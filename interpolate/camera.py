@@ -8,7 +8,7 @@
 3. RANSAC fits of four models of increasing freedom: translation, similarity (rotation + uniform
    scale, `estimateAffinePartial2D`), affine (`estimateAffine2D`) and homography
    (`findHomography`, MAGSAC++ when OpenCV has it). The *simplest* model whose inlier count is
-   within 3% of the best one's is kept (a pan stays a pan; fewer degrees of freedom, less noise).
+   within 10% of the best one's is kept (a pan stays a pan; fewer degrees of freedom, less noise).
    A moving subject covering part of the frame is an outlier population: RANSAC keeps the
    background's (dominant) motion.
 
@@ -36,7 +36,13 @@ class CameraModel:
     kind: str  # one of MODELS
     inliers: int  # matches consistent with the model
     matches: int  # matches after the ratio and cross checks
-    coverage: float  # fraction of A's frame spanned by the inliers (bounding box of their cells)
+    coverage: float  # share of the matched area (8 x 8 cells of the frame) that the inliers span
+
+    def explains(self, min_inliers: int = 15, min_ratio: float = 0.5, min_coverage: float = 0.6) -> bool:
+        """Whether the model is the camera of the pair: supported by `min_inliers` matches and by
+        `min_ratio` of them, or spanning `min_coverage` of the matched area (a background with a
+        textured subject in front)."""
+        return self.inliers >= min_inliers and (self.inlier_ratio >= min_ratio or self.coverage >= min_coverage)
 
     @property
     def inlier_ratio(self) -> float:
@@ -148,9 +154,7 @@ def solve_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: f
     matches: three bands moving three ways are no camera move). `tolerance`: RANSAC threshold in
     pixels of the working copy (long side `max_side`)."""
     model = fit_camera(a, b, max_side, tolerance)
-    if model is None or model.inliers < min_inliers or model.inlier_ratio < min_ratio:
-        return None
-    return model
+    return model if model is not None and model.explains(min_inliers, min_ratio) else None
 
 
 def fit_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: float = 2.0) -> CameraModel | None:
@@ -164,27 +168,55 @@ def fit_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: flo
         return None
     h, w = a.shape[:2]
     wh, ww = round(h * s), round(w * s)
+
+    def cells(idx: np.ndarray) -> np.ndarray:
+        grid = np.zeros((8, 8), bool)
+        c = np.clip((pa[idx] / [ww, wh] * 8).astype(int), 0, 7)
+        grid[c[:, 1], c[:, 0]] = True
+        return grid
+
+    # The motions present, one after the other (sequential RANSAC); the camera is the one whose
+    # matches span the most of the frame, not the one with the most matches: a textured subject
+    # can own more keypoints than the background it moves over.
+    groups, rest = [], np.arange(n)
+    for _ in range(3):
+        if len(rest) < 8:
+            break
+        hom, mask = cv2.findHomography(pa[rest], pb[rest], cv2.RANSAC, tolerance * 1.5, maxIters=2000)
+        if hom is None or mask is None or mask.sum() < 8:
+            break
+        mask = mask.ravel().astype(bool)
+        groups.append(rest[mask])
+        rest = rest[~mask]
+    all_cells = cells(np.arange(n))
+    if groups:
+        group = max(groups, key=lambda g: (cells(g).sum(), len(g)))
+        pa_all, pb_all = pa, pb
+        pa, pb = pa[group], pb[group]
+    else:
+        pa_all, pb_all = pa, pb
     fits = {k: m for k, m in _fit_models(pa, pb, tolerance).items() if _plausible(m, ww, wh)}
     if not fits:
         return None
     counts = {k: int((_residuals(m, pa, pb) < tolerance).sum()) for k, m in fits.items()}
     top = max(counts.values())
-    kind = next(k for k in MODELS if k in counts and counts[k] >= 0.97 * top)
+    kind = next(k for k in MODELS if k in counts and counts[k] >= 0.9 * top)
     m = fits[kind]
     inl = _residuals(m, pa, pb) < tolerance
+    support = int((_residuals(m, pa_all, pb_all) < tolerance).sum())
     # least-squares refit of the chosen model on its inliers
     if kind == "homography" and inl.sum() >= 8:
         ref, _ = cv2.findHomography(pa[inl], pb[inl], 0)
         if ref is not None and _plausible(ref / ref[2, 2], ww, wh):
             m = ref / ref[2, 2]
-    # how much of the frame the inliers span (a model fitted on one corner extrapolates badly)
-    grid = np.zeros((8, 8), bool)
-    cells = np.clip((pa[inl] / [ww, wh] * 8).astype(int), 0, 7)
-    grid[cells[:, 1], cells[:, 0]] = True
+    # how much of the matched area the inliers span (8 x 8 cells of the frame)
+    span = np.zeros((8, 8), bool)
+    c = np.clip((pa[inl] / [ww, wh] * 8).astype(int), 0, 7)
+    span[c[:, 1], c[:, 0]] = True
     # back to full-resolution pixels: S^-1 M S
     sc = np.diag([s, s, 1.0])
     full = np.linalg.inv(sc) @ m @ sc
-    return CameraModel(full / full[2, 2], kind, int(inl.sum()), n, float(grid.mean()))
+    return CameraModel(full / full[2, 2], kind, support, n, float(span.sum() / max(1, all_cells.sum())))
 
 
 class CameraPath:

@@ -646,7 +646,7 @@ class FlowInterpolator(CheckedInterpolator):
         h, w = a.shape[:2]
         fit = fit_camera(a, b, self.feature_max_side) if self.camera_motion else None
         # the camera explains the pair when its model is supported by enough of the matches
-        cam = fit if fit is not None and fit.inliers >= 15 and fit.inlier_ratio >= 0.5 else None
+        cam = fit if fit is not None and fit.explains() else None
         if fit is not None:
             info["camera"] = {**fit.summary(h, w), "explains": cam is not None}
         if cam is not None and cam.corner_motion(h, w) >= self.camera_min_move * float(np.hypot(h, w)):
