@@ -169,3 +169,36 @@ def test_bad_camera_options_are_refused():
         FlowInterpolator(camera_min_move=-1)
     with pytest.raises(ValueError, match="feature_max_side"):
         FlowInterpolator(feature_max_side=10)
+
+
+# ---- the sample's shot 1B: a pan, rendered as a pan ------------------------------------------------
+
+
+def test_sample_shot_1b_renders_as_a_pan_matching_the_exact_views():
+    # samples/make_samples.py cut 1B's storyboard as 300 px wide windows of the astronaut photo
+    # centred at x = 150, 256, 360 (y = 180), resized to 512 x 288: the exact view at any t
+    from fractions import Fraction
+
+    from keyrender.shotlist import load_shotlist
+
+    repo = Path(__file__).resolve().parents[1]
+    shot = next(s for s in load_shotlist(repo / "samples" / "shotlist.csv").shots if s.id == "1B")
+    photo = skimage_data.astronaut()
+    read = lambda p: cv2.cvtColor(cv2.imread(str(repo / "samples" / p)), cv2.COLOR_BGR2RGB)  # noqa: E731
+    a, b = read("storyboard/1B_0.jpg"), read("storyboard/1B_1.jpg")
+    gap = shot.frames // 2  # three keyframes over the shot: two spans of about a second
+    times = [j / gap for j in range(1, gap)]
+    info: dict = {}
+    outs = list(inbetween(a, b, times, info=info))
+    assert info["mode"] == "camera" and info["camera"]["model"] == "translation", info
+
+    def exact(cx: float) -> np.ndarray:
+        x0, y0 = cx - 150, 180 - 300 * 288 / 512 / 2
+        window = cv2.warpAffine(photo, np.float64([[1, 0, -x0], [0, 1, -round(y0)]]), (300, round(300 * 288 / 512)),
+                                flags=cv2.INTER_LINEAR)
+        return cv2.resize(window, (512, 288), interpolation=cv2.INTER_AREA)
+
+    assert isinstance(shot.fps, Fraction) or shot.fps
+    ours = [psnr(o, exact(150 + 106 * t)) for o, t in zip(outs, times)]
+    fades = [psnr(cross_fade(a, b, t), exact(150 + 106 * t)) for t in times]
+    assert min(ours) > 28.0 and np.mean(ours) > np.mean(fades) + 8.0, (ours, fades)
