@@ -32,12 +32,14 @@ from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
-STAGE_VERSION = "3"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "4"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
 # 3: the flow interpolator's occlusion and blend fields at half the flow resolution (faster; the
 #    in-betweens differ by a level here and there)
+# 4: the camera between keyframes solved from feature matches (interpolate.camera), H^t, residual flow;
+#    cut / fallback guard
 
 # the flow interpolator's own defaults (interpolate.flow.FlowInterpolator; a test checks they agree).
 # A shot interpolated with exactly these keeps the cache key it had before they were options.
@@ -855,6 +857,16 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             warnings.append(line)
             emit({"event": "warning", "message": line})
         interp = context.interpolator(flow)
+        # generated keyframes differ in pose and framing, not by a camera move: optical flow
+        # between them is a morph. Say so when that is what the shot gets.
+        inbetween_fallback = None
+        if to_generate and getattr(interp, "name", "") == "flow":
+            inbetween_fallback = (
+                f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
+                f"not by a keyframe-conditioned video model: preset {context.preset.name!r} uses the flow "
+                f"interpolator; run `keyrender interpolate --backend ltx` (or wan) with its weights for that")
+            warnings.append(inbetween_fallback)
+            emit({"event": "warning", "message": inbetween_fallback})
 
         def interpolate(a, b, times, info):
             return interp.inbetween(a, b, times, info=info)
@@ -911,7 +923,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
                       "width": job.width, "height": job.height, "codec": "h264", "pix_fmt": "yuv420p"},
             "keyframes": kf_entries,
             "interpolation": {"backend": getattr(interp, "name", context.preset.interpolator),
-                              "options": flow.manifest(), "spans": rec.spans},
+                              "options": flow.manifest(), "spans": rec.spans,
+                              "fallback": inbetween_fallback},
             "identity": {
                 "checked": checker is not None,
                 "why_not": why_off,

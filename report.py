@@ -102,6 +102,36 @@ def _read_manifest(result) -> dict | None:
         return None
 
 
+# how each span between keyframes was filled (interpolate.flow: modes); the ones that are not
+# real motion are marked, so a held or faded span is never hidden behind "rendered"
+_SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
+               "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)"}
+
+
+def _spans(m: dict) -> str:
+    interp = m.get("interpolation") or {}
+    spans = interp.get("spans") or []
+    if not spans and not interp.get("fallback"):
+        return ""
+    items = []
+    for sp in spans:
+        mode = str(sp.get("mode", "?"))
+        bad = mode in ("cut", "fallback")
+        cam = sp.get("camera") or {}
+        extra = ""
+        if mode == "camera" and cam:
+            extra = (f" ({esc(cam.get('model'))}: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
+                     f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
+                     f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;)")
+        items.append(f'<li>frames {esc(sp.get("from"))}&ndash;{esc(sp.get("to"))}: '
+                     f'<span class="{"bad" if bad else "ok"}">{esc(_SPAN_MODES.get(mode, mode))}</span>{extra}</li>')
+    note = ""
+    if interp.get("fallback"):
+        note = f'<p class="reason bad">in-betweens: {esc(interp["fallback"])}</p>'
+    return (f'{note}<p class="meta">in-betweens by <b>{esc(interp.get("backend"))}</b>, per span:</p>'
+            f'<ul class="spans">{"".join(items)}</ul>')
+
+
 def _shot_section(result, shot, run_result) -> str:
     out = [f'<section id="shot-{esc(result.shot)}">',
            f'<h2>{esc(result.shot)} <span class="{_status_class(result, run_result.strict)}">'
@@ -134,6 +164,7 @@ def _shot_section(result, shot, run_result) -> str:
         f'{esc(video.get("width"))}x{esc(video.get("height"))} &middot; {esc(video.get("codec"))} &middot; '
         f'cache key <code>{esc(m.get("cache_key"))}</code></p>')
     out.append(_timings(m, result))
+    out.append(_spans(m))
     out.append(_contact_sheet(m, Path(result.out_dir)))
     out.append(_identity(m))
     warnings = m.get("warnings") or []

@@ -23,6 +23,12 @@ Note on tree.avi: the AVI has 444 frame slots at 15 fps but only 68 coded frames
 dropped-frame slots that repeat the previous picture). The benchmark uses the 68 distinct frames
 as the clip (the real motion between them is larger than between 15 fps slots).
 
+Camera-move suite: keyframes that are exact views of real photographs (scikit-image's data
+photos, the Middlebury frames of the bench data), 24 frames apart; the truth at t is the view
+carried by H^t (the camera at constant velocity, `keyrender.interpolate.camera.CameraPath`),
+rendered from the photograph. Cut clip: segments of different footage back to back, keyframes
+every 8 frames; a pair that straddles a joint must be a cut, no other pair may be.
+
     python benchmarks/interpolation.py                      # tree.avi, and vtest.avi if fetched
     python benchmarks/interpolation.py --video clip.mp4 --k 2 --k 4 --limit 200 --preset fast
 """
@@ -176,18 +182,119 @@ def bench_clip(frames: list[np.ndarray], k: int, interp: FlowInterpolator, tmp: 
     return res
 
 
+CAM_W, CAM_H = 320, 180
+# name: (view A, view B) as (centre x, centre y, width in photo px, roll degrees), relative to the
+# photo: centre as a fraction of its size, width as a fraction of its width
+CAMERA_CASES = {
+    "pan 15%": ((0.40, 0.5, 0.45, 0), (0.40 + 0.15 * 0.45, 0.5, 0.45, 0)),
+    "pan 35%": ((0.35, 0.5, 0.42, 0), (0.35 + 0.35 * 0.42, 0.5, 0.42, 0)),
+    "pan 55%": ((0.32, 0.5, 0.38, 0), (0.32 + 0.55 * 0.38, 0.5, 0.38, 0)),
+    "tilt 30%": ((0.5, 0.40, 0.45, 0), (0.5, 0.40 + 0.3 * 0.45 * 9 / 16 * 1.0, 0.45, 0)),
+    "zoom in 1.5x": ((0.5, 0.5, 0.6, 0), (0.5, 0.5, 0.4, 0)),
+    "zoom in 2.5x": ((0.5, 0.5, 0.75, 0), (0.5, 0.5, 0.3, 0)),
+    "zoom out 2.5x": ((0.5, 0.5, 0.3, 0), (0.5, 0.5, 0.75, 0)),
+    "roll 15 deg": ((0.5, 0.5, 0.5, 0), (0.5, 0.5, 0.5, 15)),
+    "pan 30% + zoom 1.5x": ((0.40, 0.5, 0.5, 0), (0.40 + 0.3 * 0.5, 0.5, 0.5 / 1.5, 0)),
+}
+
+
+def _view_matrix(photo: np.ndarray, cx: float, cy: float, width: float, roll: float) -> np.ndarray:
+    """Photo -> frame for a CAM_W x CAM_H view (relative centre and width, roll in degrees)."""
+    ph, pw = photo.shape[:2]
+    cx, cy, width = cx * pw, cy * ph, width * pw
+    s = CAM_W / width
+    c, sn = np.cos(np.radians(roll)), np.sin(np.radians(roll))
+    return (np.array([[1, 0, (CAM_W - 1) / 2], [0, 1, (CAM_H - 1) / 2], [0, 0, 1.0]]) @ np.diag([s, s, 1.0])
+            @ np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1.0]]) @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1.0]]))
+
+
+def _render_view(photo: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return cv2.warpPerspective(photo, m, (CAM_W, CAM_H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def camera_photos() -> dict[str, np.ndarray]:
+    from skimage import data
+
+    out = {n: getattr(data, n)() for n in ("astronaut", "coffee", "rocket", "chelsea")}
+    for n in ("rubberwhale1", "basketball1"):
+        p = DATA / f"{n}.png"
+        if p.exists():
+            out[n[:-1]] = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+    return out
+
+
+def camera_suite(interp: FlowInterpolator, tmp: Path, k: int = 24) -> list[dict]:
+    """Every camera case on every photo: ours, minterpolate and a cross-fade against the exact views."""
+    from keyrender.interpolate.camera import CameraPath
+
+    times = [j / k for j in range(1, k)]
+    rows = []
+    for pname, photo in camera_photos().items():
+        for case, (va, vb) in CAMERA_CASES.items():
+            ma, mb = _view_matrix(photo, *va), _view_matrix(photo, *vb)
+            path = CameraPath(mb @ np.linalg.inv(ma))
+            a, b = _render_view(photo, ma), _render_view(photo, mb)
+            truth = [_render_view(photo, path.at(t) @ ma) for t in times]
+            info: dict = {}
+            t0 = time.perf_counter()
+            ours = list(inbetween(a, b, times, backend=interp, info=info))
+            dt = time.perf_counter() - t0
+            mi, t_mi, _ = minterpolate([a, b], k, tmp)
+            fade = [cross_fade(a, b, t) for t in times]
+            r = {"photo": pname, "case": case, "mode": info["mode"], "model": (info.get("camera") or {}).get("model"),
+                 "ms": 1000 * dt / len(times), "mi_ms": 1000 * t_mi / len(times)}
+            for name, src in (("ours", ours), ("minterpolate", mi[1:k]), ("fade", fade)):
+                r[name] = float(np.mean([psnr(x, y) for x, y in zip(src, truth)]))
+                r[name + "_ssim"] = float(np.mean([ssim(x, y) for x, y in zip(src, truth)]))
+            rows.append(r)
+    return rows
+
+
+def cut_clip(videos: list[Path], k: int, interp: FlowInterpolator, seg: int = 4) -> dict:
+    """Segments of `seg` keyframe gaps of each clip in turn (resized to the first's size), twice
+    round: keyframes every k frames; count the cuts found at the joints and elsewhere."""
+    clips = []
+    for v in videos:
+        f, _ = decode_distinct(v, seg * k * 2 + 1)
+        clips.append(f)
+    h, w = clips[0][0].shape[:2]
+    frames, joints = [], set()
+    for rnd in range(2):
+        for c in clips:
+            part = c[rnd * seg * k : (rnd + 1) * seg * k]
+            if len(part) < seg * k:
+                part = c[: seg * k]
+            if frames:
+                joints.add(len(frames))
+            frames += [cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA) for x in part]
+    keys = list(range(0, len(frames), k))
+    found = wrong = missed = 0
+    for i0, i1 in zip(keys, keys[1:]):
+        info: dict = {}
+        list(inbetween(frames[i0], frames[i1], [0.5], backend=interp, info=info))
+        straddles = any(i0 < j <= i1 for j in joints)
+        if straddles and info["mode"] == "cut":
+            found += 1
+        elif straddles:
+            missed += 1
+        elif info["mode"] == "cut":
+            wrong += 1
+    return {"pairs": len(keys) - 1, "cuts": len(joints), "found": found, "missed": missed, "in_shot_as_cut": wrong}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", type=Path, action="append",
                     help="footage (repeatable; default tree.avi, and vtest.avi when fetched)")
-    ap.add_argument("--k", type=int, action="append", help="keep every k-th frame (repeatable; default 2 and 4)")
+    ap.add_argument("--k", type=int, action="append", help="keep every k-th frame (repeatable; default 2 4 8 16 24)")
+    ap.add_argument("--no-camera-suite", action="store_true", help="skip the camera-move suite and the cut clip")
     ap.add_argument("--limit", type=int, default=241, help="use at most this many frames per clip (0: all)")
     ap.add_argument("--preset", default="medium", help="DIS preset of the flow backend (library default: medium)")
     ap.add_argument("--flow-max-side", type=int, default=640)
     ap.add_argument("--threads", type=int, default=0, help="OpenCV threads (0: OpenCV's default)")
     ap.add_argument("--worst", type=int, default=3, help="list the N worst frames (where motion defeats it)")
     args = ap.parse_args(argv)
-    ks = args.k or [2, 4]
+    ks = args.k or [2, 4, 8, 16, 24]
     videos = args.video or [DATA / "tree.avi"] + [p for p in EXTRA if p.is_file()][:1]
     if shutil.which("ffmpeg") is None:
         print("ffmpeg not found: apt-get install -y ffmpeg", file=sys.stderr)
@@ -257,6 +364,32 @@ def main(argv: list[str] | None = None) -> int:
         print("\nMiddlebury pairs (no ground-truth middle frame: speed and pair guard only):")
         for line in pair_lines:
             print("- " + line)
+    if args.no_camera_suite:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="kr-bench-") as td:
+        cam = camera_suite(interp, Path(td))
+    print(f"\n## Camera-move suite: {len(cam)} keyframe pairs 24 frames apart, exact views of "
+          f"{len({r['photo'] for r in cam})} photographs, {CAM_W}x{CAM_H}\n")
+    print("| case | keyrender PSNR (min) | minterpolate | cross-fade | keyrender SSIM | pairs as cuts | models |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for case in CAMERA_CASES:
+        rs = [r for r in cam if r["case"] == case]
+        models = ", ".join(sorted({str(r["model"]) for r in rs}))
+        print(f"| {case} | {np.mean([r['ours'] for r in rs]):.2f} ({min(r['ours'] for r in rs):.2f}) | "
+              f"{np.mean([r['minterpolate'] for r in rs]):.2f} | {np.mean([r['fade'] for r in rs]):.2f} | "
+              f"{np.mean([r['ours_ssim'] for r in rs]):.4f} | {sum(r['mode'] == 'cut' for r in rs)} | {models} |")
+    print(f"| **all** | {np.mean([r['ours'] for r in cam]):.2f} ({min(r['ours'] for r in cam):.2f}) | "
+          f"{np.mean([r['minterpolate'] for r in cam]):.2f} | {np.mean([r['fade'] for r in cam]):.2f} | "
+          f"{np.mean([r['ours_ssim'] for r in cam]):.4f} | {sum(r['mode'] == 'cut' for r in cam)} | |")
+    worst = sorted(cam, key=lambda r: r["ours"])[:3]
+    print("worst: " + "; ".join(f"{r['photo']} {r['case']} {r['ours']:.1f} dB ({r['mode']})" for r in worst))
+    print(f"speed: {np.mean([r['ms'] for r in cam]):.1f} ms per in-between (minterpolate "
+          f"{np.mean([r['mi_ms'] for r in cam]):.1f})")
+    if len(videos) >= 2:
+        cc = cut_clip(videos, 8, interp)
+        print(f"\n## Cut clip ({' / '.join(v.name for v in videos)} segments back to back, keyframes every 8 frames): "
+              f"{cc['pairs']} pairs, {cc['cuts']} cuts: {cc['found']} found, {cc['missed']} missed, "
+              f"{cc['in_shot_as_cut']} in-shot pairs treated as cuts")
     return 0
 
 

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
+from keyrender.interpolate.camera import fit_camera
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -345,6 +346,134 @@ class _PairState:
         return ft0, ft1, wa.astype(np.float32, copy=False), fade if fade is None else fade.astype(np.float32, copy=False)
 
 
+def _field_scale(h: int, w: int, fh: int, fw: int) -> np.ndarray:
+    """The map from a field's pixel (u, v, 1) to the frame's (x, y, 1), pixel centres aligned (as
+    `_strip` samples the fields)."""
+    sx, sy = w / fw, h / fh
+    return np.float64([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def _apply(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The homography m applied to the coordinate maps x, y (float32)."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    d = m[2, 0] * x64 + m[2, 1] * y64 + m[2, 2]
+    return (((m[0, 0] * x64 + m[0, 1] * y64 + m[0, 2]) / d).astype(np.float32),
+            ((m[1, 0] * x64 + m[1, 1] * y64 + m[1, 2]) / d).astype(np.float32))
+
+
+class _CameraPairState:
+    """A pair whose camera moved (see `keyrender.interpolate.camera`): the camera at constant
+    velocity, the subject by residual flow on the pre-aligned pair.
+
+    Both keyframes are carried to the camera's half-way view (A by H^(1/2), B by H^(-1/2)); the
+    residual flow between them is what the camera does not explain (a subject's motion, parallax).
+    Where one aligned frame has no content (it was outside that keyframe's view) the other's is
+    put in its place before the flow, so the residual there is zero: such content simply follows
+    the camera. For frame t, pixel x sits at y = H^(1/2 - t) x in the half-way view; the residual
+    flows of Super SloMo's linear-motion approximation at time t carry y to the aligned A and B,
+    and H^(-1/2), H^(1/2) carry those to A's and B's pixels. A pixel that only one keyframe sees
+    (content entering or leaving the frame) is taken from that keyframe by the in-frame weights.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, max_side: int, preset: str,
+                 variational: int | None):
+        from keyrender.interpolate.camera import CameraPath
+
+        h, w = a.shape[:2]
+        fh, fw = working_size(h, w, max_side)
+        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+        if (fh, fw) != (h, w):
+            ga = cv2.resize(ga, (fw, fh), interpolation=cv2.INTER_AREA)
+            gb = cv2.resize(gb, (fw, fh), interpolation=cv2.INTER_AREA)
+        cf = _field_scale(h, w, fh, fw)
+        path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
+        half, half_inv = path_f.at(0.5), path_f.at(-0.5)
+        am = cv2.warpPerspective(ga, half, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        bm = cv2.warpPerspective(gb, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ones = np.ones((fh, fw), np.float32)
+        va = cv2.warpPerspective(ones, half, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
+        vb = cv2.warpPerspective(ones, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
+        am_f = np.where(va > 0.5, am, np.where(vb > 0.5, bm, am))
+        bm_f = np.where(vb > 0.5, bm, np.where(va > 0.5, am, bm))
+        r01, r10 = bidirectional_flow(am_f, bm_f, preset, variational)
+        self.flow_size = (fh, fw)
+        self.overlap = float(((va > 0.5) & (vb > 0.5)).mean())
+        wh, ww = fh, fw
+        if min(wh, ww) >= 32:
+            wh, ww = (wh + 1) // 2, (ww + 1) // 2
+            r01, r10 = _shrink(r01, wh, ww), _shrink(r10, wh, ww)
+            am_f = cv2.resize(am_f, (ww, wh), interpolation=cv2.INTER_AREA)
+            bm_f = cv2.resize(bm_f, (ww, wh), interpolation=cv2.INTER_AREA)
+            va = cv2.resize(va, (ww, wh), interpolation=cv2.INTER_AREA)
+            vb = cv2.resize(vb, (ww, wh), interpolation=cv2.INTER_AREA)
+        c0 = consistency(r01, r10)
+        c1 = consistency(r10, r01)
+        self.gx, self.gy = _grid(wh, ww)
+        grid = (self.gx, self.gy)
+        # the similarity of the aligned pair once the residual is applied, over what both see
+        both = (va > 0.5) & (vb > 0.5)
+        b_on_a = cv2.remap(bm_f, self.gx + r01[..., 0], self.gy + r01[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        sel = both & (c0 > 0.5)
+        self.similarity = _ncc(am_f[sel].astype(np.float32), b_on_a[sel].astype(np.float32)) if sel.mean() > 0.05 else 0.0
+        # untrusted residuals: the other direction's (negated) or none (the camera's), whichever
+        # matches the other frame better (see `_pick_substitute`)
+        zero = np.zeros_like(r01)
+        sub01 = _pick_substitute(am_f, bm_f, -r10, zero, grid)
+        sub10 = _pick_substitute(bm_f, am_f, -r01, zero, grid)
+        c0v, c1v = (c0 * va)[..., None], (c1 * vb)[..., None]
+        self.r01 = c0v * r01 + (1.0 - c0v) * sub01
+        self.r10 = c1v * r10 + (1.0 - c1v) * sub10
+        self.c0, self.c1 = c0 * va, c1 * vb
+        self.gray = (am_f, bm_f)
+        self.size = (h, w)
+        self.wsize = (wh, ww)
+        cw = _field_scale(h, w, wh, ww)
+        self.path = CameraPath(np.linalg.inv(cw) @ matrix @ cw)
+        self.half, self.half_inv = self.path.at(0.5), self.path.at(-0.5)
+
+    def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0):
+        """As `_PairState.fields`, plus the camera-only flows and A's weight for the hedge's fade."""
+        wh, ww = self.wsize
+        gx, gy = self.gx, self.gy
+        yx, yy = _apply(self.path.at(0.5 - t), gx, gy)  # frame t -> half-way view
+        rt0, rt1 = intermediate_flows(self.r01, self.r10, t)
+        r0 = cv2.remap(rt0, yx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        r1 = cv2.remap(rt1, yx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        max_, may_ = yx + r0[..., 0], yy + r0[..., 1]  # in the aligned A
+        mbx, mby = yx + r1[..., 0], yy + r1[..., 1]
+        ax, ay = _apply(self.half_inv, max_, may_)
+        bx, by = _apply(self.half, mbx, mby)
+        vis_a = cv2.remap(self.c0, max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        vis_b = cv2.remap(self.c1, mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        in_a, in_b = _inside(ax, ay, ww, wh), _inside(bx, by, ww, wh)
+        w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
+        w_b = t * (0.05 + vis_a) * in_b + 1e-4
+        wa = (w_a / (w_a + w_b)).astype(np.float32)
+        ft0 = np.dstack([ax - gx, ay - gy])
+        ft1 = np.dstack([bx - gx, by - gy])
+        fade = None
+        if hedge > 0:
+            a_at_t = cv2.remap(self.gray[0], max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            b_at_t = cv2.remap(self.gray[1], mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            k = max(3, int(round(9 * ww / self.size[1])) | 1)
+            diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
+            fade = (hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b).astype(np.float32)
+        return ft0, ft1, wa, fade
+
+    def fade_fields(self, t: float):
+        """The camera-only flows from frame t to A and B and A's weight: the hedge's cross-fade
+        of the camera-aligned keyframes (a ghost of the subject, not of the whole picture)."""
+        wh, ww = self.wsize
+        gx, gy = self.gx, self.gy
+        ax, ay = _apply(self.path.at(-t), gx, gy)
+        bx, by = _apply(self.path.at(1.0 - t), gx, gy)
+        w_a = (1.0 - t) * _inside(ax, ay, ww, wh) + 1e-4
+        w_b = t * _inside(bx, by, ww, wh) + 1e-4
+        return np.dstack([ax - gx, ay - gy]), np.dstack([bx - gx, by - gy]), (w_a / (w_a + w_b)).astype(np.float32)
+
+
 def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
     return (((x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) & (y <= h - 1 + margin))).astype(np.float32)
 
@@ -360,38 +489,61 @@ def render_time(
     at a time by an affine resampling of single-channel maps, so a 4K frame never holds
     full-resolution float fields of the whole image."""
     ft0, ft1, wa, share = state.fields(t, hedge, hedge_level)
+    # a camera move: the hedge fades between the camera-aligned keyframes, not the raw ones
+    cam = state.fade_fields(t) if share is not None and hasattr(state, "fade_fields") else None
     h, w = state.size
     wh, ww = state.wsize
     (f0x, f0y), (f1x, f1y) = cv2.split(ft0), cv2.split(ft1)
+    flows = [f0x, f0y, f1x, f1y] + ([*cv2.split(cam[0]), *cv2.split(cam[1])] if cam is not None else [])
+    weights = [wa, share] + ([cam[2]] if cam is not None else [])
     if (wh, ww) == (h, w):
         gx, gy = state.gx, state.gy
-        layers, pad = [gx + f0x, gy + f0y, gx + f1x, gy + f1y, wa, share], 0
+        layers = [f + (gx if i % 2 == 0 else gy) for i, f in enumerate(flows)] + weights
+        pad = 0
     else:
-        # the flows in the frame's pixels, one sample beyond each edge (replicated, for the
-        # resampling), upsampled per strip; the pixel grid is added at full resolution
+        # the flows in the frame's pixels, one sample beyond each edge (extrapolated linearly,
+        # so a camera's zoom stays exact up to the frame's edge), upsampled per strip; the pixel
+        # grid is added at full resolution
         sx, sy = w / ww, h / wh
 
-        def ext(f, scale=1.0):
-            return None if f is None else cv2.copyMakeBorder(f * np.float32(scale), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        def ext(f, scale=1.0, linear=False):
+            if f is None:
+                return None
+            e = cv2.copyMakeBorder(f * np.float32(scale), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+            if linear and min(f.shape) >= 2:
+                e[0, :] = 2 * e[1, :] - e[2, :]
+                e[-1, :] = 2 * e[-2, :] - e[-3, :]
+                e[:, 0] = 2 * e[:, 1] - e[:, 2]
+                e[:, -1] = 2 * e[:, -2] - e[:, -3]
+            return e
 
-        layers, pad = [ext(f0x, sx), ext(f0y, sy), ext(f1x, sx), ext(f1y, sy), ext(wa), ext(share)], 1
+        linear = cam is not None or isinstance(state, _CameraPairState)
+        layers = [ext(f, sx if i % 2 == 0 else sy, linear) for i, f in enumerate(flows)] + [ext(f) for f in weights]
+        pad = 1
         xs = np.arange(w, dtype=np.float32)[None, :]
     out = np.empty_like(a)
     rows = min(strip_rows, h)
     for y0 in range(0, h, rows):
         n = min(h, y0 + rows) - y0
-        ax, ay, bx, by, wa_s, share_s = (None if f is None else _strip(f, y0, n, h, w, pad) for f in layers)
+        strips = [None if f is None else _strip(f, y0, n, h, w, pad) for f in layers]
         if pad:
             ys = np.arange(y0, y0 + n, dtype=np.float32)[:, None]
-            ax += xs
-            bx += xs
-            ay += ys
-            by += ys
+            for i in range(len(flows)):
+                strips[i] += xs if i % 2 == 0 else ys
+        ax, ay, bx, by = strips[:4]
+        wa_s, share_s = strips[len(flows)], strips[len(flows) + 1]
         ia = cv2.remap(a, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         ib = cv2.remap(b, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         warped = cv2.blendLinear(ia, ib, wa_s, 1.0 - wa_s)
         if share_s is not None:
-            fade = cv2.addWeighted(a[y0 : y0 + n], 1.0 - t, b[y0 : y0 + n], t, 0.0)
+            if cam is not None:
+                cax, cay, cbx, cby = strips[4:8]
+                wc = strips[len(flows) + 2]
+                fade = cv2.blendLinear(cv2.remap(a, cax, cay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                                       cv2.remap(b, cbx, cby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                                       wc, 1.0 - wc)
+            else:
+                fade = cv2.addWeighted(a[y0 : y0 + n], 1.0 - t, b[y0 : y0 + n], t, 0.0)
             warped = cv2.blendLinear(warped, fade, 1.0 - share_s, share_s)
         out[y0 : y0 + n] = warped
     return out
@@ -443,6 +595,9 @@ class FlowInterpolator(CheckedInterpolator):
         camera_motion: bool = True,
         hedge: float = 0.5,
         hedge_level: float = 50.0,
+        camera_min_move: float = 0.002,
+        feature_max_side: int = 640,
+        related_matches: int = 10,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -466,42 +621,71 @@ class FlowInterpolator(CheckedInterpolator):
             raise ValueError(f"hedge_level: must be positive, got {hedge_level}")
         self.hedge = float(hedge)
         self.hedge_level = float(hedge_level)
+        if not camera_min_move >= 0:
+            raise ValueError(f"camera_min_move: must be >= 0, got {camera_min_move}")
+        if feature_max_side < 64:
+            raise ValueError(f"feature_max_side: must be at least 64, got {feature_max_side}")
+        self.camera_min_move = float(camera_min_move)
+        self.feature_max_side = int(feature_max_side)
+        self.related_matches = int(related_matches)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:
             if info is not None:
                 info.update(mode="empty", backend=self.name)
             return
+        if info is None:
+            info = {}
         guard = guard_pair(a, b, self.static_threshold, self.cut_threshold)
-        if info is not None:
-            info.update(
-                mode=guard.mode, backend=self.name,
-                max_diff=round(guard.max_diff, 3), similarity=round(guard.similarity, 4),
-            )
-        state = None
-        if guard.mode == "check":
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               check_cut=True)
-            sim = state.similarity
-            guard = PairGuard("flow" if sim >= self.cut_threshold else "cut", guard.max_diff, sim)
-        if info is not None:
-            info.update(mode=guard.mode, similarity=round(guard.similarity, 4))
+        info.update(mode=guard.mode, backend=self.name,
+                    max_diff=round(guard.max_diff, 3), similarity=round(guard.similarity, 4))
         if guard.mode == "static":
             for t in ts:
                 yield cross_fade(a, b, t)
             return
-        if guard.mode == "cut":
+        h, w = a.shape[:2]
+        fit = fit_camera(a, b, self.feature_max_side) if self.camera_motion else None
+        # the camera explains the pair when its model is supported by enough of the matches
+        cam = fit if fit is not None and fit.explains() else None
+        if fit is not None:
+            info["camera"] = {**fit.summary(h, w), "explains": cam is not None}
+        if cam is not None and cam.corner_motion(h, w) >= self.camera_min_move * float(np.hypot(h, w)):
+            # 1. the camera moved: it explains B from A (see `_CameraPairState`)
+            state = _CameraPairState(a, b, cam.matrix, self.flow_max_side, self.preset, self.variational_iterations)
+            info.update(mode="camera", similarity=round(state.similarity, 4), flow_size=list(state.flow_size),
+                        overlap=round(state.overlap, 4), camera_motion=True,
+                        occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
             for t in ts:
-                if self.on_cut == "fade":
-                    yield cross_fade(a, b, t)
-                else:
-                    yield (a if t < 0.5 else b).copy()
+                yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)
             return
+        state = None
+        if guard.mode == "check":
+            # 2. a still camera (or none found) and a low plain correlation: the flow decides
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
+                               check_cut=True)
+            sim = state.similarity
+            info["similarity"] = round(sim, 4)
+            if sim < self.cut_threshold:
+                # 3. neither the camera nor the flow explains B from A: a cut when the pictures
+                # share nothing (no camera model, different colours), else a fallback cross-fade
+                shared = fit.inliers if fit is not None else 0
+                if shared < self.related_matches:
+                    info.update(mode="cut", on_cut=self.on_cut)
+                    for t in ts:
+                        if self.on_cut == "fade":
+                            yield cross_fade(a, b, t)
+                        else:
+                            yield (a if t < 0.5 else b).copy()
+                    return
+                info.update(mode="fallback", fallback="cross-fade",
+                            why="neither the camera nor the flow explains B from A, but the pictures are related "
+                                f"({shared} feature matches agree on one camera model): not a cut")
+                for t in ts:
+                    yield cross_fade(a, b, t)
+                return
         if state is None:
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
-        if info is not None:
-            info["flow_size"] = list(state.flow_size)
-            info["occluded_fraction"] = round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4)
-            info["camera_motion"] = state.global_motion is not None
+        info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
+                    occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
         for t in ts:
             yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)

@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -20,17 +21,31 @@ from keyrender.media import read_frames
 from keyrender.pipeline import RenderContext, RenderOptions, interpolation_options, plan, render
 from keyrender.shotlist import load_shotlist
 
-# two shots on the same storyboard pair (a push-in: warps disagree in places) and one more
+# two shots on the same storyboard pair (a still camera, and a patch whose content changes
+# without moving: warps disagree there, which is where the hedge acts) and one more
 HEADER = "scene,shot,prompt,frames,keyframes,keyframe_images,hedge\n"
 ROWS = {
-    "A": "1,A,,9,2,storyboard/1A_0.jpg;storyboard/1A_1.jpg,{}\n",
-    "B": "1,B,,9,2,storyboard/1A_0.jpg;storyboard/1A_1.jpg,{}\n",
+    "A": "1,A,,9,2,storyboard/H_0.jpg;storyboard/H_1.jpg,{}\n",
+    "B": "1,B,,9,2,storyboard/H_0.jpg;storyboard/H_1.jpg,{}\n",
     "C": "1,C,,9,2,storyboard/1B_0.jpg;storyboard/1B_1.jpg,{}\n",
 }
 
 
+def _hedge_pair(project: Path) -> None:
+    board = project / "storyboard"
+    if (board / "H_1.jpg").exists():
+        return
+    a = cv2.imread(str(board / "1A_0.jpg"))
+    b = a.copy()
+    other = cv2.imread(str(board / "1B_2.jpg"))
+    b[60:220, 150:380] = other[60:220, 150:380]
+    cv2.imwrite(str(board / "H_0.jpg"), a)
+    cv2.imwrite(str(board / "H_1.jpg"), b)
+
+
 def shots(project: Path, **hedges: str) -> Path:
     """project/short.csv with these hedge values (shot id -> column text; blank otherwise)."""
+    _hedge_pair(project)
     csv = project / "short.csv"
     csv.write_text(HEADER + "".join(row.format(hedges.get(k, "")) for k, row in ROWS.items()))
     return csv

@@ -1,0 +1,252 @@
+"""The camera between two keyframes, solved from feature matches.
+
+`solve_camera(a, b)` finds the global motion A -> B as a 3x3 homography in the frames' pixels:
+
+1. SIFT keypoints (Lowe, IJCV 2004) on grayscale copies whose long side is at most `max_side`;
+   scale and rotation invariant, so zooms of 2.5x either way and rolls still match.
+2. Nearest-neighbour matching with Lowe's ratio test, then mutual (cross) consistency.
+3. RANSAC fits of four models of increasing freedom: translation, similarity (rotation + uniform
+   scale, `estimateAffinePartial2D`), affine (`estimateAffine2D`) and homography
+   (`findHomography`, MAGSAC++ when OpenCV has it). The *simplest* model whose inlier count is
+   within 10% of the best one's is kept (a pan stays a pan; fewer degrees of freedom, less noise).
+   A moving subject covering part of the frame is an outlier population: RANSAC keeps the
+   background's (dominant) motion.
+
+`homography_power(H, t)` is the camera at constant velocity: H^t = expm(t logm(H)), the matrix
+power through the matrix logarithm (a pan moves linearly, a zoom geometrically, a roll at
+constant angular speed), not a linear blend of matrices, whose zoom would not be geometric.
+The logarithm is taken once per pair (`CameraPath`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MODELS = ("translation", "similarity", "affine", "homography")
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """The camera's motion A -> B: `matrix` maps A's pixel (x, y, 1) to B's (full resolution)."""
+
+    matrix: np.ndarray
+    kind: str  # one of MODELS
+    inliers: int  # matches consistent with the model
+    matches: int  # matches after the ratio and cross checks
+    coverage: float  # share of the matched area (8 x 8 cells of the frame) that the inliers span
+
+    def explains(self, min_inliers: int = 15, min_ratio: float = 0.5, min_coverage: float = 0.6) -> bool:
+        """Whether the model is the camera of the pair: supported by `min_inliers` matches and by
+        `min_ratio` of them, or spanning `min_coverage` of the matched area (a background with a
+        textured subject in front)."""
+        return self.inliers >= min_inliers and (self.inlier_ratio >= min_ratio or self.coverage >= min_coverage)
+
+    @property
+    def inlier_ratio(self) -> float:
+        return self.inliers / max(1, self.matches)
+
+    def corner_motion(self, height: int, width: int) -> float:
+        """Largest displacement of a frame corner under the model, in pixels."""
+        c = np.float32([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]]).reshape(-1, 1, 2)
+        return float(np.abs(cv2.perspectiveTransform(c, self.matrix) - c).max())
+
+    def summary(self, height: int, width: int) -> dict:
+        """For the manifest: the model, its support and what it does to the frame."""
+        m = self.matrix / self.matrix[2, 2]
+        a = m[:2, :2]
+        scale = float(np.sqrt(abs(np.linalg.det(a))))
+        centre = np.float32([[[(width - 1) / 2, (height - 1) / 2]]])
+        shift = cv2.perspectiveTransform(centre, m)[0, 0] - centre[0, 0]
+        return {
+            "model": self.kind, "inliers": self.inliers, "matches": self.matches,
+            "pan_x": round(float(shift[0]) / width, 4), "pan_y": round(float(shift[1]) / height, 4),
+            "zoom": round(scale, 4),
+            "roll_deg": round(float(np.degrees(np.arctan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))), 2),
+        }
+
+
+def _gray(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    h, w = g.shape
+    # small frames are enlarged to the working size too: a 2.5x zoom leaves few keypoints
+    # that both views share at a small size
+    s = max_side / max(h, w)
+    if s != 1.0:
+        g = cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))),
+                       interpolation=cv2.INTER_AREA if s < 1.0 else cv2.INTER_CUBIC)
+    return g, s
+
+
+def match_features(a: np.ndarray, b: np.ndarray, max_side: int = 640, max_features: int = 4000,
+                   ratio: float = 0.8) -> tuple[np.ndarray, np.ndarray, float]:
+    """SIFT matches between two RGB frames: (points in A, points in B, scale of the working copy),
+    points in working-copy pixels (N x 2 float32 each). Ratio test and mutual nearest neighbours."""
+    ga, s = _gray(a, max_side)
+    gb, _ = _gray(b, max_side)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
+    ka, da = sift.detectAndCompute(ga, None)
+    kb, db = sift.detectAndCompute(gb, None)
+    empty = np.zeros((0, 2), np.float32)
+    if da is None or db is None or len(ka) < 2 or len(kb) < 2:
+        return empty, empty, s
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    fwd = bf.knnMatch(da, db, k=2)
+    back = {m[0].queryIdx: m[0].trainIdx for m in bf.knnMatch(db, da, k=2) if m}
+    pa, pb = [], []
+    for m in fwd:
+        if len(m) < 2:
+            continue
+        best, second = m
+        if best.distance < ratio * second.distance and back.get(best.trainIdx) == best.queryIdx:
+            pa.append(ka[best.queryIdx].pt)
+            pb.append(kb[best.trainIdx].pt)
+    if not pa:
+        return empty, empty, s
+    return np.float32(pa), np.float32(pb), s
+
+
+def _residuals(m: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    proj = cv2.perspectiveTransform(pa.reshape(-1, 1, 2).astype(np.float64), m).reshape(-1, 2)
+    return np.linalg.norm(proj - pb, axis=1)
+
+
+def _fit_models(pa: np.ndarray, pb: np.ndarray, tol: float) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    method = getattr(cv2, "USAC_MAGSAC", cv2.RANSAC)
+    hom, _ = cv2.findHomography(pa, pb, method, tol, maxIters=2000, confidence=0.999)
+    if hom is not None and np.all(np.isfinite(hom)) and abs(hom[2, 2]) > 1e-9:
+        out["homography"] = hom / hom[2, 2]
+    aff, _ = cv2.estimateAffine2D(pa, pb, method=cv2.RANSAC, ransacReprojThreshold=tol, maxIters=2000,
+                                  confidence=0.999, refineIters=10)
+    if aff is not None:
+        out["affine"] = np.vstack([aff, [0, 0, 1]])
+    sim, _ = cv2.estimateAffinePartial2D(pa, pb, method=cv2.RANSAC, ransacReprojThreshold=tol, maxIters=2000,
+                                         confidence=0.999, refineIters=10)
+    if sim is not None:
+        out["similarity"] = np.vstack([sim, [0, 0, 1]])
+    # translation: RANSAC over single matches (each proposes a shift), least squares on the inliers
+    d = pb - pa
+    cand = d[np.random.default_rng(0).choice(len(d), size=min(len(d), 300), replace=False)]
+    votes = (np.linalg.norm(d[None, :, :] - cand[:, None, :], axis=2) < tol).sum(1)
+    best = cand[int(np.argmax(votes))]
+    inl = np.linalg.norm(d - best, axis=1) < tol
+    shift = d[inl].mean(0) if inl.any() else best
+    out["translation"] = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]], np.float64)
+    return out
+
+
+def _plausible(m: np.ndarray, w: int, h: int) -> bool:
+    """A camera move, not a degenerate fit: orientation kept, scale within 1/4..4, mild perspective."""
+    a = m[:2, :2]
+    det = np.linalg.det(a)
+    if not np.isfinite(det) or det <= 0 or not 1 / 16 < det < 16:
+        return False
+    return abs(m[2, 0]) * w + abs(m[2, 1]) * h < 0.5
+
+
+def solve_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: float = 2.0,
+                 min_inliers: int = 15, min_ratio: float = 0.5) -> CameraModel | None:
+    """The camera's motion A -> B (see the module docstring), or None when no model is supported
+    by at least `min_inliers` matches and `min_ratio` of them (the background must dominate the
+    matches: three bands moving three ways are no camera move). `tolerance`: RANSAC threshold in
+    pixels of the working copy (long side `max_side`)."""
+    model = fit_camera(a, b, max_side, tolerance)
+    return model if model is not None and model.explains(min_inliers, min_ratio) else None
+
+
+def fit_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: float = 2.0) -> CameraModel | None:
+    """The best-supported camera model A -> B whatever its support (None: fewer than 4 matches
+    or no plausible fit); `solve_camera` decides whether it explains the pair. Its inlier count
+    also says whether two pictures share anything at all (a cut has next to no consistent
+    matches)."""
+    pa, pb, s = match_features(a, b, max_side)
+    n = len(pa)
+    if n < 4:
+        return None
+    h, w = a.shape[:2]
+    wh, ww = round(h * s), round(w * s)
+
+    def cells(idx: np.ndarray) -> np.ndarray:
+        grid = np.zeros((8, 8), bool)
+        c = np.clip((pa[idx] / [ww, wh] * 8).astype(int), 0, 7)
+        grid[c[:, 1], c[:, 0]] = True
+        return grid
+
+    # The motions present, one after the other (sequential RANSAC); the camera is the one whose
+    # matches span the most of the frame, not the one with the most matches: a textured subject
+    # can own more keypoints than the background it moves over.
+    groups, rest = [], np.arange(n)
+    for _ in range(3):
+        if len(rest) < 8:
+            break
+        hom, mask = cv2.findHomography(pa[rest], pb[rest], cv2.RANSAC, tolerance * 1.5, maxIters=2000)
+        if hom is None or mask is None or mask.sum() < 8:
+            break
+        mask = mask.ravel().astype(bool)
+        groups.append(rest[mask])
+        rest = rest[~mask]
+    all_cells = cells(np.arange(n))
+    if groups:
+        group = max(groups, key=lambda g: (cells(g).sum(), len(g)))
+        pa_all, pb_all = pa, pb
+        pa, pb = pa[group], pb[group]
+    else:
+        pa_all, pb_all = pa, pb
+    fits = {k: m for k, m in _fit_models(pa, pb, tolerance).items() if _plausible(m, ww, wh)}
+    if not fits:
+        return None
+    counts = {k: int((_residuals(m, pa, pb) < tolerance).sum()) for k, m in fits.items()}
+    top = max(counts.values())
+    kind = next(k for k in MODELS if k in counts and counts[k] >= 0.9 * top)
+    m = fits[kind]
+    inl = _residuals(m, pa, pb) < tolerance
+    support = int((_residuals(m, pa_all, pb_all) < tolerance).sum())
+    # least-squares refit of the chosen model on its inliers
+    if kind == "homography" and inl.sum() >= 8:
+        ref, _ = cv2.findHomography(pa[inl], pb[inl], 0)
+        if ref is not None and _plausible(ref / ref[2, 2], ww, wh):
+            m = ref / ref[2, 2]
+    # how much of the matched area the inliers span (8 x 8 cells of the frame)
+    span = np.zeros((8, 8), bool)
+    c = np.clip((pa[inl] / [ww, wh] * 8).astype(int), 0, 7)
+    span[c[:, 1], c[:, 0]] = True
+    # back to full-resolution pixels: S^-1 M S
+    sc = np.diag([s, s, 1.0])
+    full = np.linalg.inv(sc) @ m @ sc
+    return CameraModel(full / full[2, 2], kind, support, n, float(span.sum() / max(1, all_cells.sum())))
+
+
+class CameraPath:
+    """The camera at constant velocity between A (t=0) and B (t=1) for the homography H (A -> B):
+    `at(t)` = H^t = expm(t logm(H)), computed from one logarithm per pair."""
+
+    def __init__(self, matrix: np.ndarray):
+        from scipy.linalg import expm, logm
+
+        m = np.asarray(matrix, np.float64)
+        # scale so that det = 1 (H is defined up to scale; the power of a scaled H is the same
+        # projective map, and a unit determinant keeps the logarithm's trace at zero)
+        det = np.linalg.det(m)
+        if det <= 0:
+            raise ValueError("camera matrix: orientation-reversing or singular homography")
+        m = m / np.cbrt(det)
+        log = logm(m)
+        if np.iscomplexobj(log):
+            if np.abs(log.imag).max() > 1e-6:
+                raise ValueError("camera matrix: no real logarithm (a rotation of 180 degrees or more?)")
+            log = log.real
+        self._log = np.asarray(log, np.float64)
+        self._expm = expm
+
+    def at(self, t: float) -> np.ndarray:
+        """H^t, normalized so that its [2, 2] entry is 1."""
+        p = self._expm(t * self._log)
+        return p / p[2, 2]
+
+
+def homography_power(matrix: np.ndarray, t: float) -> np.ndarray:
+    """H^t for one t (see `CameraPath` for many)."""
+    return CameraPath(matrix).at(t)
