@@ -495,11 +495,15 @@ class RenderContext:
 
     def conditioner(self):
         """The face model whose embeddings condition generation (IP-Adapter FaceID was trained
-        on insightface's): the preset's `face_model`; the judge itself when they are the same
-        (or when a backend was injected). Raises ModelNotFoundError saying what to fetch."""
+        on insightface's): the judge itself when it is an insightface pack or folder (named by
+        --face-model) or an injected backend, else the preset's `face_model`. Raises
+        ModelNotFoundError saying what to fetch."""
+        from keyrender.identity.dlib_backend import DLIB_MODELS
+
         if self._conditioner is None:
-            name = self.preset.face_model
-            if self.options.embedder is not None or name == _face_model_name(self.options, self.preset):
+            judge = _face_model_name(self.options, self.preset)
+            name = judge if judge not in DLIB_MODELS else self.preset.face_model
+            if self.options.embedder is not None or name == judge:
                 self._conditioner = self.embedder()
                 if self._conditioner is None:
                     raise self._embedder_error  # type: ignore[misc]

@@ -33,7 +33,9 @@ def runs(tmp_path_factory, copy_sample):
     csv.write_text(csv.read_text()
                    .replace('"Eileen in her orange flight suit, smiling"', '"Eileen <script>alert(\'p\')</script>, smiling"')
                    .replace("fractional NTSC rate on purpose", EVIL.replace('"', '""').join('""')))
-    plain = render(csv, RenderOptions(out=root / "plain"), executor="local")
+    # no face model: a folder that holds none (the built-in dlib model would check the sample)
+    plain = render(csv, RenderOptions(out=root / "plain", face_model=str(root / "no-face-model")),
+                   executor="local")
     checked = render(csv, RenderOptions(out=root / "checked", only=["2A"], face_model="tiny", offline=True,
                                         cache_dir=root / "cache"), executor="local")
     return proj, csv, plain, checked
