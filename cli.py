@@ -573,33 +573,14 @@ def _interp_progress():
 
 
 def _interp_pair(path_a: Path, path_b: Path, n: int, out: Path, interp, bar) -> dict:
-    import cv2
+    from keyrender.interpolate.retime import interpolate_pair
 
-    from keyrender.errors import InputError
-    from keyrender.fsutil import atomic_path
-    from keyrender.interpolate import even_times
-
-    imgs = []
-    for p in (path_a, path_b):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{p}: not a readable image")
-        imgs.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    if imgs[0].shape != imgs[1].shape:
-        raise InputError(f"{path_a} is {imgs[0].shape[1]}x{imgs[0].shape[0]} but {path_b} is "
-                         f"{imgs[1].shape[1]}x{imgs[1].shape[0]}: keyframes must have the same size")
-    out.mkdir(parents=True, exist_ok=True)
-    info: dict = {}
-    if bar is not None:
-        bar.total = n + 2
-    frames = [imgs[0], *interp.inbetween(imgs[0], imgs[1], even_times(n), info=info), imgs[1]]
-    for i, f in enumerate(frames):
-        with atomic_path(out / f"frame_{i:04d}.png") as tmp:
-            if not cv2.imwrite(str(tmp), cv2.cvtColor(f, cv2.COLOR_RGB2BGR)):
-                raise InputError(f"{out}: cannot write frame_{i:04d}.png")
+    def progress(done, total):
         if bar is not None:
-            bar.update(1)
-    return {"frames": len(frames), "info": info}
+            bar.total = total
+            bar.update(done - bar.n)
+
+    return interpolate_pair(path_a, path_b, n, out, interp, progress=progress)
 
 
 # ---- end interpolate -------------------------------------------------------------------------

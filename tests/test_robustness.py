@@ -320,3 +320,66 @@ def test_killed_report_writes_leave_no_temp_files_after_the_next_run(project):
     (out / ".report.mine.html").write_text("not keyrender's")
     assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".keyrender.lock", ".report.mine.html"]
+
+
+# ---- 8, 11. keyrender interpolate A B --frames N ---------------------------------------------
+
+
+def test_interpolate_pair_streams_pads_names_and_cleans_only_its_own_frames(project, tmp_path):
+    from keyrender.interpolate.retime import interpolate_pair
+    from keyrender.media import load_image
+
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    out = tmp_path / "frames"
+    r = run("interpolate", str(a), str(b), "--frames", "12", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("frame_*.png"))[-1] == "frame_0013.png"
+    (out / "mine.png").write_bytes(b"user's")
+    # fewer frames into the same folder: the 14 old ones are replaced, nothing stale is left
+    assert run("interpolate", str(a), str(b), "--frames", "3", "--out", str(out)).exit_code == 0
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_000{i}.png" for i in range(5)]
+    assert (out / "mine.png").read_bytes() == b"user's"
+
+    class Counting:  # frames are written as they are made: never more than one is held
+        name = "counting"
+        def inbetween(self, x, y, times, info=None):
+            for i, t in enumerate(times):
+                if 0 < i < 5:
+                    assert len(list(out2.glob("frame_*.png"))) == i + 1, "a frame was held back"
+                yield x
+    out2 = tmp_path / "wide"
+    from PIL import Image
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"  # small frames: 10002 of them are written
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(a)
+    Image.new("RGB", (8, 8), (30, 20, 10)).save(b)
+    res = interpolate_pair(a, b, 10000, out2, Counting())
+    names = sorted(p.name for p in out2.glob("frame_*.png"))
+    assert res["frames"] == 10002 and names[0] == "frame_00000.png" and names[-1] == "frame_10001.png"
+    assert load_image(out2 / names[-1]).shape == load_image(b).shape
+    # a folder holding frames it did not write is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "frame_0001.png").write_bytes(b"someone else's")
+    r = run("interpolate", str(a), str(b), "--frames", "3", "--out", str(other))
+    assert r.exit_code == 2 and "not written by keyrender" in r.output
+    assert (other / "frame_0001.png").read_bytes() == b"someone else's"
+
+
+def test_interpolate_rejects_a_truncated_jpeg_like_run(project, tmp_path):
+    good = (project / "storyboard" / "2A_0.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good[: len(good) * 2 // 3])
+    r = run("interpolate", str(cut), str(project / "storyboard" / "2A_1.jpg"), "--frames", "2", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "truncated" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_truncated_video_to_interpolate_factor_is_one_line_exit_2(project, tmp_path):
+    out = project / "out"
+    assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
+    video = (out / "2A" / "video.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(video[: len(video) // 2])
+    r = CliRunner().invoke(main, ["interpolate", str(cut), "--factor", "2", "--out", str(tmp_path / "x.mp4")])
+    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit), r.output
+    assert "Traceback" not in r.output and str(cut) in r.output, r.output
