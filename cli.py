@@ -6,6 +6,8 @@ stay fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -530,7 +532,6 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
     Image pairs write DIR/frame_0000.png (A) ... frame_{N+1}.png (B). Videos are written as H.264
     yuv420p at exactly K times the input rate.
     """
-    from keyrender.errors import InputError
     from keyrender.interpolate import get_interpolator
 
     # the flow backend's options; ltx and wan start from the flow in-betweens and take them as flow_options
@@ -541,6 +542,32 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         options = {"model": model, "flow_options": flow or None}
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
+    with _output_errors(out):
+        summary = _interpolate(inputs, n_frames, factor, out, interp, bar)
+    if bar is not None:
+        bar.close()
+    click.echo(json.dumps({"out": str(out), **summary}))
+
+
+@contextlib.contextmanager
+def _output_errors(out: Path):
+    """A full disk or a read-only --out is one message (OutputError, exit 1), not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        ours = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (
+            exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None
+            and Path(os.path.abspath(exc.filename)).is_relative_to(Path(os.path.abspath(out)).parent))
+        if not ours:
+            raise
+        from keyrender.pipeline import output_error
+
+        raise output_error(exc, out, advice="Free space or choose another --out, then run again") from None
+
+
+def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:
+    from keyrender.errors import InputError
+
     if len(inputs) == 2:
         if n_frames is None or factor is not None:
             raise InputError("two images: give --frames N (and no --factor)")
@@ -559,9 +586,7 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         summary = {**summary, "fps_in": str(summary["fps_in"]), "fps_out": str(summary["fps_out"])}
     else:
         raise InputError(f"interpolate takes two images or one video, got {len(inputs)} inputs")
-    if bar is not None:
-        bar.close()
-    click.echo(json.dumps({"out": str(out), **summary}))
+    return summary
 
 
 def _interp_progress():

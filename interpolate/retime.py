@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from keyrender.errors import InputError
-from keyrender.media import VideoWriter
+from keyrender.media import VideoWriter, truncation
 from keyrender.interpolate.base import Interpolator
 from keyrender.interpolate.checks import even_times
 
@@ -72,7 +72,7 @@ def retime_video(
                 writer.write(img)
                 n_out += 1
 
-            for frame in inp.decode(vs):
+            for frame in _decode(inp, vs, src):
                 n_in += 1
                 if frame.pts is None or tb is None:  # no timestamps: assume a constant rate
                     now = Fraction(n_in - 1) / Fraction(rate)
@@ -108,6 +108,10 @@ def retime_video(
                     progress(n_in, total)
             if prev is None:
                 raise InputError(f"{src}: no frames decoded")
+            start = Fraction(vs.start_time) * Fraction(tb) if vs.start_time is not None and tb else Fraction(0)
+            cut = truncation(inp, vs, n_in, float(prev_time - start + 1 / Fraction(rate)))
+            if cut:  # a shorter video would pass for the whole one: nothing is written
+                raise InputError(f"{src}: {cut}")
             put(prev)
             writer.close()
         except BaseException:
@@ -118,6 +122,21 @@ def retime_video(
         "frames_in": n_in, "frames_out": n_out, "fps_in": Fraction(rate), "fps_out": out_rate,
         "modes": modes, "skipped_timestamps": skipped,
     }
+
+
+def _decode(container, stream, src: Path):
+    """The stream's frames; a decode error (a cut or damaged file) is an InputError naming it."""
+    import av
+
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+            raise InputError(f"{src}: truncated or damaged, a frame does not decode ({exc})") from None
+        yield frame
 
 
 PAIR_RECORD = ".keyrender-frames.json"  # the frames this command wrote into its folder last time

@@ -374,12 +374,90 @@ def test_interpolate_rejects_a_truncated_jpeg_like_run(project, tmp_path):
     assert r.exit_code == 2 and "truncated" in r.output and "Traceback" not in r.output, r.output
 
 
-def test_truncated_video_to_interpolate_factor_is_one_line_exit_2(project, tmp_path):
+def _faststart(src: Path, dst: Path) -> Path:
+    """`src` remuxed with its index (moov) first, as web and phone videos are: cut short, it still
+    opens and decodes up to the cut (with the index last, a cut file does not open at all)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("index_first", [False, True])
+def test_truncated_video_to_interpolate_factor_is_one_line_exit_2(project, tmp_path, index_first):
     out = project / "out"
     assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
-    video = (out / "2A" / "video.mp4").read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(video[: len(video) // 2])
-    r = CliRunner().invoke(main, ["interpolate", str(cut), "--factor", "2", "--out", str(tmp_path / "x.mp4")])
-    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit), r.output
-    assert "Traceback" not in r.output and str(cut) in r.output, r.output
+    src = out / "2A" / "video.mp4"
+    if index_first:
+        src = _faststart(src, tmp_path / "fs.mp4")
+    video = src.read_bytes()
+    work = tmp_path / "work"
+    work.mkdir()
+    cut = work / "cut.mp4"
+    cut.write_bytes(video[: len(video) * 2 // 3])
+    r = CliRunner().invoke(main, ["interpolate", str(cut), "--factor", "2", "--out", str(work / "x.mp4")])
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # a message, not an escaped exception
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {cut}: "), r.output
+    assert ("truncated" if index_first else "cannot open") in lines[0], r.output
+    assert sorted(p.name for p in work.iterdir()) == ["cut.mp4"]  # no video, no temp file left
+
+
+@pytest.mark.parametrize("err, words", [(28, "the disk is full"), (30, "read-only file system")])
+def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(project, tmp_path, monkeypatch, err, words):
+    import os
+
+    from keyrender import media
+
+    src = project / "out"
+    assert run("run", str(project / "shotlist.csv"), "--out", str(src), "--only", "2A").exit_code == 0
+
+    def failing_write(self, frame):
+        raise OSError(err, os.strerror(err), str(self.path))
+
+    monkeypatch.setattr(media.VideoWriter, "write", failing_write)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = CliRunner().invoke(main, ["interpolate", str(src / "2A" / "video.mp4"), "--factor", "2", "--out", str(work / "x.mp4")])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.output
+    assert list(work.iterdir()) == []
+
+
+def _unshare_works() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o ro tmpfs /mnt"], capture_output=True)
+    return p.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs `unshare -rm` (a private mount namespace) to mount a read-only tmpfs")
+def test_interpolate_into_a_real_read_only_file_system(project, tmp_path):
+    """A real read-only mount (a tmpfs in a private mount namespace: no privileges, nothing
+    outside the test sees it); as root, a chmod would not stop a write."""
+    import subprocess
+    import sys
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    cmds = [f"{sys.executable} -m keyrender.cli interpolate {a} {b} --frames 2 --out {ro / 'frames'}"]
+    out = project / "out"
+    assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
+    cmds.append(f"{sys.executable} -m keyrender.cli interpolate {out / '2A' / 'video.mp4'} --factor 2 --out {ro / 'x.mp4'}")
+    for cmd in cmds:
+        p = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {ro} && {cmd}"],
+                           capture_output=True, text=True, timeout=120)
+        lines = (p.stdout + p.stderr).strip().splitlines()
+        assert p.returncode == 1, p.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"error: cannot write into {ro}") and "read-only file system" in lines[0], p.stderr
