@@ -466,11 +466,13 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
           allow_download, as_json):
     """Audit a video (from keyrender or any tool) for identity drift.
 
-    Exit codes: 0 no drift, 3 drift found, 2 bad input (missing video, cast or face model).
+    Exit codes: 0 no drift, 3 drift found, 2 bad input (missing video, cast or face model; a
+    truncated video where the part that decodes shows no drift: it is audited up to the cut and
+    said to be truncated, but "no drift" cannot be said of the whole).
     """
     from pathlib import Path
 
-    from keyrender.errors import EXIT_SHOTS_FAILED, InputError
+    from keyrender.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED, InputError
     from keyrender.identity import FaceChecker, IdentityStore, audit_video, write_plot
 
     if not Path(video).is_file():
@@ -503,11 +505,16 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
                                  for n, st in r.status.items() if st != "absent")
                 t = "" if r.time is None else f" t={r.time:.2f}s"
                 click.echo(f"    frame {r.index}{t}: {desc}")
-        click.echo("drift found" if result.drift else "no drift")
+        if result.truncated:
+            click.echo(f"  {video}: {result.truncated}")
+        click.echo("drift found" if result.drift else
+                   "no drift in the part that decodes; the video is truncated" if result.truncated else "no drift")
         if plot:
             click.echo(f"plot: {plot}")
     if result.drift:
         click.get_current_context().exit(EXIT_SHOTS_FAILED)
+    if result.truncated:
+        click.get_current_context().exit(EXIT_BAD_INPUT)
 # ---- end identity + check --------------------------------------------------------------------
 
 # ---- interpolate (interpolation stage) -------------------------------------------------------

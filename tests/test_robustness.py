@@ -431,6 +431,52 @@ def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(p
     assert list(work.iterdir()) == []
 
 
+def _tiny_face_setup(tmp_path):
+    """A generated insightface-shaped pack, a cast of one, and the frames of her on screen."""
+    import cv2
+
+    from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
+
+    pack = make_tiny_face_pack(tmp_path / "pack" / "tiny")
+    cast = tmp_path / "cast"
+    (cast / "alice").mkdir(parents=True)
+    for k, pos in enumerate([(88, 88), (80, 96), (96, 80)]):
+        assert cv2.imwrite(str(cast / "alice" / f"{k}.png"), synthetic_frame([(1, pos)])[:, :, ::-1])
+    return pack, cast, synthetic_frame([(1, (88, 88))])
+
+
+def test_check_says_a_truncated_video_is_truncated(tmp_path):
+    import av
+
+    pack, cast, frame = _tiny_face_setup(tmp_path)
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(48):  # noise under her face: every frame costs bytes, a cut lands mid-video
+            f = frame.copy()
+            f[-40:] = rng.integers(0, 256, f[-40:].shape, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    args = ["--cast", str(cast), "--characters", "alice", "--face-model", str(pack)]
+    r = run("check", str(whole), *args)
+    assert r.exit_code == 0 and "no drift" in r.output and "truncated:" not in r.output, r.output
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    r = CliRunner().invoke(main, ["check", str(cut), *args])
+    assert r.exit_code == 2, r.output  # no drift in what decodes is not "no drift"
+    assert "truncated" in r.output and "its header states 2.00 s" in r.output, r.output
+    assert "no drift" not in r.output.replace("no drift in the", ""), r.output
+    r = CliRunner().invoke(main, ["check", str(cut), *args, "--json"])
+    assert r.exit_code == 2
+    audit = json.loads(r.output)
+    assert audit["truncated"] and 0 < audit["frames_decoded"] < 48 and audit["drift"] is False
+
+
 def _unshare_works() -> bool:
     import shutil
     import subprocess
