@@ -6,6 +6,8 @@ stay fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -439,11 +441,13 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
           allow_download, as_json):
     """Audit a video (from keyrender or any tool) for identity drift.
 
-    Exit codes: 0 no drift, 3 drift found, 2 bad input (missing video, cast or face model).
+    Exit codes: 0 no drift, 3 drift found, 2 bad input (missing video, cast or face model; a
+    truncated video where the part that decodes shows no drift: it is audited up to the cut and
+    said to be truncated, but "no drift" cannot be said of the whole).
     """
     from pathlib import Path
 
-    from keyrender.errors import EXIT_SHOTS_FAILED, InputError
+    from keyrender.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED, InputError
     from keyrender.identity import FaceChecker, IdentityStore, audit_video, write_plot
 
     if not Path(video).is_file():
@@ -476,11 +480,16 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
                                  for n, st in r.status.items() if st != "absent")
                 t = "" if r.time is None else f" t={r.time:.2f}s"
                 click.echo(f"    frame {r.index}{t}: {desc}")
-        click.echo("drift found" if result.drift else "no drift")
+        if result.truncated:
+            click.echo(f"  {video}: {result.truncated}")
+        click.echo("drift found" if result.drift else
+                   "no drift in the part that decodes; the video is truncated" if result.truncated else "no drift")
         if plot:
             click.echo(f"plot: {plot}")
     if result.drift:
         click.get_current_context().exit(EXIT_SHOTS_FAILED)
+    if result.truncated:
+        click.get_current_context().exit(EXIT_BAD_INPUT)
 # ---- end identity + check --------------------------------------------------------------------
 
 # ---- interpolate (interpolation stage) -------------------------------------------------------
@@ -505,7 +514,6 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
     Image pairs write DIR/frame_0000.png (A) ... frame_{N+1}.png (B). Videos are written as H.264
     yuv420p at exactly K times the input rate.
     """
-    from keyrender.errors import InputError
     from keyrender.interpolate import get_interpolator
 
     # the flow backend's options; ltx and wan start from the flow in-betweens and take them as flow_options
@@ -516,6 +524,32 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         options = {"model": model, "flow_options": flow or None}
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
+    with _output_errors(out):
+        summary = _interpolate(inputs, n_frames, factor, out, interp, bar)
+    if bar is not None:
+        bar.close()
+    click.echo(json.dumps({"out": str(out), **summary}))
+
+
+@contextlib.contextmanager
+def _output_errors(out: Path):
+    """A full disk or a read-only --out is one message (OutputError, exit 1), not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        ours = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (
+            exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None
+            and Path(os.path.abspath(exc.filename)).is_relative_to(Path(os.path.abspath(out)).parent))
+        if not ours:
+            raise
+        from keyrender.pipeline import output_error
+
+        raise output_error(exc, out, advice="Free space or choose another --out, then run again") from None
+
+
+def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:
+    from keyrender.errors import InputError
+
     if len(inputs) == 2:
         if n_frames is None or factor is not None:
             raise InputError("two images: give --frames N (and no --factor)")
@@ -534,9 +568,7 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         summary = {**summary, "fps_in": str(summary["fps_in"]), "fps_out": str(summary["fps_out"])}
     else:
         raise InputError(f"interpolate takes two images or one video, got {len(inputs)} inputs")
-    if bar is not None:
-        bar.close()
-    click.echo(json.dumps({"out": str(out), **summary}))
+    return summary
 
 
 def _interp_progress():
@@ -548,33 +580,14 @@ def _interp_progress():
 
 
 def _interp_pair(path_a: Path, path_b: Path, n: int, out: Path, interp, bar) -> dict:
-    import cv2
+    from keyrender.interpolate.retime import interpolate_pair
 
-    from keyrender.errors import InputError
-    from keyrender.fsutil import atomic_path
-    from keyrender.interpolate import even_times
-
-    imgs = []
-    for p in (path_a, path_b):
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{p}: not a readable image")
-        imgs.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    if imgs[0].shape != imgs[1].shape:
-        raise InputError(f"{path_a} is {imgs[0].shape[1]}x{imgs[0].shape[0]} but {path_b} is "
-                         f"{imgs[1].shape[1]}x{imgs[1].shape[0]}: keyframes must have the same size")
-    out.mkdir(parents=True, exist_ok=True)
-    info: dict = {}
-    if bar is not None:
-        bar.total = n + 2
-    frames = [imgs[0], *interp.inbetween(imgs[0], imgs[1], even_times(n), info=info), imgs[1]]
-    for i, f in enumerate(frames):
-        with atomic_path(out / f"frame_{i:04d}.png") as tmp:
-            if not cv2.imwrite(str(tmp), cv2.cvtColor(f, cv2.COLOR_RGB2BGR)):
-                raise InputError(f"{out}: cannot write frame_{i:04d}.png")
+    def progress(done, total):
         if bar is not None:
-            bar.update(1)
-    return {"frames": len(frames), "info": info}
+            bar.total = total
+            bar.update(done - bar.n)
+
+    return interpolate_pair(path_a, path_b, n, out, interp, progress=progress)
 
 
 # ---- end interpolate -------------------------------------------------------------------------

@@ -188,8 +188,17 @@ class VideoWriter:
             self.abort()
 
 
-def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield (index, time in seconds, RGB uint8 frame) for every `every`-th frame, streamed."""
+def read_frames(path: str | os.PathLike, every: int = 1,
+                info: dict | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield (index, time in seconds, RGB uint8 frame) for every `every`-th frame, streamed.
+
+    `info`, when given, is filled as the frames go: "decoded" (frames decoded, every one, not
+    only the yielded ones), "end" (seconds from the stream's start to the end of the last decoded
+    frame) and, once the stream ends, "truncated": None, or why the video is shorter than its
+    container says (`truncation`). With `info`, a decode error after the first frame ends the
+    stream and is reported there (the frames read so far stay usable); without it, or before any
+    frame, it is an InputError.
+    """
     import av
 
     path = Path(path)
@@ -199,19 +208,54 @@ def read_frames(path: str | os.PathLike, every: int = 1) -> Iterator[tuple[int, 
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
         raise InputError(f"cannot open video {path}: {exc}") from None
+    state = info if info is not None else {}
+    state.update(decoded=0, end=None, truncated=None)
     with container:
         if not container.streams.video:
             raise InputError(f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+        damaged = None
         try:
             for i, frame in enumerate(container.decode(stream)):
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else i / float(rate or 1)
+                state["decoded"] = i + 1
+                state["end"] = t - start + (1 / float(rate) if rate else 0.0)
                 if i % every:
                     continue
-                t = float(frame.pts * stream.time_base) if frame.pts is not None else i / float(stream.average_rate or 1)
                 yield i, t, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
-            raise InputError(f"cannot decode video {path}: {exc}") from None
+            if info is None or not state["decoded"]:
+                raise InputError(f"cannot decode video {path}: {exc}") from None
+            damaged = f"cannot decode past frame {state['decoded'] - 1} ({exc})"
+        state["truncated"] = damaged or truncation(container, stream, state["decoded"], state["end"])
+
+
+def truncation(container, stream, decoded: int, end: float | None) -> str | None:
+    """Why a video stream, decoded to its end, is shorter than its container says (a download
+    cut short, a copy that stopped), or None when it is whole or the container states no length.
+
+    The stated length is the stream's duration (else the container's); the decoded length runs
+    from the stream's start to the end of its last frame (its time plus one frame). Timestamps
+    are compared, not frame counts: an AVI counts its dropped frames in its header. More than a
+    frame and a half missing is truncated.
+    """
+    if stream.duration and stream.time_base:
+        stated = float(stream.duration * stream.time_base)
+    elif container.duration:
+        stated = container.duration / 1_000_000  # av.time_base
+    else:
+        return None
+    rate = stream.average_rate or stream.guessed_rate
+    frame = 1 / float(rate) if rate else 0.04
+    if end is None:
+        return f"no frame decodes, its header states {stated:.2f} s"
+    if end < stated - 1.5 * frame:
+        return (f"truncated: its frames end at {end:.2f} s ({decoded} decoded), "
+                f"its header states {stated:.2f} s")
+    return None
 
 
 def probe_video(path: str | os.PathLike) -> dict:

@@ -655,16 +655,18 @@ LOCK_FILE = ".keyrender.lock"
 LOCK_OWNER = ".keyrender.lock.owner"
 
 
-def output_error(exc: OSError, out: str | os.PathLike) -> OutputError:
-    """One message for an output folder that cannot be written, naming the cause plainly."""
+def output_error(exc: OSError, out: str | os.PathLike, advice: str | None = None) -> OutputError:
+    """One message for an output folder that cannot be written, naming the cause plainly.
+    `advice`: what the user does next (default: a run's)."""
     what = {errno.ENOSPC: "the disk is full (no space left on device)",
             errno.EDQUOT: "the disk quota is exhausted",
             errno.EROFS: "it is on a read-only file system",
             errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(exc.errno or 0)
     what = what or (exc.strerror or str(exc))
     where = f" ({exc.filename})" if exc.filename else ""
-    return OutputError(f"cannot write into {out}: {what}{where}. Finished shots are kept; free space or "
-                       "choose another --out, then run again (done shots are not rendered twice)")
+    advice = advice or ("Finished shots are kept; free space or choose another --out, then run again "
+                        "(done shots are not rendered twice)")
+    return OutputError(f"cannot write into {out}: {what}{where}. {advice}")
 
 
 class OutputLock:

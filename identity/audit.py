@@ -62,6 +62,7 @@ class AuditResult:
     frames: list[FrameRecord] = field(default_factory=list)
     frames_decoded: int = 0
     fps: float | None = None
+    truncated: str | None = None  # why the video is shorter than its container says (media.read_frames)
 
     @property
     def drift(self) -> bool:
@@ -98,6 +99,7 @@ class AuditResult:
             "video": self.path, "mode": self.mode, "every": self.every,
             "characters": self.characters, "drift": self.drift,
             "frames_decoded": self.frames_decoded, "frames_checked": len(self.frames),
+            "truncated": self.truncated,
             "stats": self.stats(),
             "worst_frames": [rec(r) for r in self.worst_frames(worst)],
             "frames": [rec(r) for r in self.frames],
@@ -108,6 +110,7 @@ def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] 
                 every: int = 1, progress: Callable[[int], None] | None = None, *,
                 min_similarity: float | None = None) -> AuditResult:
     """Check every `every`-th frame of a video against the cast (see the module docstring).
+    A video cut short is audited up to the cut and says so in `truncated`.
 
     min_similarity: without `expected`, a face under it is a stranger rather than the member it
     is attributed to (None: the face model's metric's own, `Metric.stranger`)."""
@@ -151,13 +154,14 @@ def audit_video(path: str | Path, checker: FaceChecker, expected: Sequence[str] 
                 progress(len(result.frames))
         pending.clear()
 
-    for i, t, frame in read_frames(path, every):
-        result.frames_decoded = i + 1
+    decoding: dict = {}
+    for i, t, frame in read_frames(path, every, info=decoding):
         pending.append((i, t, frame))
         if len(pending) >= BATCH:
             flush()
     if pending:
         flush()
+    result.frames_decoded, result.truncated = decoding["decoded"], decoding["truncated"]
 
     if expected is None:  # only characters recognised somewhere are judged
         seen = {n for r in result.frames for n, s in r.status.items() if s == "pass"}

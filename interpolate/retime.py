@@ -20,8 +20,9 @@ from typing import Callable
 import numpy as np
 
 from keyrender.errors import InputError
-from keyrender.media import VideoWriter
+from keyrender.media import VideoWriter, truncation
 from keyrender.interpolate.base import Interpolator
+from keyrender.interpolate.checks import even_times
 
 
 def retime_video(
@@ -71,7 +72,7 @@ def retime_video(
                 writer.write(img)
                 n_out += 1
 
-            for frame in inp.decode(vs):
+            for frame in _decode(inp, vs, src):
                 n_in += 1
                 if frame.pts is None or tb is None:  # no timestamps: assume a constant rate
                     now = Fraction(n_in - 1) / Fraction(rate)
@@ -107,6 +108,10 @@ def retime_video(
                     progress(n_in, total)
             if prev is None:
                 raise InputError(f"{src}: no frames decoded")
+            start = Fraction(vs.start_time) * Fraction(tb) if vs.start_time is not None and tb else Fraction(0)
+            cut = truncation(inp, vs, n_in, float(prev_time - start + 1 / Fraction(rate)))
+            if cut:  # a shorter video would pass for the whole one: nothing is written
+                raise InputError(f"{src}: {cut}")
             put(prev)
             writer.close()
         except BaseException:
@@ -117,3 +122,68 @@ def retime_video(
         "frames_in": n_in, "frames_out": n_out, "fps_in": Fraction(rate), "fps_out": out_rate,
         "modes": modes, "skipped_timestamps": skipped,
     }
+
+
+def _decode(container, stream, src: Path):
+    """The stream's frames; a decode error (a cut or damaged file) is an InputError naming it."""
+    import av
+
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+            raise InputError(f"{src}: truncated or damaged, a frame does not decode ({exc})") from None
+        yield frame
+
+
+PAIR_RECORD = ".keyrender-frames.json"  # the frames this command wrote into its folder last time
+
+
+def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: str | Path, interpolator,
+                     progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write A, N in-betweens and B as PNGs into `out_dir`, streamed: each frame is written as
+    soon as it is made (memory does not grow with N). Names are zero-padded to fit N + 2 frames
+    (frame_0000.png ... at least four digits). A rerun into the same folder first removes the
+    frames it wrote before (listed in .keyrender-frames.json), and never overwrites a file it did
+    not write. Returns {"frames": count, "info": the interpolator's decisions}."""
+    import json
+
+    from keyrender.errors import InputError
+    from keyrender.fsutil import atomic_write_json
+    from keyrender.media import load_image, save_image
+
+    a, b = load_image(path_a), load_image(path_b)  # the package's reader: EXIF, limits, truncation
+    if a.shape != b.shape:
+        raise InputError(f"{path_a} is {a.shape[1]}x{a.shape[0]} but {path_b} is "
+                         f"{b.shape[1]}x{b.shape[0]}: keyframes must have the same size")
+    out = Path(out_dir)
+    total = n + 2
+    width = max(4, len(str(total - 1)))
+    names = [f"frame_{i:0{width}d}.png" for i in range(total)]
+    record = out / PAIR_RECORD
+    try:
+        old = set(json.loads(record.read_text()).get("frames", [])) if record.is_file() else set()
+    except (OSError, ValueError, AttributeError):
+        old = set()
+    foreign = [nm for nm in names if (out / nm).exists() and nm not in old]
+    if foreign:
+        raise InputError(f"{out} already holds {foreign[0]}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+                         + " not written by keyrender interpolate; choose an empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    # the record lists every frame that may be ours before any is written: a killed run is cleaned too
+    atomic_write_json(record, {"frames": sorted(old | set(names))})
+    for nm in sorted(old - set(names)):
+        if "/" not in nm and nm.startswith("frame_") and nm.endswith(".png"):
+            (out / nm).unlink(missing_ok=True)
+    info: dict = {}
+    frames = iter(interpolator.inbetween(a, b, even_times(n), info=info))
+    for i, nm in enumerate(names):
+        frame = a if i == 0 else b if i == total - 1 else next(frames)
+        save_image(out / nm, frame)
+        if progress is not None:
+            progress(i + 1, total)
+    atomic_write_json(record, {"frames": names})
+    return {"frames": total, "info": info}

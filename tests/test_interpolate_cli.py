@@ -29,7 +29,7 @@ def test_pair_to_frame_folder(tmp_path):
     res = CliRunner().invoke(main, ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
                                     "--frames", "3", "--out", str(tmp_path / "frames")])
     assert res.exit_code == 0, res.output
-    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir() if not p.name.startswith("."))  # .keyrender-frames.json: what it wrote
     assert names == [f"frame_{i:04d}.png" for i in range(5)]  # A, 3 in-betweens, B; no temp files left
     mid = cv2.imread(str(tmp_path / "frames" / "frame_0002.png"))
     assert mid.shape == (61, 83, 3)

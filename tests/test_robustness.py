@@ -320,3 +320,190 @@ def test_killed_report_writes_leave_no_temp_files_after_the_next_run(project):
     (out / ".report.mine.html").write_text("not keyrender's")
     assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".keyrender.lock", ".report.mine.html"]
+
+
+# ---- 8, 11. keyrender interpolate A B --frames N ---------------------------------------------
+
+
+def test_interpolate_pair_streams_pads_names_and_cleans_only_its_own_frames(project, tmp_path):
+    from keyrender.interpolate.retime import interpolate_pair
+    from keyrender.media import load_image
+
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    out = tmp_path / "frames"
+    r = run("interpolate", str(a), str(b), "--frames", "12", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("frame_*.png"))[-1] == "frame_0013.png"
+    (out / "mine.png").write_bytes(b"user's")
+    # fewer frames into the same folder: the 14 old ones are replaced, nothing stale is left
+    assert run("interpolate", str(a), str(b), "--frames", "3", "--out", str(out)).exit_code == 0
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_000{i}.png" for i in range(5)]
+    assert (out / "mine.png").read_bytes() == b"user's"
+
+    class Counting:  # frames are written as they are made: never more than one is held
+        name = "counting"
+        def inbetween(self, x, y, times, info=None):
+            for i, t in enumerate(times):
+                if 0 < i < 5:
+                    assert len(list(out2.glob("frame_*.png"))) == i + 1, "a frame was held back"
+                yield x
+    out2 = tmp_path / "wide"
+    from PIL import Image
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"  # small frames: 10002 of them are written
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(a)
+    Image.new("RGB", (8, 8), (30, 20, 10)).save(b)
+    res = interpolate_pair(a, b, 10000, out2, Counting())
+    names = sorted(p.name for p in out2.glob("frame_*.png"))
+    assert res["frames"] == 10002 and names[0] == "frame_00000.png" and names[-1] == "frame_10001.png"
+    assert load_image(out2 / names[-1]).shape == load_image(b).shape
+    # a folder holding frames it did not write is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "frame_0001.png").write_bytes(b"someone else's")
+    r = run("interpolate", str(a), str(b), "--frames", "3", "--out", str(other))
+    assert r.exit_code == 2 and "not written by keyrender" in r.output
+    assert (other / "frame_0001.png").read_bytes() == b"someone else's"
+
+
+def test_interpolate_rejects_a_truncated_jpeg_like_run(project, tmp_path):
+    good = (project / "storyboard" / "2A_0.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good[: len(good) * 2 // 3])
+    r = run("interpolate", str(cut), str(project / "storyboard" / "2A_1.jpg"), "--frames", "2", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "truncated" in r.output and "Traceback" not in r.output, r.output
+
+
+def _faststart(src: Path, dst: Path) -> Path:
+    """`src` remuxed with its index (moov) first, as web and phone videos are: cut short, it still
+    opens and decodes up to the cut (with the index last, a cut file does not open at all)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("index_first", [False, True])
+def test_truncated_video_to_interpolate_factor_is_one_line_exit_2(project, tmp_path, index_first):
+    out = project / "out"
+    assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
+    src = out / "2A" / "video.mp4"
+    if index_first:
+        src = _faststart(src, tmp_path / "fs.mp4")
+    video = src.read_bytes()
+    work = tmp_path / "work"
+    work.mkdir()
+    cut = work / "cut.mp4"
+    cut.write_bytes(video[: len(video) * 2 // 3])
+    r = CliRunner().invoke(main, ["interpolate", str(cut), "--factor", "2", "--out", str(work / "x.mp4")])
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit), r.exception  # a message, not an escaped exception
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {cut}: "), r.output
+    assert ("truncated" if index_first else "cannot open") in lines[0], r.output
+    assert sorted(p.name for p in work.iterdir()) == ["cut.mp4"]  # no video, no temp file left
+
+
+@pytest.mark.parametrize("err, words", [(28, "the disk is full"), (30, "read-only file system")])
+def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(project, tmp_path, monkeypatch, err, words):
+    import os
+
+    from keyrender import media
+
+    src = project / "out"
+    assert run("run", str(project / "shotlist.csv"), "--out", str(src), "--only", "2A").exit_code == 0
+
+    def failing_write(self, frame):
+        raise OSError(err, os.strerror(err), str(self.path))
+
+    monkeypatch.setattr(media.VideoWriter, "write", failing_write)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = CliRunner().invoke(main, ["interpolate", str(src / "2A" / "video.mp4"), "--factor", "2", "--out", str(work / "x.mp4")])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.output
+    assert list(work.iterdir()) == []
+
+
+def _tiny_face_setup(tmp_path):
+    """A generated insightface-shaped pack, a cast of one, and the frames of her on screen."""
+    import cv2
+
+    from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
+
+    pack = make_tiny_face_pack(tmp_path / "pack" / "tiny")
+    cast = tmp_path / "cast"
+    (cast / "alice").mkdir(parents=True)
+    for k, pos in enumerate([(88, 88), (80, 96), (96, 80)]):
+        assert cv2.imwrite(str(cast / "alice" / f"{k}.png"), synthetic_frame([(1, pos)])[:, :, ::-1])
+    return pack, cast, synthetic_frame([(1, (88, 88))])
+
+
+def test_check_says_a_truncated_video_is_truncated(tmp_path):
+    import av
+
+    pack, cast, frame = _tiny_face_setup(tmp_path)
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(48):  # noise under her face: every frame costs bytes, a cut lands mid-video
+            f = frame.copy()
+            f[-40:] = rng.integers(0, 256, f[-40:].shape, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    args = ["--cast", str(cast), "--characters", "alice", "--face-model", str(pack)]
+    r = run("check", str(whole), *args)
+    assert r.exit_code == 0 and "no drift" in r.output and "truncated:" not in r.output, r.output
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    r = CliRunner().invoke(main, ["check", str(cut), *args])
+    assert r.exit_code == 2, r.output  # no drift in what decodes is not "no drift"
+    assert "truncated" in r.output and "its header states 2.00 s" in r.output, r.output
+    assert "no drift" not in r.output.replace("no drift in the", ""), r.output
+    r = CliRunner().invoke(main, ["check", str(cut), *args, "--json"])
+    assert r.exit_code == 2
+    audit = json.loads(r.output)
+    assert audit["truncated"] and 0 < audit["frames_decoded"] < 48 and audit["drift"] is False
+
+
+def _unshare_works() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o ro tmpfs /mnt"], capture_output=True)
+    return p.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs `unshare -rm` (a private mount namespace) to mount a read-only tmpfs")
+def test_interpolate_into_a_real_read_only_file_system(project, tmp_path):
+    """A real read-only mount (a tmpfs in a private mount namespace: no privileges, nothing
+    outside the test sees it); as root, a chmod would not stop a write."""
+    import subprocess
+    import sys
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    cmds = [f"{sys.executable} -m keyrender.cli interpolate {a} {b} --frames 2 --out {ro / 'frames'}"]
+    out = project / "out"
+    assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
+    cmds.append(f"{sys.executable} -m keyrender.cli interpolate {out / '2A' / 'video.mp4'} --factor 2 --out {ro / 'x.mp4'}")
+    for cmd in cmds:
+        p = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {ro} && {cmd}"],
+                           capture_output=True, text=True, timeout=120)
+        lines = (p.stdout + p.stderr).strip().splitlines()
+        assert p.returncode == 1, p.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"error: cannot write into {ro}") and "read-only file system" in lines[0], p.stderr
