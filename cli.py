@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from keyrender.errors import KeyrenderError
+from keyrender.errors import OUTPUT_ERRNOS, KeyrenderError
 
 
 class _Group(click.Group):
@@ -562,7 +562,7 @@ def _output_errors(out: Path):
     try:
         yield
     except OSError as exc:
-        ours = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (
+        ours = exc.errno in OUTPUT_ERRNOS or (
             exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None
             and Path(os.path.abspath(exc.filename)).is_relative_to(Path(os.path.abspath(out)).parent))
         if not ours:
