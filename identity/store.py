@@ -28,7 +28,7 @@ from keyrender.errors import InputError
 from keyrender.fsutil import atomic_path, atomic_write_json, cache_root, sha256_file, writable_dir
 
 from .base import FaceEmbedder
-from .cast import find_cast
+from .cast import check_cast_name, find_cast
 from .identity import Identity, Reference
 
 STORE_DIR = Path(".keyrender") / "identities"
@@ -88,6 +88,7 @@ class IdentityStore:
         return cast
 
     def _paths(self, name: str) -> tuple[Path, Path]:
+        check_cast_name(name)
         return self.dir / f"{name}.json", self.dir / f"{name}.npz"
 
     def names(self) -> list[str]:
@@ -97,6 +98,7 @@ class IdentityStore:
 
     # -- load --------------------------------------------------------------------------------
     def _read(self, name: str) -> tuple[dict, np.ndarray] | None:
+        check_cast_name(name)  # a name is never a path: nothing outside the store is read
         for d in self._read_dirs:
             got = self._read_from(d / f"{name}.json", d / f"{name}.npz")
             if got is not None:

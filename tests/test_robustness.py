@@ -431,13 +431,19 @@ def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(p
     assert list(work.iterdir()) == []
 
 
-def _tiny_face_setup(tmp_path):
-    """A generated insightface-shaped pack, a cast of one, and the frames of her on screen."""
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory) -> Path:
+    from keyrender.identity.testing import make_tiny_face_pack
+
+    return make_tiny_face_pack(tmp_path_factory.mktemp("pack") / "tiny")
+
+
+def _tiny_face_setup(tmp_path, pack):
+    """A cast of one for the generated insightface-shaped pack, and a frame of her on screen."""
     import cv2
 
-    from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
+    from keyrender.identity.testing import synthetic_frame
 
-    pack = make_tiny_face_pack(tmp_path / "pack" / "tiny")
     cast = tmp_path / "cast"
     (cast / "alice").mkdir(parents=True)
     for k, pos in enumerate([(88, 88), (80, 96), (96, 80)]):
@@ -445,10 +451,10 @@ def _tiny_face_setup(tmp_path):
     return pack, cast, synthetic_frame([(1, (88, 88))])
 
 
-def test_check_says_a_truncated_video_is_truncated(tmp_path):
+def test_check_says_a_truncated_video_is_truncated(tmp_path, tiny_pack):
     import av
 
-    pack, cast, frame = _tiny_face_setup(tmp_path)
+    pack, cast, frame = _tiny_face_setup(tmp_path, tiny_pack)
     whole = tmp_path / "whole.mp4"
     with av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as out:
         stream = out.add_stream("libx264", rate=24)
@@ -507,3 +513,23 @@ def test_interpolate_into_a_real_read_only_file_system(project, tmp_path):
         lines = (p.stdout + p.stderr).strip().splitlines()
         assert p.returncode == 1, p.stderr
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot write into {ro}") and "read-only file system" in lines[0], p.stderr
+
+
+# ---- 11. identity commands: a name is never a path -------------------------------------------
+
+
+def test_identity_commands_read_nothing_outside_the_store(tmp_path, tiny_pack):
+    import shutil
+
+    pack, cast, _ = _tiny_face_setup(tmp_path, tiny_pack)
+    assert run("identity", "build", str(cast), "--face-model", str(pack)).exit_code == 0
+    store = cast / ".keyrender" / "identities"
+    # a saved identity put outside the store, three folders up: ../../../x from the store
+    for ext in ("json", "npz"):
+        shutil.copy(store / f"alice.{ext}", tmp_path / f"x.{ext}")
+    assert run("identity", "show", "alice", "--cast", str(cast)).exit_code == 0
+    for name in ("../../../x", str(tmp_path / "x"), ".keyrender", "..\\x"):
+        for args in (["identity", "show", name, "--cast", str(cast)],
+                     ["identity", "compare", name, "alice", "--cast", str(cast), "--face-model", str(pack)]):
+            r = run(*args)
+            assert r.exit_code == 2 and "is not a character name" in r.output and "threshold" not in r.output, (args, r.output)
