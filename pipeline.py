@@ -550,6 +550,9 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
         raise output_error(exc, out) from None
     with OutputLock(out):
         _clean_leftovers(out)
+        for job in [*jobs, *others]:
+            if job.done:
+                _refresh_manifest(job, emit)
         from keyrender.executors import get_executor
 
         results: list[ShotResult] = get_executor(executor).run(jobs, options, cast_dir, emit)
@@ -677,6 +680,25 @@ def _clean_leftovers(out: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
         elif _LEFTOVER_TMP.match(d.name) and d.is_file() and not d.is_symlink():
             d.unlink(missing_ok=True)  # a report or timeline write that was killed (fsutil.atomic_path)
+
+
+def _refresh_manifest(job: ShotJob, emit: Callback) -> None:
+    """A done shot whose row changed only in what changes no pixel (its notes, its line, the raw
+    row) keeps its render; its manifest's inputs are rewritten (atomically) to say the row as it
+    is now, as the report and the timeline do."""
+    m = read_manifest(job.out_dir)
+    if not m or not isinstance(m.get("inputs"), dict):
+        return
+    now = {"row": job.shot.row, "line": job.shot.line, "notes": job.shot.notes}
+    if all(m["inputs"].get(k) == v for k, v in now.items()):
+        return
+    m["inputs"].update(now)
+    try:
+        atomic_write_json(job.out_dir / MANIFEST, m)
+    except OSError as exc:
+        if exc.errno in _OUTPUT_ERRNOS:
+            raise output_error(exc, job.out_dir.parent) from None
+        emit({"event": "warning", "message": f"shot {job.shot.id}: cannot update {job.out_dir / MANIFEST}: {exc}"})
 
 
 def _cached_result(job: ShotJob) -> ShotResult:

@@ -533,3 +533,25 @@ def test_identity_commands_read_nothing_outside_the_store(tmp_path, tiny_pack):
                      ["identity", "compare", name, "alice", "--cast", str(cast), "--face-model", str(pack)]):
             r = run(*args)
             assert r.exit_code == 2 and "is not a character name" in r.output and "threshold" not in r.output, (args, r.output)
+
+
+# ---- 11. a notes-only edit ---------------------------------------------------------------------
+
+
+def test_notes_only_edit_updates_the_cached_manifest_without_rendering(project):
+    out = project / "out"
+    csv = project / "shotlist.csv"
+    assert run("run", str(csv), "--out", str(out), "--only", "2A").exit_code == 0
+    video = out / "2A" / "video.mp4"
+    before = (video.read_bytes(), video.stat().st_mtime_ns)
+    csv.write_text(csv.read_text().replace("keyframes given as times", "approved by the director"))
+    r = run("run", str(csv), "--out", str(out), "--only", "2A")
+    assert r.exit_code == 0 and "0 rendered, 1 cached" in r.output, r.output
+    m = json.loads((out / "2A" / "manifest.json").read_text())
+    assert m["inputs"]["notes"] == "approved by the director" and m["inputs"]["row"]["notes"] == "approved by the director"
+    assert (video.read_bytes(), video.stat().st_mtime_ns) == before  # not rendered again
+    assert "approved by the director" in (out / "report.html").read_text()
+    from keyrender.pipeline import RenderOptions, prepare
+
+    _, jobs = prepare(csv, RenderOptions(out=out, only=["2A"]))
+    assert jobs[0].done  # the rewritten manifest still marks the render current
