@@ -65,6 +65,9 @@ class RenderOptions:
     face_model: str | None = None      # overrides the preset's (pack name or folder)
     offline: bool | None = None        # None: HF_HUB_OFFLINE decides
     allow_download: bool = False       # face model packs
+    # accept storyboard, style and control images outside the shot list's folder (absolute paths,
+    # '..', symlinks out): they are copied into the outputs and the report, so off by default
+    allow_outside_images: bool = False
     refine: bool = True
     check_every: int | None = None
     keyframe_attempts: int = 3
@@ -244,7 +247,7 @@ def prepare(shotlist_path: str | Path, options: RenderOptions,
     shotlist_path = Path(shotlist_path)
     cast_dir = options.cast_dir(shotlist_path)
     cast = find_cast(cast_dir)
-    shotlist = load_shotlist(shotlist_path, cast=cast)
+    shotlist = load_shotlist(shotlist_path, cast=cast, allow_outside_images=options.allow_outside_images)
     _check_cast(shotlist, cast_dir, cast)
     jobs = plan(shotlist, options, cast, unselected)
     _check_outputs_are_ours(shotlist, jobs)

@@ -555,3 +555,38 @@ def test_notes_only_edit_updates_the_cached_manifest_without_rendering(project):
 
     _, jobs = prepare(csv, RenderOptions(out=out, only=["2A"]))
     assert jobs[0].done  # the rewritten manifest still marks the render current
+
+
+# ---- 11. images come from the shot list's folder only, unless allowed -------------------------
+
+
+def test_images_outside_the_shot_list_folder_are_refused_unless_allowed(project, tmp_path):
+    import os
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(project / "storyboard" / "2A_0.jpg", elsewhere / "secret.jpg")
+    os.symlink(elsewhere / "secret.jpg", project / "storyboard" / "link_out.jpg")
+    os.symlink(project / "storyboard" / "2A_1.jpg", project / "storyboard" / "link_in.jpg")  # stays inside: fine
+    csv = project / "s.csv"
+    ok = "storyboard/2A_0.jpg"
+    csv.write_text("scene,shot,prompt,duration,keyframes,keyframe_images,style_image\n"
+                   f"1,A,p,1,2,{elsewhere / 'secret.jpg'};{ok},\n"
+                   f"1,B,p,1,2,{ok};../elsewhere/secret.jpg,\n"
+                   f"1,C,p,1,2,{ok};storyboard/link_out.jpg,\n"
+                   f"2,D,p,1,2,{ok};storyboard/link_in.jpg,../elsewhere/secret.jpg\n"
+                   f"3,E,p,1,2,{project / ok};./storyboard/../storyboard/link_in.jpg,\n")
+    r = run("run", str(csv), "--out", str(project / "out"), "--dry-run")
+    assert r.exit_code == 2, r.output
+    assert f"s.csv:2: column 'keyframe_images': '{elsewhere / 'secret.jpg'}' is an absolute path, outside" in r.output
+    assert "s.csv:3: column 'keyframe_images': '../elsewhere/secret.jpg' goes up with '..'" in r.output
+    assert f"s.csv:4: column 'keyframe_images': 'storyboard/link_out.jpg' is a link to {elsewhere / 'secret.jpg'}" in r.output
+    assert "s.csv:5: column 'style_image'" in r.output and "--allow-outside-images" in r.output
+    assert "s.csv:6" not in r.output  # an absolute path or a link that stays inside is fine
+    r = run("run", str(csv), "--out", str(project / "out"), "--dry-run", "--allow-outside-images")
+    assert r.exit_code == 0, r.output
+    from keyrender.pipeline import RenderOptions, prepare
+
+    _, jobs = prepare(csv, RenderOptions(out=project / "out", allow_outside_images=True))
+    assert [j.shot.id for j in jobs] == ["A", "B", "C", "D", "E"]
