@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from keyrender.errors import KeyrenderError
+from keyrender.errors import OUTPUT_ERRNOS, KeyrenderError
 
 
 class _Group(click.Group):
@@ -70,6 +70,9 @@ def _step_range(ctx, param, value):
 @click.option("--cast", "cast", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cast folder, one sub-folder of reference images per character (default: cast/ next to the shot list).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit; renders nothing, loads no model.")
+@click.option("--allow-outside-images", is_flag=True,
+              help="Accept storyboard, style and control images outside the shot list's folder "
+                   "(absolute paths, '..', symlinks out); they are copied into the outputs and the report.")
 @click.option("--force", is_flag=True, help="Render again even the shots that are done.")
 @click.option("--strict", is_flag=True, help="Shots still failing identity checks count as failed (exit 3).")
 @click.option("--face-model", default=None, help="Face model pack name or folder (default: the preset's).")
@@ -107,7 +110,7 @@ def _step_range(ctx, param, value):
                    "For the shots whose 'hedge' column is blank (default: 0.5).")
 @click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
               help="Flow in-betweens: pixels without a trusted flow follow the fitted camera motion (default: on).")
-def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_model, allow_download,
+def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images, force, strict, face_model, allow_download,
         offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet,
         executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps, hedge, camera_motion):
     """Render every shot of SHOTLIST (a CSV) into video."""
@@ -118,7 +121,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, force, strict, face_
         out=out or shotlist.parent / "renders", cast=cast, preset=preset, device=device,
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
-        refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
+        allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
         shot_generations=budget, repair_depth=repair_depth,
         consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps), **flow,
     )
@@ -537,7 +540,7 @@ def _output_errors(out: Path):
     try:
         yield
     except OSError as exc:
-        ours = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (
+        ours = exc.errno in OUTPUT_ERRNOS or (
             exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None
             and Path(os.path.abspath(exc.filename)).is_relative_to(Path(os.path.abspath(out)).parent))
         if not ours:

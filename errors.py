@@ -6,6 +6,8 @@ the model folder, so that a user can fix the input without reading a traceback.
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -26,6 +28,10 @@ class InputError(KeyrenderError):
 
 class ModelNotFoundError(InputError):
     """A model's weights are not where they were looked for; the message says how to get them."""
+
+
+#: errno values of an output that cannot take more: a full disk, an exhausted quota, a read-only mount
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 class OutputError(KeyrenderError):

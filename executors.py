@@ -20,8 +20,9 @@ a temporary folder of its own and returns {relative path: bytes} and the manifes
 checks every file against the manifest's size and sha256, writes them into a staging folder under
 the output folder and swaps it into place. A worker that dies (killed, out of memory, node lost)
 is retried by Ray up to max_retries times; an error inside a shot is not retried, it fails that
-shot with its reason like a local run does. Workers keep their models loaded between tasks (a
-module-level cache per worker process).
+shot with its reason like a local run does. A full or read-only output folder on the driver stops
+the run with one OutputError (the running tasks are cancelled), as in a local run. Workers keep
+their models loaded between tasks (a module-level cache per worker process).
 
 Nothing here imports torch or ray at module level.
 """
@@ -39,7 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from keyrender.errors import InputError, KeyrenderError
+from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError
 
 Event = dict[str, Any]
 Callback = Callable[[Event], None]
@@ -190,11 +191,18 @@ class RayExecutor:
                     if message not in warned:
                         warned.add(message)
                         emit({"event": "warning", "message": message})
-                result = _receive(job, reply, options, time.perf_counter() - started[job.shot.id])
             except KeyrenderError as exc:
                 result = _failed(job, str(exc), started)
             except Exception as exc:  # the task's worker died max_retries + 1 times, or the reply was lost
                 result = _failed(job, f"Ray task failed: {type(exc).__name__}: {_first_line(exc)}", started)
+            else:
+                try:
+                    result = _receive(job, reply, options, time.perf_counter() - started[job.shot.id])
+                except OutputError:  # the output folder is full or read-only: every shot would fail alike
+                    _cancel(ray, running)
+                    raise
+                except KeyrenderError as exc:
+                    result = _failed(job, str(exc), started)
             results[job.shot.id] = result
             if job.first_in_scene:
                 anchors[job.scene.id] = reply.get("anchor") if result.ok else None
@@ -203,6 +211,15 @@ class RayExecutor:
                   "done": len(results), "total": len(jobs)})
             submit_ready()
         return [results[j.shot.id] for j in jobs]
+
+
+def _cancel(ray, refs) -> None:
+    """Cancel the tasks still running (the run stops); a task that cannot be cancelled ends alone."""
+    for ref in list(refs):
+        try:
+            ray.cancel(ref)
+        except Exception:
+            pass
 
 
 def _first_line(exc: BaseException) -> str:
@@ -326,7 +343,7 @@ def _render_task(payload: dict) -> dict:
 def _receive(job, reply: dict, options, seconds: float):
     """Write a worker's reply for `job` into place (staging, check, swap); the ShotResult."""
     from keyrender.fsutil import atomic_write_bytes
-    from keyrender.pipeline import MANIFEST, VIDEO, ShotResult, _sha256_file, _swap_into_place
+    from keyrender.pipeline import MANIFEST, VIDEO, ShotResult, _sha256_file, _swap_into_place, output_error
 
     if reply["status"] != "rendered":
         return ShotResult(job.shot.id, "failed", job.out_dir, reason=reply["reason"], seconds=seconds,
@@ -346,8 +363,8 @@ def _receive(job, reply: dict, options, seconds: float):
             raise KeyrenderError(f"shot {job.shot.id}: unsafe path in the worker's manifest: {rel!r}")
     out = Path(options.out)
     staging = out / f".staging-{job.shot.id}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
     try:
+        staging.mkdir(parents=True)
         for rel, data in files.items():
             if rel != MANIFEST:
                 atomic_write_bytes(staging / rel, data)
@@ -358,8 +375,10 @@ def _receive(job, reply: dict, options, seconds: float):
                                      f"({p.stat().st_size} bytes, expected {rec['bytes']})")
         atomic_write_bytes(staging / MANIFEST, files[MANIFEST])   # the manifest last: it marks done
         _swap_into_place(staging, job.out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS:  # as pipeline.render_shot_safely
+            raise output_error(exc, out) from None
         raise
     return ShotResult(job.shot.id, "rendered", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST,
                       list(reply.get("flagged") or []), seconds=seconds)

@@ -67,6 +67,9 @@ class RenderOptions:
     face_model: str | None = None      # overrides the preset's (pack name or folder)
     offline: bool | None = None        # None: HF_HUB_OFFLINE decides
     allow_download: bool = False       # face model packs
+    # accept storyboard, style and control images outside the shot list's folder (absolute paths,
+    # '..', symlinks out): they are copied into the outputs and the report, so off by default
+    allow_outside_images: bool = False
     refine: bool = True
     check_every: int | None = None
     keyframe_attempts: int = 3
@@ -252,7 +255,7 @@ def prepare(shotlist_path: str | Path, options: RenderOptions,
     shotlist_path = Path(shotlist_path)
     cast_dir = options.cast_dir(shotlist_path)
     cast = find_cast(cast_dir)
-    shotlist = load_shotlist(shotlist_path, cast=cast)
+    shotlist = load_shotlist(shotlist_path, cast=cast, allow_outside_images=options.allow_outside_images)
     _check_cast(shotlist, cast_dir, cast)
     jobs = plan(shotlist, options, cast, unselected)
     _check_outputs_are_ours(shotlist, jobs)
@@ -600,6 +603,9 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
         raise output_error(exc, out) from None
     with OutputLock(out):
         _clean_leftovers(out)
+        for job in [*jobs, *others]:
+            if job.done:
+                _refresh_manifest(job, emit)
         from keyrender.executors import get_executor
 
         results: list[ShotResult] = get_executor(executor).run(jobs, options, cast_dir, emit)
@@ -727,6 +733,25 @@ def _clean_leftovers(out: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
         elif _LEFTOVER_TMP.match(d.name) and d.is_file() and not d.is_symlink():
             d.unlink(missing_ok=True)  # a report or timeline write that was killed (fsutil.atomic_path)
+
+
+def _refresh_manifest(job: ShotJob, emit: Callback) -> None:
+    """A done shot whose row changed only in what changes no pixel (its notes, its line, the raw
+    row) keeps its render; its manifest's inputs are rewritten (atomically) to say the row as it
+    is now, as the report and the timeline do."""
+    m = read_manifest(job.out_dir)
+    if not m or not isinstance(m.get("inputs"), dict):
+        return
+    now = {"row": job.shot.row, "line": job.shot.line, "notes": job.shot.notes}
+    if all(m["inputs"].get(k) == v for k, v in now.items()):
+        return
+    m["inputs"].update(now)
+    try:
+        atomic_write_json(job.out_dir / MANIFEST, m)
+    except OSError as exc:
+        if exc.errno in _OUTPUT_ERRNOS:
+            raise output_error(exc, job.out_dir.parent) from None
+        emit({"event": "warning", "message": f"shot {job.shot.id}: cannot update {job.out_dir / MANIFEST}: {exc}"})
 
 
 def _cached_result(job: ShotJob) -> ShotResult:

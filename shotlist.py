@@ -41,6 +41,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -230,12 +231,17 @@ def default_seed(shot_id: str) -> int:
     return int.from_bytes(hashlib.sha256(shot_id.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
-def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence] | None = None) -> ShotList:
+def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence] | None = None,
+                  allow_outside_images: bool = False) -> ShotList:
     """Read and validate a shot list. Raises ShotListError listing every problem.
 
     cast: the names of the characters that exist (folders of the cast directory), or a mapping
     of each name to its reference images. When given, every character a shot names must be one
     of them (and, with a mapping, have at least one image).
+    allow_outside_images: accept images (storyboard, style, control) that lie outside the shot
+    list's folder: an absolute path, a `..`, a symlink that resolves outside. Off by default:
+    these images are copied into the outputs and the report, so a shot list from someone else
+    must not be able to pick any file on the disk.
     """
     path = Path(path)
     fail = _Problems(path)
@@ -303,7 +309,7 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence]
                 fail(f"has {len(row)} fields but the header has {len(header)} (a comma inside a field needs quotes)", lineno)
                 continue
         values = {name: (row[i].strip() if i < len(row) else "") for name, i in seen_cols.items()}
-        shot = _parse_row(values, lineno, base, cast_names, fail)
+        shot = _parse_row(values, lineno, base, cast_names, fail, allow_outside_images)
         if shot is None:
             continue
         if shot.id in ids:
@@ -430,7 +436,8 @@ def _number_in(v: dict[str, str], column: str, lo: float, hi: float, ln: int, fa
     return x
 
 
-def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | dict[str, list] | None, fail) -> Shot | None:
+def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | dict[str, list] | None, fail,
+               allow_outside: bool = False) -> Shot | None:
     n_before = len(fail)
     shot_id = v.get("shot", "")
     if not shot_id:
@@ -514,7 +521,7 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | dict[str
     if v.get("keyframe_images"):
         for entry in v["keyframe_images"].split(";"):
             entry = entry.strip()
-            images.append(_image_path(entry, base, ln, "keyframe_images", fail, sizes) if entry else None)
+            images.append(_image_path(entry, base, ln, "keyframe_images", fail, sizes, allow_outside) if entry else None)
         while images and images[-1] is None and not v["keyframe_images"].rstrip().endswith(";"):
             images.pop()
 
@@ -547,8 +554,8 @@ def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | dict[str
     control_type = (v.get("control_type") or "openpose").lower()
     if control_type not in CONTROL_TYPES:
         fail(f"'{v['control_type']}' is not one of {', '.join(CONTROL_TYPES)}", ln, "control_type")
-    control_image = _image_path(v["control_image"], base, ln, "control_image", fail) if v.get("control_image") else None
-    style_image = _image_path(v["style_image"], base, ln, "style_image", fail) if v.get("style_image") else None
+    control_image = _image_path(v["control_image"], base, ln, "control_image", fail, None, allow_outside) if v.get("control_image") else None
+    style_image = _image_path(v["style_image"], base, ln, "style_image", fail, None, allow_outside) if v.get("style_image") else None
 
     strength = _number_in(v, "identity_strength", 0, 2, ln, fail)
     hedge = _number_in(v, "hedge", 0, 1, ln, fail)
@@ -609,9 +616,16 @@ def _positive_int(text: str, ln: int, col: str, fail) -> int | None:
 
 
 def _image_path(entry: str, base: Path, ln: int, col: str, fail,
-                sizes: dict[Path, tuple[int, int]] | None = None) -> Path | None:
+                sizes: dict[Path, tuple[int, int]] | None = None, allow_outside: bool = False) -> Path | None:
     p = Path(entry)
     p = p if p.is_absolute() else base / p
+    if not allow_outside:
+        outside = _outside(entry, p, base)
+        if outside:
+            fail(f"'{entry}' {outside}, outside the shot list's folder {base.resolve()}: images are read from "
+                 "that folder only (to allow it: keyrender run --allow-outside-images, "
+                 "RenderOptions.allow_outside_images)", ln, col)
+            return None
     if p.suffix.lower() not in IMAGE_SUFFIXES:
         fail(f"'{entry}' is not an image file ({', '.join(IMAGE_SUFFIXES)})", ln, col)
         return None
@@ -625,6 +639,22 @@ def _image_path(entry: str, base: Path, ln: int, col: str, fail,
     if sizes is not None:
         sizes[p] = (header.width, header.height)
     return p
+
+
+def _outside(entry: str, p: Path, base: Path) -> str | None:
+    """How the image path `entry` (joined to the shot list's folder as `p`) leaves that folder
+    (an absolute path, a '..', a symlink), or None when it stays inside."""
+    roots = (Path(os.path.abspath(base)), base.resolve())
+    lexical = Path(os.path.normpath(os.path.abspath(p)))
+    if not any(lexical.is_relative_to(r) for r in roots):
+        return "is an absolute path" if Path(entry).is_absolute() else "goes up with '..'"
+    try:
+        real = p.resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a link loop: reported as unreadable next
+        return None
+    if not real.is_relative_to(roots[1]):
+        return f"is a link to {real}"
+    return None
 
 
 def _keyframes(text: str, frames: int, fps: Fraction, n_images: int, ln: int, fail) -> tuple[int, ...]:

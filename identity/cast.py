@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keyrender.errors import InputError
 from keyrender.imagefile import IMAGE_SUFFIXES
 
 
@@ -24,3 +25,13 @@ def find_cast(cast_dir: str | Path) -> dict[str, list[Path]]:
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
         )
     return cast
+
+
+def check_cast_name(name: str) -> str:
+    """`name` if it can be a character of a cast: what `find_cast` lists, one visible folder name
+    (no separator, not hidden, not `.` or `..`). Anything else is an InputError: a name is never a
+    path, so no command reads or writes outside the cast folder and its identity store."""
+    if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise InputError(f"{name!r} is not a character name: a character is a folder of the cast "
+                         "(cast/<name>/), named without '/', '\\' or a leading '.'")
+    return name

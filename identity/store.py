@@ -32,7 +32,7 @@ from keyrender.errors import InputError
 from keyrender.fsutil import atomic_path, atomic_write_json, cache_root, sha256_file, writable_dir
 
 from .base import FaceEmbedder
-from .cast import find_cast
+from .cast import check_cast_name, find_cast
 from .identity import Identity, Reference
 
 STORE_DIR = Path(".keyrender") / "identities"
@@ -98,6 +98,7 @@ class IdentityStore:
         return cast
 
     def _paths(self, name: str, model: str) -> tuple[Path, Path]:
+        check_cast_name(name)
         d = self.dir / model_label(model)
         return d / f"{name}.json", d / f"{name}.npz"
 
@@ -122,6 +123,7 @@ class IdentityStore:
 
     # -- load --------------------------------------------------------------------------------
     def _read(self, name: str, model: str | None = None) -> tuple[dict, np.ndarray] | None:
+        check_cast_name(name)  # a name is never a path: nothing outside the store is read
         for d in self._model_dirs(model):
             got = self._read_from(d / f"{name}.json", d / f"{name}.npz")
             if got is not None:

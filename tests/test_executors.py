@@ -4,6 +4,7 @@ a real local Ray cluster (CPU only) matching the local executor's output."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,37 @@ def test_cli_executor_options(project, tmp_path):
     assert r.exit_code == 2 and "need --executor ray" in r.output
     r = CliRunner().invoke(main, ["run", str(project / "shotlist.csv"), "--out", str(tmp_path / "o"), "--only", "2A"])
     assert r.exit_code == 0 and f"report: {tmp_path / 'o' / 'report.html'}" in r.output
+
+
+@pytest.mark.parametrize("err, words", [(28, "the disk is full"), (30, "read-only file system")])
+def test_ray_full_or_read_only_output_stops_the_run_with_one_message(project, monkeypatch, err, words):
+    """A driver that cannot write a worker's files (disk full, read-only output) stops the run with
+    one message and exit 1, like the local executor, instead of failing every shot alike."""
+    import os
+
+    from click.testing import CliRunner
+
+    from keyrender import fsutil
+    from keyrender.cli import main
+
+    out = project / "out"
+    real = fsutil.atomic_write_bytes
+
+    def full(path, data):  # the driver's writes into the output folder fail; the worker's succeed
+        if Path(path).is_relative_to(out) and Path(path).relative_to(out).parts[0].startswith(".staging-"):
+            raise OSError(err, os.strerror(err), str(path))
+        real(path, data)
+
+    fake = _InlineRay()
+    fake.cancelled = []
+    fake.cancel = fake.cancelled.append
+    monkeypatch.setattr(RayExecutor, "_init", lambda self: fake)
+    monkeypatch.setattr(fsutil, "atomic_write_bytes", full)
+    r = CliRunner().invoke(main, ["run", str(project / "shotlist.csv"), "--out", str(out),
+                                  "--executor", "ray", "--num-gpus", "0"])
+    assert r.exit_code == 1, r.output
+    assert r.output.count("error: ") == 1 and words in r.output and "FAILED" not in r.output, r.output
+    assert f"cannot write into {out}" in r.output and "Traceback" not in r.output
+    assert [sid for what, sid in fake.log if what == "done"] == ["1A"]       # stopped at the first shot received
+    assert len(fake.cancelled) == 2                                  # the two others were cancelled
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]

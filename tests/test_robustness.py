@@ -431,13 +431,19 @@ def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(p
     assert list(work.iterdir()) == []
 
 
-def _tiny_face_setup(tmp_path):
-    """A generated insightface-shaped pack, a cast of one, and the frames of her on screen."""
+@pytest.fixture(scope="module")
+def tiny_pack(tmp_path_factory) -> Path:
+    from keyrender.identity.testing import make_tiny_face_pack
+
+    return make_tiny_face_pack(tmp_path_factory.mktemp("pack") / "tiny")
+
+
+def _tiny_face_setup(tmp_path, pack):
+    """A cast of one for the generated insightface-shaped pack, and a frame of her on screen."""
     import cv2
 
-    from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
+    from keyrender.identity.testing import synthetic_frame
 
-    pack = make_tiny_face_pack(tmp_path / "pack" / "tiny")
     cast = tmp_path / "cast"
     (cast / "alice").mkdir(parents=True)
     for k, pos in enumerate([(88, 88), (80, 96), (96, 80)]):
@@ -445,10 +451,10 @@ def _tiny_face_setup(tmp_path):
     return pack, cast, synthetic_frame([(1, (88, 88))])
 
 
-def test_check_says_a_truncated_video_is_truncated(tmp_path):
+def test_check_says_a_truncated_video_is_truncated(tmp_path, tiny_pack):
     import av
 
-    pack, cast, frame = _tiny_face_setup(tmp_path)
+    pack, cast, frame = _tiny_face_setup(tmp_path, tiny_pack)
     whole = tmp_path / "whole.mp4"
     with av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as out:
         stream = out.add_stream("libx264", rate=24)
@@ -507,3 +513,80 @@ def test_interpolate_into_a_real_read_only_file_system(project, tmp_path):
         lines = (p.stdout + p.stderr).strip().splitlines()
         assert p.returncode == 1, p.stderr
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot write into {ro}") and "read-only file system" in lines[0], p.stderr
+
+
+# ---- 11. identity commands: a name is never a path -------------------------------------------
+
+
+def test_identity_commands_read_nothing_outside_the_store(tmp_path, tiny_pack):
+    import shutil
+
+    pack, cast, _ = _tiny_face_setup(tmp_path, tiny_pack)
+    assert run("identity", "build", str(cast), "--face-model", str(pack)).exit_code == 0
+    store = cast / ".keyrender" / "identities"
+    # a saved identity put outside the store, three folders up: ../../../x from the store
+    for ext in ("json", "npz"):
+        shutil.copy(store / f"alice.{ext}", tmp_path / f"x.{ext}")
+    assert run("identity", "show", "alice", "--cast", str(cast)).exit_code == 0
+    for name in ("../../../x", str(tmp_path / "x"), ".keyrender", "..\\x"):
+        for args in (["identity", "show", name, "--cast", str(cast)],
+                     ["identity", "compare", name, "alice", "--cast", str(cast), "--face-model", str(pack)]):
+            r = run(*args)
+            assert r.exit_code == 2 and "is not a character name" in r.output and "threshold" not in r.output, (args, r.output)
+
+
+# ---- 11. a notes-only edit ---------------------------------------------------------------------
+
+
+def test_notes_only_edit_updates_the_cached_manifest_without_rendering(project):
+    out = project / "out"
+    csv = project / "shotlist.csv"
+    assert run("run", str(csv), "--out", str(out), "--only", "2A").exit_code == 0
+    video = out / "2A" / "video.mp4"
+    before = (video.read_bytes(), video.stat().st_mtime_ns)
+    csv.write_text(csv.read_text().replace("keyframes given as times", "approved by the director"))
+    r = run("run", str(csv), "--out", str(out), "--only", "2A")
+    assert r.exit_code == 0 and "0 rendered, 1 cached" in r.output, r.output
+    m = json.loads((out / "2A" / "manifest.json").read_text())
+    assert m["inputs"]["notes"] == "approved by the director" and m["inputs"]["row"]["notes"] == "approved by the director"
+    assert (video.read_bytes(), video.stat().st_mtime_ns) == before  # not rendered again
+    assert "approved by the director" in (out / "report.html").read_text()
+    from keyrender.pipeline import RenderOptions, prepare
+
+    _, jobs = prepare(csv, RenderOptions(out=out, only=["2A"]))
+    assert jobs[0].done  # the rewritten manifest still marks the render current
+
+
+# ---- 11. images come from the shot list's folder only, unless allowed -------------------------
+
+
+def test_images_outside_the_shot_list_folder_are_refused_unless_allowed(project, tmp_path):
+    import os
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(project / "storyboard" / "2A_0.jpg", elsewhere / "secret.jpg")
+    os.symlink(elsewhere / "secret.jpg", project / "storyboard" / "link_out.jpg")
+    os.symlink(project / "storyboard" / "2A_1.jpg", project / "storyboard" / "link_in.jpg")  # stays inside: fine
+    csv = project / "s.csv"
+    ok = "storyboard/2A_0.jpg"
+    csv.write_text("scene,shot,prompt,duration,keyframes,keyframe_images,style_image\n"
+                   f"1,A,p,1,2,{elsewhere / 'secret.jpg'};{ok},\n"
+                   f"1,B,p,1,2,{ok};../elsewhere/secret.jpg,\n"
+                   f"1,C,p,1,2,{ok};storyboard/link_out.jpg,\n"
+                   f"2,D,p,1,2,{ok};storyboard/link_in.jpg,../elsewhere/secret.jpg\n"
+                   f"3,E,p,1,2,{project / ok};./storyboard/../storyboard/link_in.jpg,\n")
+    r = run("run", str(csv), "--out", str(project / "out"), "--dry-run")
+    assert r.exit_code == 2, r.output
+    assert f"s.csv:2: column 'keyframe_images': '{elsewhere / 'secret.jpg'}' is an absolute path, outside" in r.output
+    assert "s.csv:3: column 'keyframe_images': '../elsewhere/secret.jpg' goes up with '..'" in r.output
+    assert f"s.csv:4: column 'keyframe_images': 'storyboard/link_out.jpg' is a link to {elsewhere / 'secret.jpg'}" in r.output
+    assert "s.csv:5: column 'style_image'" in r.output and "--allow-outside-images" in r.output
+    assert "s.csv:6" not in r.output  # an absolute path or a link that stays inside is fine
+    r = run("run", str(csv), "--out", str(project / "out"), "--dry-run", "--allow-outside-images")
+    assert r.exit_code == 0, r.output
+    from keyrender.pipeline import RenderOptions, prepare
+
+    _, jobs = prepare(csv, RenderOptions(out=project / "out", allow_outside_images=True))
+    assert [j.shot.id for j in jobs] == ["A", "B", "C", "D", "E"]
