@@ -411,11 +411,8 @@ class RenderContext:
             self._generator = load_generator(
                 self.preset, device=self.options.device,
                 offline=self.options.offline if self.options.offline is not None else offline)
-        # joint attention as this run asks (a loaded generator may be shared with earlier runs)
-        if self.options.consistent is not None or self.options.generator is None:
-            want = self.options.consistent or self.preset.consistent
-            if hasattr(self._generator, "set_consistent") and getattr(self._generator, "consistent", None) != want:
-                self._generator.set_consistent(**asdict(want))
+        # joint attention as this run asks goes in each request (KeyframeRequest.consistent): a
+        # loaded generator may be shared with other runs and is never reconfigured
         return self._generator
 
     def embedder(self):
@@ -802,7 +799,7 @@ def _keyframe_request(job: ShotJob, context: RenderContext, identities: dict, im
         characters=characters,
         identity_strength=shot.identity_strength if shot.identity_strength is not None else context.preset.identity_strength,
         style=style, control_image=control, control_type=shot.control_type if control is not None else None,
-        fixed=dict(images),
+        fixed=dict(images), consistent=context.options.consistent,
     )
 
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from keyrender.errors import ModelNotFoundError
-from keyrender.hflog import quiet_hf
+from keyrender.weights import quiet_hf
 from keyrender.interpolate.base import CheckedInterpolator
 
 

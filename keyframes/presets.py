@@ -14,11 +14,11 @@ weight file; a style weight file's CLIP image encoder is the ``image_encoder/`` 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from ..errors import InputError
+from ..weights import WeightSpec, source as _source
 
 #: The environment variable that overrides each component's location.
 ENV_VARS: Mapping[str, str] = {
@@ -35,41 +35,6 @@ ENV_VARS: Mapping[str, str] = {
 #: "<kind>-preprocessed" uses the image as the control map; "none" turns control off.
 CONTROL_TYPES = ("openpose", "canny", "depth", "openpose-preprocessed", "canny-preprocessed",
                  "depth-preprocessed", "none")
-
-
-@dataclass(frozen=True)
-class WeightSpec:
-    """Where one component's weights live: a Hugging Face repo (+ optional subfolder / file) and
-    roughly how big the download is, so that a missing-weights error can say what to fetch."""
-
-    repo_id: str
-    subfolder: str | None = None
-    weight_name: str | None = None
-    size: str = ""
-    license: str = ""
-    # The files of the repo that a download needs (`hf download --include` patterns).
-    include: tuple[str, ...] = ()
-    # The folder of the repo (relative to its root) holding the CLIP image encoder that a plain
-    # IP-Adapter needs (transformers' CLIPVisionModelWithProjection: config.json +
-    # model.safetensors). None: the adapter needs none (FaceID takes face embeddings).
-    image_encoder: str | None = None
-
-    def files(self) -> list[str]:
-        """The files of the repo that a download needs, by name (empty: `include` patterns)."""
-        out = []
-        if self.weight_name:
-            out.append(f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name)
-        if self.image_encoder:
-            out += [f"{self.image_encoder}/config.json", f"{self.image_encoder}/model.safetensors"]
-        return out
-
-    def fetch_command(self) -> str:
-        parts = ["hf download", self.repo_id, *self.files()]
-        # hf download ignores --include when file names are given
-        if not parts[2:]:
-            for pattern in self.include:
-                parts.append(f'--include "{pattern}"')
-        return " ".join(parts)
 
 
 #: The UNet blocks where joint attention may apply: "up" (the decoder, as StoryDiffusion),
@@ -141,11 +106,7 @@ class Preset:
 
     def source(self, component: str) -> str | None:
         """The location of a component: its environment override if set, else its repo id."""
-        env = ENV_VARS.get(component)
-        if env and os.environ.get(env):
-            return os.environ[env]
-        spec = self.spec(component)
-        return spec.repo_id if spec else None
+        return _source(self.spec(component), ENV_VARS.get(component))
 
     def spec(self, component: str) -> WeightSpec | None:
         if component == "base":

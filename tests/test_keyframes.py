@@ -340,18 +340,27 @@ def test_run_joint_flags_keep_the_dry_run_torch_free(project):
     assert p.returncode == 0, p.stderr
 
 
-def test_joint_options_reach_the_generator(tmp_path, monkeypatch):
+def test_joint_options_reach_the_generator_per_request(tmp_path, monkeypatch):
+    """The run's joint-attention options travel in each request; the (cached, shared) generator
+    is never reconfigured, so a later run without the flags gets the preset's again."""
+    from pathlib import Path
+
     from keyrender.keyframes import ConsistentAttentionOptions
-    from keyrender.pipeline import RenderContext, RenderOptions
+    from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, prepare
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    samples = Path(__file__).resolve().parent.parent / "samples"
     wanted = ConsistentAttentionOptions(enabled=True, sampling_rate=0.25, layers="mid_up", start=0.1, end=0.6)
-    ctx = RenderContext(RenderOptions(preset="tiny", device="cpu", consistent=wanted), tmp_path, lambda e: None)
-    g = ctx.generator()
-    assert g.consistent == wanted
-    # the same (cached) generator in a later run without the flags: back to the preset's
-    again = RenderContext(RenderOptions(preset="tiny", device="cpu"), tmp_path, lambda e: None).generator()
-    assert again is g and again.consistent == get_preset("tiny").consistent
+    requests = []
+    for consistent in (wanted, None):
+        options = RenderOptions(out=tmp_path / "out", preset="tiny", device="cpu", consistent=consistent)
+        _, jobs = prepare(samples / "generate.csv", options)
+        ctx = RenderContext(options, samples / "cast", lambda e: None)
+        requests.append((ctx.generator(), _keyframe_request(jobs[0], ctx, {}, {})))
+    (g, with_flags), (again, without) = requests
+    assert again is g and g.consistent == get_preset("tiny").consistent  # never mutated
+    assert with_flags.consistent == wanted and g.options(with_flags) == wanted
+    assert without.consistent is None and g.options(without) == get_preset("tiny").consistent
 
 
 def test_joint_options_are_checked():
