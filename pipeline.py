@@ -12,7 +12,6 @@ per run by RenderContext and reused across shots.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -196,17 +195,14 @@ class InterpolationOptions:
         return out
 
 
-@functools.lru_cache(maxsize=None)
 def _backend_parameters(name: str) -> frozenset[str]:
-    """The keyword arguments the constructor of the generative interpolation backend `name`
-    takes (names as in interpolate.get_interpolator); empty for any other name. Imports no torch."""
-    if name in ("ltx", "wan"):
-        import inspect
+    """The keyword options of the generative interpolation backend `name`, as it declares them
+    (interpolate.backend_options); empty for the flow backend. Imports no torch."""
+    if name == "flow":
+        return frozenset()
+    from keyrender.interpolate import backend_options
 
-        from keyrender.interpolate.generative import GenerativeInterpolator
-
-        return frozenset(inspect.signature(GenerativeInterpolator).parameters)
-    return frozenset()
+    return backend_options(name)
 
 
 def interpolation_options(shot: Shot | None, options: RenderOptions, backend: str = "flow") -> InterpolationOptions:

@@ -10,9 +10,9 @@ One place for the rules a user meets when a model loads:
   `fsutil.cache_root` (``KEYRENDER_CACHE``, else ``$XDG_CACHE_HOME/keyrender``).
 - **model specs** (`WeightSpec`): a hub repo (+ subfolder / file), its size and licence, the files
   a download needs; `source` applies the environment override of a component (the flux pattern:
-  a ``KEYRENDER_MODEL_*`` variable naming a hub id or a local folder). Registries of specs live
-  with their stage (keyframes.presets.PRESETS, interpolate.generative.MODELS) and look names up
-  with `lookup`, which fails fast listing the known names.
+  a ``KEYRENDER_MODEL_*`` variable naming a hub id or a local folder). The registries of specs
+  live with their stage (keyframes.presets.PRESETS, interpolate.generative.MODELS), whose lookups
+  (`get_preset`, `model_spec`) fail fast listing the known names.
 - **missing weights** (`resolve`, `missing_weights`, `load_errors`): a local path that is not
   there, or a hub id that is not in the cache while offline, raises `ModelNotFoundError` naming
   the model, its size, the ``hf download`` command and the variable that points elsewhere, with
@@ -29,9 +29,9 @@ import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Mapping, TypeVar
+from typing import Iterator
 
-from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.errors import ModelNotFoundError
 from keyrender.fsutil import cache_root
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "hub_cache_dir",
     "load_errors",
     "looks_local",
-    "lookup",
     "missing_weights",
     "offline",
     "quiet_hf",
@@ -53,9 +52,6 @@ __all__ = [
 #: Either of these set to a true value (1, true, yes, on) switches downloads off.
 OFFLINE_VARS = ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE")
 _TRUE = {"1", "true", "yes", "on"}
-
-T = TypeVar("T")
-
 
 def env_flag(name: str) -> bool:
     """Whether the environment variable `name` is set to a true value (1, true, yes, on)."""
@@ -84,14 +80,6 @@ def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
 def looks_local(location: str) -> bool:
     """Whether a model location names a local path (absolute, ./, ~, or existing) rather than a hub id."""
     return os.path.isabs(location) or location.startswith((".", "~")) or os.path.exists(location)
-
-
-def lookup(registry: Mapping[str, T], name: str, what: str) -> T:
-    """registry[name], or InputError naming `what` and listing the known names (fail fast)."""
-    try:
-        return registry[name]
-    except (KeyError, TypeError):
-        raise InputError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}") from None
 
 
 @dataclass(frozen=True)
@@ -186,14 +174,15 @@ def resolve(what: str, location: str | None, spec: WeightSpec | None, *, offline
 
 @contextlib.contextmanager
 def load_errors(what: str, location: str, spec: WeightSpec | None, env_var: str | None = None,
-                alternative: str = "") -> Iterator[None]:
+                alternative: str = "", catch: tuple[type[BaseException], ...] = (OSError,)) -> Iterator[None]:
     """Turn the hub's / diffusers' missing-file errors (OSError: LocalEntryNotFound,
-    RepositoryNotFound, a folder without its files...) into ModelNotFoundError naming the model."""
+    RepositoryNotFound, a folder without its files...; `catch`) into ModelNotFoundError naming
+    the model."""
     try:
         yield
     except ModelNotFoundError:
         raise
-    except OSError as exc:
+    except catch as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise missing_weights(what, location, spec, f"or not loadable ({first[:300]})", env_var, alternative) from exc
 
