@@ -664,7 +664,7 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         # 3-5. in-betweens, checked and repaired span by span, streamed into the encoder
         t = time.perf_counter()
         rec = SpanRecorder()
-        repair = _repair_fn(job, context, request, warnings, images) if checker is not None else None
+        repair = _repair_fn(job, context, request, warnings, images, config) if checker is not None else None
         flow = interpolation_options(shot, opts, context.preset.interpolator)
         if flow.applied is None and (shot.hedge is not None or not flow.is_default):
             line = f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} not applied: {flow.why_not}"
@@ -817,10 +817,10 @@ def _checker(job: ShotJob, context: RenderContext, identities: dict):
     return fc.check, None
 
 
-def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict):
+def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):
     """repair(frame, image, attempt) -> (image, seed), or None when no generator can be loaded
     (the reason goes into the shot's warnings once). The generator gets the two keyframes around
-    the frame as joint-attention context."""
+    the frame as joint-attention context; strengths follow `config` (refine.RefineConfig)."""
     from dataclasses import replace
 
     from keyrender.refine import REPAIR_INDEX_BASE
@@ -847,8 +847,8 @@ def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str
         index = REPAIR_INDEX_BASE + frame
         new = generator.regenerate(
             replace(request, fixed=around), index=index, init_image=image, prompt=prompts[nearest],
-            strength=context.preset.regenerate_strength, attempt=attempt,
-            identity_strength=min(1.5, request.identity_strength + 0.15 * attempt))
+            strength=config.repair_strength, attempt=attempt,
+            identity_strength=config.identity_strength(request.identity_strength, attempt))
         return new, _seed(shot.seed, index, attempt)
 
     return repair

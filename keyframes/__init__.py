@@ -12,11 +12,13 @@ control (ControlNet maps), attention (consistent self-attention), tiny (the in-p
 
 from __future__ import annotations
 
-from .base import CharacterCondition, KeyframeGenerator, KeyframeRequest, StyleAnchor, derive_seed
+from typing import Any
+
 from .presets import (
     CONTROL_TYPES,
     DEFAULT_PRESET,
     ENV_VARS,
+    LAYER_GROUPS,
     PRESETS,
     ConsistentAttentionOptions,
     Preset,
@@ -24,6 +26,19 @@ from .presets import (
     get_preset,
     list_presets,
 )
+
+
+#: the request types load on first use (PEP 562): `keyrender.keyframes.presets` (the CLI's
+#: choices, the dry run) imports neither numpy nor torch
+_BASE = ("CharacterCondition", "KeyframeGenerator", "KeyframeRequest", "StyleAnchor", "derive_seed")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BASE:
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'keyrender.keyframes' has no attribute {name!r}")
 
 
 def load_generator(preset=None, device=None, dtype=None, offline=None, **kwargs) -> KeyframeGenerator:
@@ -44,6 +59,7 @@ __all__ = [
     "CONTROL_TYPES",
     "DEFAULT_PRESET",
     "ENV_VARS",
+    "LAYER_GROUPS",
     "PRESETS",
     "CharacterCondition",
     "ConsistentAttentionOptions",

@@ -32,9 +32,10 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 #: request.control_type values: the kind runs its controlnet-aux preprocessor on the control image;
-#: "<kind>-preprocessed" uses the image as the control map; "none" turns control off.
+#: "<kind>-preprocessed" uses the image as the control map; "none" (the shot list's "the image is
+#: already a control map") is "openpose-preprocessed"; "off" turns control off.
 CONTROL_TYPES = ("openpose", "canny", "depth", "openpose-preprocessed", "canny-preprocessed",
-                 "depth-preprocessed", "none")
+                 "depth-preprocessed", "none", "off")
 
 
 #: The UNet blocks where joint attention may apply: "up" (the decoder, as StoryDiffusion),

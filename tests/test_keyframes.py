@@ -190,6 +190,21 @@ def test_controlnet_canny_and_missing_annotator(gen):
         gen.generate(_request(control_image=ctrl, control_type="sketch"), indices=[0])
 
 
+def test_control_type_none_uses_the_image_as_a_ready_pose_map(gen):
+    """The shot list documents control_type `none` as "the image is already a control map": the
+    user's pose map goes to the openpose ControlNet as is (it used to be dropped: control off)."""
+    pose = np.zeros((64, 64, 3), np.uint8)
+    pose[8:56, 30:34] = (255, 0, 0)  # a stick figure's spine and arms, as a rendered pose map draws them
+    pose[20:24, 16:48] = (0, 255, 0)
+    base = gen.generate(_request(), indices=[0])[0]
+    ready = gen.generate(_request(control_image=pose, control_type="none"), indices=[0])[0]
+    assert _diff(ready, base) > 0.1
+    as_is = gen.generate(_request(control_image=pose, control_type="openpose-preprocessed"), indices=[0])[0]
+    assert np.array_equal(ready, as_is)
+    # "off" is control off
+    assert np.array_equal(gen.generate(_request(control_image=pose, control_type="off"), indices=[0])[0], base)
+
+
 def test_regenerate_repairs_one_frame(gen):
     req = _request()
     init = gen.generate(req, indices=[1])[1]

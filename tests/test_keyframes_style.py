@@ -318,6 +318,7 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     from pathlib import Path
 
     from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, _repair_fn, prepare
+    from keyrender.refine import RefineConfig
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     seen = []
@@ -340,7 +341,7 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     context = RenderContext(options, samples / "cast", lambda e: None)
     request = _keyframe_request(job, context, {}, {})
     keyframes = {i: np.full((64, 64, 3), 40 * (i + 1), np.uint8) for i in range(3)}
-    repair = _repair_fn(job, context, request, [], keyframes)
+    repair = _repair_fn(job, context, request, [], keyframes, RefineConfig(repair_strength=0.35))
     image, seed = repair(17, np.full((64, 64, 3), 90, np.uint8), 0)
     assert image.shape == (64, 64, 3) and isinstance(seed, int)
     repair(5, np.full((64, 64, 3), 90, np.uint8), 1)
