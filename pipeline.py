@@ -290,7 +290,8 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
             "scene_style": scene.style,
             "files": files,
             "identities": identities,
-            "preset": _jsonable(asdict(preset)) if not shot.storyboard else "storyboard",
+            # what of the preset changes the pixels (not its description, licences, sizes)
+            "preset": preset.cache_record() if not shot.storyboard else "storyboard",
             "face_model": face_model if shot.characters else None,
             "backends": [getattr(b, "name", type(b).__name__) for b in
                          (options.generator, options.embedder, options.interpolator) if b is not None],

@@ -14,7 +14,7 @@ weight file; a style weight file's CLIP image encoder is the ``image_encoder/`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping
 
 from ..errors import InputError
@@ -133,6 +133,26 @@ class Preset:
         if self.annotators is not None:
             out.append(("annotators", self.annotators))
         return out
+
+    def cache_record(self) -> dict:
+        """What of this preset changes the pixels it makes, for cache keys: the model family,
+        where each component's weights come from (environment overrides applied) and which file,
+        the dtype, default size, sampling, conditioning strengths, scheduler, interpolator and
+        joint-attention defaults. Not the name, description, download sizes, licences or
+        download patterns (editing those re-renders nothing), nor the face model (the run's
+        effective one is in the key on its own)."""
+        weights = {
+            component: {"source": self.source(component), "subfolder": spec.subfolder,
+                        "weight_name": spec.weight_name, "image_encoder": spec.image_encoder}
+            for component, spec in self.downloads()
+        }
+        return {
+            "family": self.family, "tiny": self.tiny, "weights": weights, "dtype": self.dtype,
+            "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance,
+            "identity_strength": self.identity_strength, "style_strength": self.style_strength,
+            "regenerate_strength": self.regenerate_strength, "scheduler": self.scheduler,
+            "interpolator": self.interpolator, "consistent": asdict(self.consistent),
+        }
 
     def with_overrides(self, **changes) -> "Preset":
         return replace(self, **changes)

@@ -417,3 +417,37 @@ def test_prompts_longer_than_the_text_encoder_reads_are_reported(gen):
     assert lines[0].split("ignored: ")[1].strip("'") in tail  # names the words that are dropped
     assert "negative prompt" in lines[1]
     assert g.prompt_warnings(_request(prompts=["short"] * 3)) == []
+
+
+def test_cache_key_holds_what_changes_the_pixels_only(monkeypatch):
+    """Editing a preset's description, licences or download notes re-renders nothing; its
+    sampling settings, or pointing a component at other weights, re-render its generated shots.
+    Storyboard shots do not use the preset."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from keyrender.keyframes.presets import PRESETS
+    from keyrender.pipeline import RenderOptions, prepare
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    monkeypatch.delenv("KEYRENDER_MODEL_BASE", raising=False)
+
+    def keys(csv):
+        _, jobs = prepare(samples / csv, RenderOptions(preset="sdxl"))
+        return {j.shot.id: j.cache_key for j in jobs}
+
+    base, story = keys("generate.csv"), keys("shotlist.csv")
+    sdxl = PRESETS["sdxl"]
+    for same in (replace(sdxl, description="edited"),
+                 replace(sdxl, base=replace(sdxl.base, license="x", size="8 GB", include=("*.json",)))):
+        monkeypatch.setitem(PRESETS, "sdxl", same)
+        assert keys("generate.csv") == base
+    for other in (replace(sdxl, steps=31), replace(sdxl, faceid=replace(sdxl.faceid, weight_name="other.bin"))):
+        monkeypatch.setitem(PRESETS, "sdxl", other)
+        changed = keys("generate.csv")
+        assert all(changed[s] != base[s] for s in base)
+        assert keys("shotlist.csv") == story
+    monkeypatch.setitem(PRESETS, "sdxl", sdxl)
+    monkeypatch.setenv("KEYRENDER_MODEL_BASE", "/models/my-sdxl")
+    assert all(keys("generate.csv")[s] != base[s] for s in base)
+    assert keys("shotlist.csv") == story
