@@ -391,7 +391,13 @@ class GenerativeInterpolator(CheckedInterpolator):
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         with quiet_hf():
             out = self._call(pipe, to_pil, gh, gw, n, gen)
-        frames = np.clip(np.asarray(out, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        raw = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(raw).all():
+            # half precision overflowing inside the model: the uint8 cast would write black or
+            # garbage frames without a word
+            raise RuntimeError(f"{self.name}: the pipeline returned non-finite values ({self.dtype or 'default'} "
+                               "precision overflow?); try dtype float32 or bfloat16")
+        frames = np.clip(raw * 255.0 + 0.5, 0, 255).astype(np.uint8)
         if frames.shape[0] != n:
             raise RuntimeError(f"{self.name}: pipeline returned {frames.shape[0]} frames, expected {n}")
         video = [cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) if (gh, gw) != (h, w) else f for f in frames]
