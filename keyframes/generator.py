@@ -264,15 +264,10 @@ class DiffusersKeyframeGenerator:
     def _set_scales(self, pipe, scales: list[float]) -> None:
         pipe.set_ip_adapter_scale(scales if len(scales) > 1 else scales[0])
 
-    def _context(self, request: KeyframeRequest, exclude, opts: ConsistentAttentionOptions,
-                 size: tuple[int, int]) -> ContextRows:
+    def _context(self, request: KeyframeRequest, exclude, opts: ConsistentAttentionOptions) -> list[tuple[np.ndarray, str]]:
         """Context rows for joint attention: kept keyframes (request.fixed, minus `exclude`), the
-        scene's anchor keyframe and its style image, each with its prompt, their VAE latents and
-        their noise. Empty when joint attention is off."""
-        return ContextRows(self.pipe, request, self._context_images(request, exclude, opts), size,
-                           self.device, self.dtype)
-
-    def _context_images(self, request: KeyframeRequest, exclude, opts) -> list[tuple[np.ndarray, str]]:
+        scene's anchor keyframe and its style image, each with its prompt. Empty when joint
+        attention is off. (`ContextRows` encodes them, once the adapters are ready.)"""
         context: list[tuple[np.ndarray, str]] = []
         if not opts.enabled:
             return context
@@ -387,19 +382,20 @@ class DiffusersKeyframeGenerator:
         style_strength = float(self.style_strength if style_strength is None else style_strength)
         opts = self.options(request)
 
-        # 2. rows: generated keyframes, then context rows (attention context only)
+        # 2. rows: generated keyframes, then context rows (attention context only; encoded in 4.)
         prompts = self._prompts(request, [request.prompts[i] for i in indices])
         seeds = [derive_seed(request.seed, i, int(attempts.get(i, 0))) for i in indices]
         n_gen = len(indices)
 
+        context_images = self._context(request, indices, opts)
+        rows = n_gen + len(context_images)
         control = self._control_image(request)
         with self._lock:
-            context = self._context(request, indices, opts, (W, H))
-            rows = n_gen + len(context)
             # 3. adapters (may load the style adapter, which rebuilds the derived pipelines)
             embeds, masks, scales = self._adapters(request, rows, cfg, strength, style_strength)
             pipe = self.pipe if control is None else self._control_pipe(control[0], request.shot)
             self._set_scales(pipe, scales)
+            context = ContextRows(self.pipe, request, context_images, (W, H), self.device, self.dtype)
 
             # 4. latents: the keyframes' noise, then the context rows noised to the first timestep
             noise = [torch.randn(context.shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]
@@ -481,12 +477,13 @@ class DiffusersKeyframeGenerator:
         steps = int(self.preset.steps)
         # img2img runs int(steps * strength) steps; make sure at least one runs.
         steps = max(steps, int(np.ceil(1.0 / float(strength))))
+        context_images = self._context(request, (), opts)
+        rows = 1 + len(context_images)
         with self._lock:
-            context = self._context(request, (), opts, (W, H))
-            rows = 1 + len(context)
             embeds, masks, scales = self._adapters(request, rows, cfg, ids, style_strength)
             pipe = self._img2img_pipe()
             self._set_scales(pipe, scales)
+            context = ContextRows(self.pipe, request, context_images, (W, H), self.device, self.dtype)
             self._state.active = False
             kwargs = dict(
                 prompt=self._prompts(request, [prompt])[0],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from keyframe_requests import diff as _diff, emb as _emb, request as _request
 from keyrender.errors import InputError, ModelNotFoundError
 from keyrender.keyframes import (
     CharacterCondition,
+    ConsistentAttentionOptions,
     KeyframeGenerator,
     StyleAnchor,
     get_preset,
@@ -21,21 +23,16 @@ from keyrender.keyframes import (
 )
 
 
-@pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    g = load_generator("tiny", device="cpu", tiny_dir=tmp_path_factory.mktemp("tiny"), use_cache=False)
-    yield g
+OFF = ConsistentAttentionOptions(enabled=False)
+ALL = ConsistentAttentionOptions(enabled=True, sampling_rate=1.0, layers="all")
 
 
-@pytest.fixture(autouse=True)
-def _consistent_defaults(request):
-    if "gen" in request.fixturenames:
-        g = request.getfixturevalue("gen")
-        saved = g.consistent
-        yield
-        g.consistent = saved
-    else:
-        yield
+@pytest.fixture
+def gen(tiny_generator):
+    """The session's tiny generator (conftest): joint-attention options go in each request, and
+    the generator's own defaults must stay the preset's whatever a test asks for."""
+    yield tiny_generator
+    assert tiny_generator.consistent == get_preset("tiny").consistent
 
 
 # -- presets, loading, errors ------------------------------------------------------------------
@@ -111,21 +108,23 @@ def test_generate_shapes_and_determinism(gen):
 
 
 def test_joint_attention_changes_batch_and_off_is_independent(gen):
-    req = _request()
-    gen.set_consistent(enabled=False)
-    off = gen.generate(req)
-    single = {i: gen.generate(req, indices=[i])[i] for i in range(3)}
+    off_req, on_req = _request(consistent=OFF), _request(consistent=ALL)
+    off = gen.generate(off_req)
+    single = {i: gen.generate(off_req, indices=[i])[i] for i in range(3)}
     for i in range(3):  # batched == one by one, up to float rounding
         assert np.abs(off[i].astype(int) - single[i].astype(int)).max() <= 1
-    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
-    on = gen.generate(req)
+    on = gen.generate(on_req)
     assert max(_diff(on[i], off[i]) for i in range(3)) > 0.1
     # a batch of one has nobody to share with: exactly the independent result
-    alone = gen.generate(req, indices=[1])
+    alone = gen.generate(on_req, indices=[1])
     assert np.array_equal(alone[1], single[1])
     # outside its step window it is exactly off
-    gen.set_consistent(enabled=True, start=1.0, end=1.0)
-    assert all(np.array_equal(gen.generate(req)[i], off[i]) for i in range(3))
+    window = _request(consistent=replace(ALL, start=1.0, end=1.0))
+    assert all(np.array_equal(gen.generate(window)[i], off[i]) for i in range(3))
+    # no options in the request: the generator's defaults (the preset's: on, rate 0.5, up blocks)
+    default = gen.generate(_request())
+    assert np.array_equal(default[0], gen.generate(_request(consistent=get_preset("tiny").consistent))[0])
+    assert _diff(default[0], off[0]) > 0.1
 
 
 def test_identity_reaches_attention(gen):
@@ -139,16 +138,17 @@ def test_identity_reaches_attention(gen):
 
 
 def test_masks_route_identities_to_regions(gen):
-    gen.set_consistent(enabled=False)
     left, right = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
-    ab = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("b", _emb(2), right)])
-    ac = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("c", _emb(3), right)])
+    ab = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("b", _emb(2), right)],
+                  consistent=OFF)
+    ac = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("c", _emb(3), right)],
+                  consistent=OFF)
     x = gen.generate(ab, indices=[0], identity_strength=1.0)[0]
     y = gen.generate(ac, indices=[0], identity_strength=1.0)[0]
     d_left, d_right = _diff(x[:, :24], y[:, :24]), _diff(x[:, 40:], y[:, 40:])
     assert d_right > 0.1 and d_right > 2 * d_left, (d_left, d_right)
     # default regions: side by side, same as the explicit split
-    auto = _request(characters=[CharacterCondition("a", _emb(1)), CharacterCondition("b", _emb(2))])
+    auto = _request(characters=[CharacterCondition("a", _emb(1)), CharacterCondition("b", _emb(2))], consistent=OFF)
     assert np.array_equal(gen.generate(auto, indices=[0], identity_strength=1.0)[0], x)
 
 
