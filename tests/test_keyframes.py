@@ -451,3 +451,42 @@ def test_cache_key_holds_what_changes_the_pixels_only(monkeypatch):
     monkeypatch.setenv("KEYRENDER_MODEL_BASE", "/models/my-sdxl")
     assert all(keys("generate.csv")[s] != base[s] for s in base)
     assert keys("shotlist.csv") == story
+
+
+def test_real_loader_from_the_hub_cache_by_repo_id_offline(tmp_path, monkeypatch, gen):
+    """The sdxl preset by its hub ids, offline, from a Hugging Face cache laid out as the hub
+    stores downloads (models--org--name/refs/main -> snapshots/<commit>): the base pipeline saved
+    from the tiny components, FaceID as the .bin file h94/IP-Adapter-FaceID ships (nested
+    image_proj / ip_adapter dicts). No override, no network: the real from_pretrained and
+    load_ip_adapter find them where `hf download` would have put them."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from keyrender.keyframes.tiny import tiny_faceid_state_dict, tiny_sdxl_components
+
+    sdxl = get_preset("sdxl")
+    cache = tmp_path / "hub"
+
+    def snapshot(repo_id: str):
+        folder = cache / ("models--" + repo_id.replace("/", "--"))
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / "main").write_text("1" * 40)
+        return folder / "snapshots" / ("1" * 40)
+
+    tiny = StableDiffusionXLPipeline(**tiny_sdxl_components(tmp_path / "t"), add_watermarker=False)
+    tiny.save_pretrained(snapshot(sdxl.base.repo_id))
+    flat = tiny_faceid_state_dict(tiny.unet)
+    nested = {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")}
+              for part in ("image_proj", "ip_adapter")}
+    faceid = snapshot(sdxl.faceid.repo_id)
+    faceid.mkdir(parents=True)
+    torch.save(nested, faceid / sdxl.faceid.weight_name)
+    for var in ("KEYRENDER_MODEL_BASE", "KEYRENDER_MODEL_FACEID", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KEYRENDER_OFFLINE", "on")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    real = load_generator("sdxl", device="cpu", use_cache=False)
+    assert real.name.startswith("sdxl:stabilityai/stable-diffusion-xl-base-1.0+h94/IP-Adapter-FaceID/")
+    req = _request(consistent=OFF)
+    # the same weights as the tiny preset: the same image
+    assert np.array_equal(real.generate(req, indices=[0], steps=2)[0], gen.generate(req, indices=[0])[0])
