@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from keyrender.errors import OUTPUT_ERRNOS, KeyrenderError
+from keyrender.keyframes.presets import LAYER_GROUPS  # no numpy, no torch: --help stays light
 
 
 class _Group(click.Group):
@@ -39,8 +40,6 @@ def main() -> None:
 
 
 # ---- run (foundation) ----------------------------------------------------------------------
-#: keyframes.presets.LAYER_GROUPS (not imported here: `keyrender --help` stays light)
-_JOINT_LAYERS = ("up", "mid_up", "all")
 
 
 def _step_range(ctx, param, value):
@@ -99,7 +98,7 @@ def _step_range(ctx, param, value):
 @click.option("--joint-rate", type=click.FloatRange(0, 1), default=None, metavar="R",
               help="Joint attention: the fraction of the other keyframes' tokens each keyframe attends to "
                    "(default: the preset's, 0.5).")
-@click.option("--joint-layers", type=click.Choice(_JOINT_LAYERS), default=None,
+@click.option("--joint-layers", type=click.Choice(list(LAYER_GROUPS)), default=None,
               help="Joint attention in the UNet's up blocks (the preset's default), mid and up blocks, or all.")
 @click.option("--joint-steps", callback=_step_range, default=None, metavar="START:END",
               help="Joint attention only in this part of the denoising schedule, as fractions "

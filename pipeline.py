@@ -13,7 +13,6 @@ per run by RenderContext and reused across shots.
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -209,17 +208,14 @@ class InterpolationOptions:
         return out
 
 
-@functools.lru_cache(maxsize=None)
 def _backend_parameters(name: str) -> frozenset[str]:
-    """The keyword arguments the constructor of the generative interpolation backend `name`
-    takes (names as in interpolate.get_interpolator); empty for any other name. Imports no torch."""
-    if name in ("ltx", "wan"):
-        import inspect
+    """The keyword options of the generative interpolation backend `name`, as it declares them
+    (interpolate.backend_options); empty for the flow backend. Imports no torch."""
+    if name == "flow":
+        return frozenset()
+    from keyrender.interpolate import backend_options
 
-        from keyrender.interpolate.generative import GenerativeInterpolator
-
-        return frozenset(inspect.signature(GenerativeInterpolator).parameters)
-    return frozenset()
+    return backend_options(name)
 
 
 def interpolation_options(shot: Shot | None, options: RenderOptions, backend: str = "flow") -> InterpolationOptions:
@@ -343,7 +339,8 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
             "scene_style": scene.style,
             "files": files,
             "identities": identities,
-            "preset": _jsonable(asdict(preset)) if not shot.storyboard else "storyboard",
+            # what of the preset changes the pixels (not its description, licences, sizes)
+            "preset": preset.cache_record() if not shot.storyboard else "storyboard",
             "face_model": face_model if shot.characters else None,
             "backends": [getattr(b, "name", type(b).__name__) for b in
                          (options.generator, options.embedder, options.interpolator) if b is not None],
@@ -464,11 +461,8 @@ class RenderContext:
             self._generator = load_generator(
                 self.preset, device=self.options.device,
                 offline=self.options.offline if self.options.offline is not None else offline)
-        # joint attention as this run asks (a loaded generator may be shared with earlier runs)
-        if self.options.consistent is not None or self.options.generator is None:
-            want = self.options.consistent or self.preset.consistent
-            if hasattr(self._generator, "set_consistent") and getattr(self._generator, "consistent", None) != want:
-                self._generator.set_consistent(**asdict(want))
+        # joint attention as this run asks goes in each request (KeyframeRequest.consistent): a
+        # loaded generator may be shared with other runs and is never reconfigured
         return self._generator
 
     def _load_face_model(self, name: str):
@@ -873,7 +867,7 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         # 3-5. in-betweens, checked and repaired span by span, streamed into the encoder
         t = time.perf_counter()
         rec = SpanRecorder()
-        repair = _repair_fn(job, context, request, warnings, images) if checker is not None else None
+        repair = _repair_fn(job, context, request, warnings, images, config) if checker is not None else None
         judge = None
         if checker is not None:
             from keyrender.identity import get_metric
@@ -1026,7 +1020,7 @@ def _keyframe_request(job: ShotJob, context: RenderContext, identities: dict, im
         characters=characters,
         identity_strength=shot.identity_strength if shot.identity_strength is not None else context.preset.identity_strength,
         style=style, control_image=control, control_type=shot.control_type if control is not None else None,
-        fixed=dict(images),
+        fixed=dict(images), consistent=context.options.consistent,
     )
 
 
@@ -1057,10 +1051,10 @@ def _checker(job: ShotJob, context: RenderContext, identities: dict):
     return fc.check, None
 
 
-def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict):
+def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):
     """repair(frame, image, attempt) -> (image, seed), or None when no generator can be loaded
     (the reason goes into the shot's warnings once). The generator gets the two keyframes around
-    the frame as joint-attention context."""
+    the frame as joint-attention context; strengths follow `config` (refine.RefineConfig)."""
     from dataclasses import replace
 
     from keyrender.refine import REPAIR_INDEX_BASE
@@ -1096,8 +1090,8 @@ def _repair_fn(job: ShotJob, context: RenderContext, request, warnings: list[str
         index = REPAIR_INDEX_BASE + frame
         new = generator.regenerate(
             replace(request, fixed=around), index=index, init_image=image, prompt=prompts[nearest],
-            strength=context.preset.regenerate_strength, attempt=attempt,
-            identity_strength=min(1.5, request.identity_strength + 0.15 * attempt))
+            strength=config.repair_strength, attempt=attempt,
+            identity_strength=config.identity_strength(request.identity_strength, attempt))
         return new, _seed(shot.seed, index, attempt)
 
     return repair

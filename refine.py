@@ -41,11 +41,17 @@ class RefineConfig:
     shot_generations: int = 12        # all re-rolls and repairs of one shot together
     repair_depth: int = 3             # how many times a span may be split by new keyframes
     repair_attempts: int = 2          # tries at regenerating one promoted in-between
-    repair_strength: float = 0.35     # img2img denoise strength of a repair
+    repair_strength: float = 0.35     # img2img denoise strength of a repair (the preset's regenerate_strength)
     strength_step: float = 0.15       # identity strength added per re-roll
     max_identity_strength: float = 1.5
     check_every: int | None = None    # stride of in-between checks; None: automatic
     max_span_bytes: int = 512 << 20   # a span longer than this is interpolated twice, not held
+
+    def identity_strength(self, base: float, attempt: int) -> float:
+        """The FaceID scale of re-roll or repair `attempt` (0 = the first try): the shot's `base`
+        raised by `strength_step` per attempt, at most `max_identity_strength`. The one rule for
+        keyframe re-rolls and in-between repairs."""
+        return min(self.max_identity_strength, base + self.strength_step * attempt)
 
     def stride(self, frames: int) -> int:
         """Every frame for shots up to 240 frames, then about 240 checks per shot."""
@@ -135,7 +141,7 @@ def refine_keyframes(
         while (not best.passed and is_generated and generator is not None
                and k < config.keyframe_attempts and budget.take()):
             k += 1
-            strength = min(config.max_identity_strength, base_strength + config.strength_step * k)
+            strength = config.identity_strength(base_strength, k)
             context = KeyframeRequest(**{**request.__dict__, "fixed": {j: im for j, im in out.images.items() if j != i}})
             img = generator().generate(context, indices=[i], attempts={i: k}, identity_strength=strength)[i]
             result = check(img, expected)

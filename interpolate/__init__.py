@@ -28,10 +28,30 @@ __all__ = [
     "BACKENDS",
     "InterpolationInputError",
     "Interpolator",
+    "backend_options",
     "even_times",
     "get_interpolator",
     "inbetween",
 ]
+
+
+def _backend_class(name: str):
+    if name == "flow":
+        from keyrender.interpolate.flow import FlowInterpolator
+
+        return FlowInterpolator
+    if name in ("ltx", "wan"):
+        from keyrender.interpolate.generative import GenerativeInterpolator
+
+        return GenerativeInterpolator
+    raise InterpolationInputError(f"backend: unknown interpolator {name!r}; known: {', '.join(BACKENDS)}")
+
+
+def backend_options(name: str) -> frozenset[str]:
+    """The keyword options `get_interpolator(name, **options)` takes, as the backend declares them
+    (its class's OPTIONS). Imports no torch; unknown names fail fast."""
+    options = _backend_class(name).OPTIONS
+    return options - {"family"} if name in ("ltx", "wan") else options
 
 
 def get_interpolator(name: str = "flow", **options) -> Interpolator:

@@ -582,6 +582,9 @@ class FlowInterpolator(CheckedInterpolator):
     """
 
     name = "flow"
+    #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it true)
+    OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
+                         "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level"})
 
     def __init__(
         self,

@@ -7,10 +7,11 @@ cannot (large motion, occlusions, things appearing). Wan 2.1's first-last-frame 
 (`WanImageToVideoPipeline` with `last_image`) is the alternative ("wan"; no flow start).
 
 torch, diffusers and transformers are imported inside the functions: importing this module is
-cheap. Weights are found, in order: the `model` argument (a local folder, a hub id, or "tiny"),
-the env var (KEYRENDER_MODEL_LTX / KEYRENDER_MODEL_WAN), the default hub id through the usual
-Hugging Face cache. Downloads happen only if allowed: KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1
-turns them off; a model that is not found raises `ModelNotFoundError` saying how to get it.
+cheap. Weights are found by `keyrender.weights`, as for the keyframe models: the `model`
+argument (a local folder, a hub id, or "tiny"), else the env var (KEYRENDER_MODEL_LTX /
+KEYRENDER_MODEL_WAN), else the default hub id through the Hugging Face cache. Downloads happen only
+if allowed (`weights.offline`: the `offline` option, else KEYRENDER_OFFLINE / HF_HUB_OFFLINE); a
+model that is not found raises `ModelNotFoundError` saying how to get it, without network access.
 "tiny" builds the same diffusers classes from tiny configs with random weights (smoke runs, tests),
 for both families: `tiny_ltx_pipeline` and `tiny_wan_pipeline`.
 """
@@ -18,17 +19,16 @@ for both families: `tiny_ltx_pipeline` and `tiny_wan_pipeline`.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
-from keyrender.errors import ModelNotFoundError
-from keyrender.hflog import quiet_hf
+from keyrender import weights
+from keyrender.weights import WeightSpec, quiet_hf
 from keyrender.interpolate.base import CheckedInterpolator
+from keyrender.interpolate.checks import InterpolationInputError
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ class ModelSpec:
     guidance_scale: float  # > 1: classifier-free guidance against `negative_prompt`
     negative_prompt: str = ""
     call_options: tuple[tuple[str, float], ...] = ()  # further pipeline arguments the makers recommend
+
+    @property
+    def weights(self) -> WeightSpec:
+        """Where the weights are (the whole diffusers repo), for keyrender.weights."""
+        return WeightSpec(self.repo_id)
 
 
 MODELS = {
@@ -69,17 +74,17 @@ MODELS = {
 }
 
 
-def offline() -> bool:
-    """True when downloads are switched off (KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1)."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes") for v in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE"))
+def model_spec(family: str) -> ModelSpec:
+    """The spec of `family`; unknown names fail fast, listing the known ones."""
+    if family not in MODELS:
+        raise InterpolationInputError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
+    return MODELS[family]
 
 
 def resolve_model(family: str, model: str | None = None) -> str:
     """The model source for `family`: the argument, else its env var, else the default hub id."""
-    if family not in MODELS:
-        raise ValueError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
-    spec = MODELS[family]
-    return model or os.environ.get(spec.env_var) or spec.repo_id
+    spec = model_spec(family)
+    return weights.source(spec.weights, spec.env_var, model)
 
 
 def _load_dtype(family: str, dtype):
@@ -93,12 +98,13 @@ def _load_dtype(family: str, dtype):
 
 
 def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None,
-                  local_only: bool | None = None):
+                  local_only: bool | None = None, cache_dir: str | None = None):
     """Load the diffusers pipeline for `family` (see the module docstring for where from).
-    `local_only`: never download (None: as the environment says, see `offline`)."""
+    `local_only`: never download (None: as the environment says, see `keyrender.weights.offline`);
+    `cache_dir`: the Hugging Face hub cache (default: `keyrender.weights.hub_cache_dir`)."""
     import torch
 
-    spec = MODELS[family]
+    spec = model_spec(family)
     source = resolve_model(family, model)
     if source == "tiny":
         pipe = {"ltx": tiny_ltx_pipeline, "wan": tiny_wan_pipeline}[family]()
@@ -108,22 +114,14 @@ def load_pipeline(family: str = "ltx", model: str | None = None, device: str | N
         cls = getattr(diffusers, spec.pipeline_class)
         if dtype is None:
             dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        local = Path(source).expanduser()
-        looks_local = local.exists() or source.startswith((".", "/", "~"))
-        if looks_local and not local.is_dir():
-            raise ModelNotFoundError(f"{spec.env_var}: model folder {local} does not exist")
-        try:
-            pipe = cls.from_pretrained(
-                str(local) if looks_local else source,
-                torch_dtype=_load_dtype(family, dtype),
-                local_files_only=looks_local or (offline() if local_only is None else local_only),
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelNotFoundError(
-                f"{family} model {source!r} not found ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-                f"Download it with `hf download {spec.repo_id}` (or set {spec.env_var} to a local "
-                f"diffusers folder); downloads are off when KEYRENDER_OFFLINE=1 or HF_HUB_OFFLINE=1."
-            ) from exc
+        offline = weights.offline(local_only)
+        cache = weights.hub_cache_dir(cache_dir)
+        what = f"interpolation model {family!r}"
+        location = weights.resolve(what, source, spec.weights, offline=offline, cache_dir=cache,
+                                   probe_file="model_index.json", env_var=spec.env_var)
+        with weights.load_errors(what, location, spec.weights, spec.env_var, catch=(OSError, ValueError)):
+            pipe = cls.from_pretrained(location, torch_dtype=_load_dtype(family, dtype), cache_dir=cache,
+                                       local_files_only=offline or weights.looks_local(location))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe.to(device)
@@ -294,6 +292,13 @@ class GenerativeInterpolator(CheckedInterpolator):
     guidance_scale=1 and fewer steps.
     """
 
+    #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it
+    #: true): the pipeline asks for "flow_options" and "pipeline" (one set of weights shared by
+    #: every variant it builds) before passing them
+    OPTIONS = frozenset({"family", "model", "pipeline", "device", "dtype", "steps", "denoise_strength", "prompt",
+                         "negative_prompt", "guidance_scale", "seed", "max_side", "max_frames", "flow_options",
+                         "offline"})
+
     def __init__(
         self,
         family: str = "ltx",
@@ -312,11 +317,9 @@ class GenerativeInterpolator(CheckedInterpolator):
         flow_options: dict | None = None,
         offline: bool | None = None,
     ):
-        if family not in MODELS:
-            raise ValueError(f"family: unknown generative model {family!r}; known: {', '.join(MODELS)}")
+        spec = model_spec(family)
         if not 0.0 < denoise_strength <= 1.0:
             raise ValueError(f"denoise_strength: must be in (0, 1], got {denoise_strength}")
-        spec = MODELS[family]
         steps = spec.steps if steps is None else steps
         if steps < 1:
             raise ValueError(f"steps: must be >= 1, got {steps}")
@@ -388,7 +391,13 @@ class GenerativeInterpolator(CheckedInterpolator):
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         with quiet_hf():
             out = self._call(pipe, to_pil, gh, gw, n, gen)
-        frames = np.clip(np.asarray(out, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        raw = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(raw).all():
+            # half precision overflowing inside the model: the uint8 cast would write black or
+            # garbage frames without a word
+            raise RuntimeError(f"{self.name}: the pipeline returned non-finite values ({self.dtype or 'default'} "
+                               "precision overflow?); try dtype float32 or bfloat16")
+        frames = np.clip(raw * 255.0 + 0.5, 0, 255).astype(np.uint8)
         if frames.shape[0] != n:
             raise RuntimeError(f"{self.name}: pipeline returned {frames.shape[0]} frames, expected {n}")
         video = [cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) if (gh, gw) != (h, w) else f for f in frames]

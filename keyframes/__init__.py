@@ -3,15 +3,22 @@ conditioning.
 
 Importing this package (or `keyrender.keyframes.presets`) does not import torch: the dry run reads
 the presets. `load_generator` imports diffusers when it is called.
+
+Modules, by job: presets (the registry), base (the request and the KeyframeGenerator protocol),
+adapters (where a preset's weights are; IP-Adapter loading), generator (the diffusers-backed
+generator), context (joint attention's context rows), loading (load_generator and its cache),
+control (ControlNet maps), attention (consistent self-attention), tiny (the in-process tiny model).
 """
 
 from __future__ import annotations
 
-from .base import CharacterCondition, KeyframeGenerator, KeyframeRequest, StyleAnchor, derive_seed
+from typing import Any
+
 from .presets import (
     CONTROL_TYPES,
     DEFAULT_PRESET,
     ENV_VARS,
+    LAYER_GROUPS,
     PRESETS,
     ConsistentAttentionOptions,
     Preset,
@@ -21,16 +28,29 @@ from .presets import (
 )
 
 
+#: the request types load on first use (PEP 562): `keyrender.keyframes.presets` (the CLI's
+#: choices, the dry run) imports neither numpy nor torch
+_BASE = ("CharacterCondition", "KeyframeGenerator", "KeyframeRequest", "StyleAnchor", "derive_seed")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BASE:
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'keyrender.keyframes' has no attribute {name!r}")
+
+
 def load_generator(preset=None, device=None, dtype=None, offline=None, **kwargs) -> KeyframeGenerator:
-    """Load the KeyframeGenerator of `preset` (default sdxl), once per run; see keyframes.diffusion."""
+    """Load the KeyframeGenerator of `preset` (default sdxl), once per run; see keyframes.loading."""
     get_preset(preset)  # unknown names fail fast, before torch is imported
-    from .diffusion import load_generator as _load
+    from .loading import load_generator as _load
 
     return _load(preset, device=device, dtype=dtype, offline=offline, **kwargs)
 
 
 def clear_generator_cache() -> None:
-    from .diffusion import clear_cache
+    from .loading import clear_cache
 
     clear_cache()
 
@@ -39,6 +59,7 @@ __all__ = [
     "CONTROL_TYPES",
     "DEFAULT_PRESET",
     "ENV_VARS",
+    "LAYER_GROUPS",
     "PRESETS",
     "CharacterCondition",
     "ConsistentAttentionOptions",

@@ -13,6 +13,8 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from .presets import ConsistentAttentionOptions
+
 SEED_SPACE = 2**31 - 1
 
 
@@ -74,6 +76,9 @@ class KeyframeRequest:
     # keyframes given by the user (storyboard) or kept from an earlier attempt: index -> image.
     # A generator uses them as context for joint attention and never replaces them.
     fixed: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    # joint attention across the keyframes of this call; None: the generator's defaults (its
+    # preset's). Per request, so that a loaded generator shared by runs is never reconfigured.
+    consistent: ConsistentAttentionOptions | None = None
 
     @property
     def count(self) -> int:
@@ -82,9 +87,11 @@ class KeyframeRequest:
 
 @runtime_checkable
 class KeyframeGenerator(Protocol):
-    """Generates a shot's keyframes jointly.
+    """Generates a shot's keyframes jointly: everything the pipeline and the refine loop call.
 
-    `name` identifies the models and their revisions (it goes into cache keys).
+    `name` identifies the models and their revisions (it goes into cache keys). Per-call options
+    travel in the request (`consistent`, `identity_strength`, `style`, `fixed`): a generator may
+    be shared by runs and is never reconfigured by one.
     """
 
     name: str
@@ -115,4 +122,9 @@ class KeyframeGenerator(Protocol):
     ) -> np.ndarray:
         """Image-to-image repair of one frame (an in-between promoted to keyframe), with the
         shot's identity conditioning, at denoise `strength` in (0, 1]."""
+        ...
+
+    def prompt_warnings(self, request: KeyframeRequest, indices: Sequence[int] | None = None) -> list[str]:
+        """One line per prompt of keyframes `indices` (default: all) that its text encoder would
+        cut, naming the words it drops; empty when every prompt fits (or the model reads all)."""
         ...

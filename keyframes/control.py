@@ -2,7 +2,9 @@
 
 `control_type` is one of "openpose", "canny", "depth" (the control image is run through the
 preprocessor) or "openpose-preprocessed", "canny-preprocessed", "depth-preprocessed" (the image is
-already a pose / edge / depth map and is used as is). "none" turns control off.
+already a pose / edge / depth map and is used as is). "none" is the shot list's word for "the
+image is already a control map": a ready pose map, used as is with the openpose ControlNet (the
+shot list's default kind). "off" turns control off.
 Canny needs no weights (OpenCV's Canny, as controlnet-aux's CannyDetector); openpose and depth need the annotator weights (lllyasviel/Annotators),
 loaded by `load_annotator` through controlnet-aux's own loader, after the caller has checked that
 the files are there (no silent download).
@@ -17,6 +19,8 @@ import numpy as np
 from ..errors import InputError, ModelNotFoundError
 
 KINDS = ("openpose", "canny", "depth")
+#: what the shot list's control_type "none" ("the image is already a control map") means here
+NONE_MEANS = ("openpose", True)
 
 
 def parse_control_type(control_type: str | None, shot: str) -> tuple[str, bool] | None:
@@ -24,12 +28,14 @@ def parse_control_type(control_type: str | None, shot: str) -> tuple[str, bool] 
     if control_type is None:
         return None
     value = str(control_type).strip().lower()
-    if value in ("", "none", "off"):
+    if value in ("", "off"):
         return None
+    if value == "none":  # the shot list's "already a control map": a ready pose map
+        return NONE_MEANS
     pre = value.endswith("-preprocessed")
     kind = value[: -len("-preprocessed")] if pre else value
     if kind not in KINDS:
-        known = ", ".join(list(KINDS) + [f"{k}-preprocessed" for k in KINDS] + ["none"])
+        known = ", ".join(list(KINDS) + [f"{k}-preprocessed" for k in KINDS] + ["none", "off"])
         raise InputError(f"shot {shot}: control type {control_type!r} unknown; use one of {known}")
     return kind, pre
 

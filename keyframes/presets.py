@@ -14,11 +14,11 @@ weight file; a style weight file's CLIP image encoder is the ``image_encoder/`` 
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping
 
 from ..errors import InputError
+from ..weights import WeightSpec, source as _source
 
 #: The environment variable that overrides each component's location.
 ENV_VARS: Mapping[str, str] = {
@@ -32,44 +32,10 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 #: request.control_type values: the kind runs its controlnet-aux preprocessor on the control image;
-#: "<kind>-preprocessed" uses the image as the control map; "none" turns control off.
+#: "<kind>-preprocessed" uses the image as the control map; "none" (the shot list's "the image is
+#: already a control map") is "openpose-preprocessed"; "off" turns control off.
 CONTROL_TYPES = ("openpose", "canny", "depth", "openpose-preprocessed", "canny-preprocessed",
-                 "depth-preprocessed", "none")
-
-
-@dataclass(frozen=True)
-class WeightSpec:
-    """Where one component's weights live: a Hugging Face repo (+ optional subfolder / file) and
-    roughly how big the download is, so that a missing-weights error can say what to fetch."""
-
-    repo_id: str
-    subfolder: str | None = None
-    weight_name: str | None = None
-    size: str = ""
-    license: str = ""
-    # The files of the repo that a download needs (`hf download --include` patterns).
-    include: tuple[str, ...] = ()
-    # The folder of the repo (relative to its root) holding the CLIP image encoder that a plain
-    # IP-Adapter needs (transformers' CLIPVisionModelWithProjection: config.json +
-    # model.safetensors). None: the adapter needs none (FaceID takes face embeddings).
-    image_encoder: str | None = None
-
-    def files(self) -> list[str]:
-        """The files of the repo that a download needs, by name (empty: `include` patterns)."""
-        out = []
-        if self.weight_name:
-            out.append(f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name)
-        if self.image_encoder:
-            out += [f"{self.image_encoder}/config.json", f"{self.image_encoder}/model.safetensors"]
-        return out
-
-    def fetch_command(self) -> str:
-        parts = ["hf download", self.repo_id, *self.files()]
-        # hf download ignores --include when file names are given
-        if not parts[2:]:
-            for pattern in self.include:
-                parts.append(f'--include "{pattern}"')
-        return " ".join(parts)
+                 "depth-preprocessed", "none", "off")
 
 
 #: The UNet blocks where joint attention may apply: "up" (the decoder, as StoryDiffusion),
@@ -141,11 +107,7 @@ class Preset:
 
     def source(self, component: str) -> str | None:
         """The location of a component: its environment override if set, else its repo id."""
-        env = ENV_VARS.get(component)
-        if env and os.environ.get(env):
-            return os.environ[env]
-        spec = self.spec(component)
-        return spec.repo_id if spec else None
+        return _source(self.spec(component), ENV_VARS.get(component))
 
     def spec(self, component: str) -> WeightSpec | None:
         if component == "base":
@@ -171,6 +133,26 @@ class Preset:
         if self.annotators is not None:
             out.append(("annotators", self.annotators))
         return out
+
+    def cache_record(self) -> dict:
+        """What of this preset changes the pixels it makes, for cache keys: the model family,
+        where each component's weights come from (environment overrides applied) and which file,
+        the dtype, default size, sampling, conditioning strengths, scheduler, interpolator and
+        joint-attention defaults. Not the name, description, download sizes, licences or
+        download patterns (editing those re-renders nothing), nor the face model (the run's
+        effective one is in the key on its own)."""
+        weights = {
+            component: {"source": self.source(component), "subfolder": spec.subfolder,
+                        "weight_name": spec.weight_name, "image_encoder": spec.image_encoder}
+            for component, spec in self.downloads()
+        }
+        return {
+            "family": self.family, "tiny": self.tiny, "weights": weights, "dtype": self.dtype,
+            "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance,
+            "identity_strength": self.identity_strength, "style_strength": self.style_strength,
+            "regenerate_strength": self.regenerate_strength, "scheduler": self.scheduler,
+            "interpolator": self.interpolator, "consistent": asdict(self.consistent),
+        }
 
     def with_overrides(self, **changes) -> "Preset":
         return replace(self, **changes)

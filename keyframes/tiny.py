@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..fsutil import cache_root
 
 TINY_VERSION = "tiny-v1"
 TINY_CROSS_ATTENTION_DIM = 64
@@ -31,12 +32,9 @@ TINY_CLIP_IMAGE_SIZE = 32
 
 
 def default_tiny_dir() -> Path:
-    """Where the tiny tokenizer and adapter files go: $KEYRENDER_CACHE/tiny or a temp folder."""
-    root = os.environ.get("KEYRENDER_CACHE")
-    if root:
-        path = Path(root) / TINY_VERSION
-    else:
-        path = Path(tempfile.gettempdir()) / f"keyrender-{TINY_VERSION}-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    """Where the tiny tokenizer and adapter files go: keyrender's cache (fsutil.cache_root, i.e.
+    $KEYRENDER_CACHE, else $XDG_CACHE_HOME/keyrender, else ~/.cache/keyrender) / tiny-v1."""
+    path = cache_root() / TINY_VERSION
     path.mkdir(parents=True, exist_ok=True)
     return path
 

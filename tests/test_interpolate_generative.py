@@ -112,26 +112,58 @@ def test_missing_model_names_the_folder_and_how_to_get_it(family, var, repo, tmp
         gen.load_pipeline(family, device="cpu")
 
 
-def test_run_offline_switch_reaches_from_pretrained(monkeypatch):
-    # keyrender run --offline builds the backend with offline=True: no download even when the
-    # environment allows it (and the keyword is accepted: a preset with a generative interpolator
-    # builds it with the run's device and offline switch)
+def _hub_cache_copy(pipe, cache, repo_id: str) -> None:
+    """Save `pipe` into `cache` laid out as huggingface_hub stores a downloaded repo
+    (models--org--name/refs/main -> snapshots/<commit>/...)."""
+    folder = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0" * 40
+    pipe.save_pretrained(folder / "snapshots" / commit)
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+
+
+@pytest.mark.parametrize("switch", ["offline=True", "KEYRENDER_OFFLINE=on", "HF_HUB_OFFLINE=1"])
+def test_offline_switch_is_the_keyframe_models_one(tiny_pipe, tmp_path, monkeypatch, switch):
+    """keyrender.weights.offline decides for interpolation as for keyframes: --offline, or
+    KEYRENDER_OFFLINE / HF_HUB_OFFLINE set to 1/true/yes/on. Offline, the default hub id loads
+    from the Hugging Face cache (the real from_pretrained on a cache laid out as the hub's), and a
+    model missing from the cache fails before from_pretrained, naming the cache and the command."""
+    from keyrender.weights import offline
+
+    for var in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE", "KEYRENDER_MODEL_LTX"):
+        monkeypatch.delenv(var, raising=False)
+    explicit = True if switch == "offline=True" else None
+    if explicit is None:
+        var, value = switch.split("=")
+        monkeypatch.setenv(var, value)
+    assert offline(explicit) is True
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    with pytest.raises(ModelNotFoundError, match=r"in the Hugging Face cache .*hub \(offline mode\).*hf download Lightricks/LTX-Video-0.9.5"):
+        gen.load_pipeline("ltx", device="cpu", local_only=explicit)
+    _hub_cache_copy(tiny_pipe, cache, gen.MODELS["ltx"].repo_id)
+    interp = get_interpolator("ltx", device="cpu", offline=explicit)
+    assert type(interp.pipeline).__name__ == "LTXConditionPipeline"
+    assert interp.pipeline.transformer.config.num_layers == 1  # the tiny one, from the cache
+
+
+def test_online_lets_from_pretrained_download(monkeypatch, tmp_path):
+    # no switch: from_pretrained may download (local_files_only False); its failure is the same message
     import diffusers
 
-    for var in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE"):
+    for var in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE", "KEYRENDER_MODEL_LTX"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     seen = []
 
     def from_pretrained(cls, source, **kw):
-        seen.append(kw["local_files_only"])
-        raise OSError(f"{source} is not in the cache")
+        seen.append((source, kw["local_files_only"], kw["cache_dir"]))
+        raise OSError(f"{source} is not reachable")
 
     monkeypatch.setattr(diffusers.LTXConditionPipeline, "from_pretrained", classmethod(from_pretrained))
-    for offline in (True, None):
-        interp = get_interpolator("ltx", device="cpu", offline=offline)
-        with pytest.raises(ModelNotFoundError, match="hf download Lightricks/LTX-Video"):
-            interp.pipeline
-    assert seen == [True, False]
+    with pytest.raises(ModelNotFoundError, match="not loadable.*hf download Lightricks/LTX-Video"):
+        get_interpolator("ltx", device="cpu", offline=False).pipeline
+    assert seen == [("Lightricks/LTX-Video-0.9.5", False, str(tmp_path / "hub"))]
 
 
 def test_family_defaults_reach_the_pipeline(tiny_pipe, tiny_wan, pair, monkeypatch):
@@ -179,7 +211,21 @@ def test_tiny_ltx_on_cuda_half_precision(pair, dtype):
     outs = list(gen.GenerativeInterpolator(pipeline=pipe, steps=2, denoise_strength=0.5).inbetween(a, b, [0.5], info=info))
     assert info["mode"] == "generative"
     assert outs[0].shape == a.shape and outs[0].dtype == np.uint8
-    assert np.isfinite(outs[0].astype(np.float32)).all() and outs[0].std() > 0
+    assert outs[0].std() > 0  # (non-finite model output raises in _run: test_non_finite_output_is_an_error)
+
+
+def test_non_finite_output_is_an_error(tiny_pipe, pair):
+    """A model that overflows (NaN/inf, as half precision can) raises instead of being cast to
+    uint8 and written as black frames. The tiny pipeline with one NaN weight in its VAE decoder."""
+    import copy
+
+    a, b = pair
+    broken = copy.deepcopy(tiny_pipe)
+    with torch.no_grad():
+        next(broken.vae.decoder.conv_out.parameters()).view(-1)[0] = float("nan")
+    interp = gen.GenerativeInterpolator(pipeline=broken, steps=1, denoise_strength=0.5)
+    with pytest.raises(RuntimeError, match="non-finite values"):
+        list(interp.inbetween(a, b, [0.5]))
 
 
 # --- wan: Wan 2.1 first-last-frame (WanImageToVideoPipeline with last_image), no flow start ---
@@ -291,4 +337,24 @@ def test_tiny_wan_on_cuda_bfloat16_with_float32_vae(pair):
     outs = list(gen.GenerativeInterpolator(family="wan", pipeline=pipe, steps=2).inbetween(a, b, [0.5], info=info))
     assert info["mode"] == "generative"
     assert outs[0].shape == a.shape and outs[0].dtype == np.uint8
-    assert np.isfinite(outs[0].astype(np.float32)).all() and outs[0].std() > 0
+    assert outs[0].std() > 0  # finite: _run raises on non-finite model output
+
+
+@pytest.mark.parametrize("name", ["flow", "ltx", "wan"])
+def test_backends_declare_the_options_they_take(name):
+    """The pipeline asks `backend_options` (not the constructor's signature) which options a
+    backend takes; each backend's declaration must be its constructor's keywords."""
+    import inspect
+
+    from keyrender.interpolate import backend_options
+    from keyrender.interpolate.flow import FlowInterpolator
+
+    cls = FlowInterpolator if name == "flow" else gen.GenerativeInterpolator
+    declared = set(inspect.signature(cls).parameters) - ({"family"} if name != "flow" else set())
+    assert backend_options(name) == declared
+    if name != "flow":
+        assert {"flow_options", "pipeline", "device", "offline"} <= backend_options(name)
+    from keyrender.errors import InputError
+
+    with pytest.raises(InputError, match="unknown interpolator 'sora'"):
+        backend_options("sora")

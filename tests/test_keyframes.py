@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from keyframe_requests import diff as _diff, emb as _emb, request as _request
 from keyrender.errors import InputError, ModelNotFoundError
 from keyrender.keyframes import (
     CharacterCondition,
+    ConsistentAttentionOptions,
     KeyframeGenerator,
     StyleAnchor,
     get_preset,
@@ -21,21 +23,16 @@ from keyrender.keyframes import (
 )
 
 
-@pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    g = load_generator("tiny", device="cpu", tiny_dir=tmp_path_factory.mktemp("tiny"), use_cache=False)
-    yield g
+OFF = ConsistentAttentionOptions(enabled=False)
+ALL = ConsistentAttentionOptions(enabled=True, sampling_rate=1.0, layers="all")
 
 
-@pytest.fixture(autouse=True)
-def _consistent_defaults(request):
-    if "gen" in request.fixturenames:
-        g = request.getfixturevalue("gen")
-        saved = g.consistent
-        yield
-        g.consistent = saved
-    else:
-        yield
+@pytest.fixture
+def gen(tiny_generator):
+    """The session's tiny generator (conftest): joint-attention options go in each request, and
+    the generator's own defaults must stay the preset's whatever a test asks for."""
+    yield tiny_generator
+    assert tiny_generator.consistent == get_preset("tiny").consistent
 
 
 # -- presets, loading, errors ------------------------------------------------------------------
@@ -111,21 +108,23 @@ def test_generate_shapes_and_determinism(gen):
 
 
 def test_joint_attention_changes_batch_and_off_is_independent(gen):
-    req = _request()
-    gen.set_consistent(enabled=False)
-    off = gen.generate(req)
-    single = {i: gen.generate(req, indices=[i])[i] for i in range(3)}
+    off_req, on_req = _request(consistent=OFF), _request(consistent=ALL)
+    off = gen.generate(off_req)
+    single = {i: gen.generate(off_req, indices=[i])[i] for i in range(3)}
     for i in range(3):  # batched == one by one, up to float rounding
         assert np.abs(off[i].astype(int) - single[i].astype(int)).max() <= 1
-    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
-    on = gen.generate(req)
+    on = gen.generate(on_req)
     assert max(_diff(on[i], off[i]) for i in range(3)) > 0.1
     # a batch of one has nobody to share with: exactly the independent result
-    alone = gen.generate(req, indices=[1])
+    alone = gen.generate(on_req, indices=[1])
     assert np.array_equal(alone[1], single[1])
     # outside its step window it is exactly off
-    gen.set_consistent(enabled=True, start=1.0, end=1.0)
-    assert all(np.array_equal(gen.generate(req)[i], off[i]) for i in range(3))
+    window = _request(consistent=replace(ALL, start=1.0, end=1.0))
+    assert all(np.array_equal(gen.generate(window)[i], off[i]) for i in range(3))
+    # no options in the request: the generator's defaults (the preset's: on, rate 0.5, up blocks)
+    default = gen.generate(_request())
+    assert np.array_equal(default[0], gen.generate(_request(consistent=get_preset("tiny").consistent))[0])
+    assert _diff(default[0], off[0]) > 0.1
 
 
 def test_identity_reaches_attention(gen):
@@ -139,16 +138,17 @@ def test_identity_reaches_attention(gen):
 
 
 def test_masks_route_identities_to_regions(gen):
-    gen.set_consistent(enabled=False)
     left, right = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
-    ab = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("b", _emb(2), right)])
-    ac = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("c", _emb(3), right)])
+    ab = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("b", _emb(2), right)],
+                  consistent=OFF)
+    ac = _request(characters=[CharacterCondition("a", _emb(1), left), CharacterCondition("c", _emb(3), right)],
+                  consistent=OFF)
     x = gen.generate(ab, indices=[0], identity_strength=1.0)[0]
     y = gen.generate(ac, indices=[0], identity_strength=1.0)[0]
     d_left, d_right = _diff(x[:, :24], y[:, :24]), _diff(x[:, 40:], y[:, 40:])
     assert d_right > 0.1 and d_right > 2 * d_left, (d_left, d_right)
     # default regions: side by side, same as the explicit split
-    auto = _request(characters=[CharacterCondition("a", _emb(1)), CharacterCondition("b", _emb(2))])
+    auto = _request(characters=[CharacterCondition("a", _emb(1)), CharacterCondition("b", _emb(2))], consistent=OFF)
     assert np.array_equal(gen.generate(auto, indices=[0], identity_strength=1.0)[0], x)
 
 
@@ -188,6 +188,21 @@ def test_controlnet_canny_and_missing_annotator(gen):
         gen.generate(_request(control_image=ctrl, control_type="openpose"), indices=[0])
     with pytest.raises(InputError, match="control type 'sketch' unknown"):
         gen.generate(_request(control_image=ctrl, control_type="sketch"), indices=[0])
+
+
+def test_control_type_none_uses_the_image_as_a_ready_pose_map(gen):
+    """The shot list documents control_type `none` as "the image is already a control map": the
+    user's pose map goes to the openpose ControlNet as is (it used to be dropped: control off)."""
+    pose = np.zeros((64, 64, 3), np.uint8)
+    pose[8:56, 30:34] = (255, 0, 0)  # a stick figure's spine and arms, as a rendered pose map draws them
+    pose[20:24, 16:48] = (0, 255, 0)
+    base = gen.generate(_request(), indices=[0])[0]
+    ready = gen.generate(_request(control_image=pose, control_type="none"), indices=[0])[0]
+    assert _diff(ready, base) > 0.1
+    as_is = gen.generate(_request(control_image=pose, control_type="openpose-preprocessed"), indices=[0])[0]
+    assert np.array_equal(ready, as_is)
+    # "off" is control off
+    assert np.array_equal(gen.generate(_request(control_image=pose, control_type="off"), indices=[0])[0], base)
 
 
 def test_regenerate_repairs_one_frame(gen):
@@ -340,18 +355,27 @@ def test_run_joint_flags_keep_the_dry_run_torch_free(project):
     assert p.returncode == 0, p.stderr
 
 
-def test_joint_options_reach_the_generator(tmp_path, monkeypatch):
+def test_joint_options_reach_the_generator_per_request(tmp_path, monkeypatch):
+    """The run's joint-attention options travel in each request; the (cached, shared) generator
+    is never reconfigured, so a later run without the flags gets the preset's again."""
+    from pathlib import Path
+
     from keyrender.keyframes import ConsistentAttentionOptions
-    from keyrender.pipeline import RenderContext, RenderOptions
+    from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, prepare
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    samples = Path(__file__).resolve().parent.parent / "samples"
     wanted = ConsistentAttentionOptions(enabled=True, sampling_rate=0.25, layers="mid_up", start=0.1, end=0.6)
-    ctx = RenderContext(RenderOptions(preset="tiny", device="cpu", consistent=wanted), tmp_path, lambda e: None)
-    g = ctx.generator()
-    assert g.consistent == wanted
-    # the same (cached) generator in a later run without the flags: back to the preset's
-    again = RenderContext(RenderOptions(preset="tiny", device="cpu"), tmp_path, lambda e: None).generator()
-    assert again is g and again.consistent == get_preset("tiny").consistent
+    requests = []
+    for consistent in (wanted, None):
+        options = RenderOptions(out=tmp_path / "out", preset="tiny", device="cpu", consistent=consistent)
+        _, jobs = prepare(samples / "generate.csv", options)
+        ctx = RenderContext(options, samples / "cast", lambda e: None)
+        requests.append((ctx.generator(), _keyframe_request(jobs[0], ctx, {}, {})))
+    (g, with_flags), (again, without) = requests
+    assert again is g and g.consistent == get_preset("tiny").consistent  # never mutated
+    assert with_flags.consistent == wanted and g.options(with_flags) == wanted
+    assert without.consistent is None and g.options(without) == get_preset("tiny").consistent
 
 
 def test_joint_options_are_checked():
@@ -393,3 +417,76 @@ def test_prompts_longer_than_the_text_encoder_reads_are_reported(gen):
     assert lines[0].split("ignored: ")[1].strip("'") in tail  # names the words that are dropped
     assert "negative prompt" in lines[1]
     assert g.prompt_warnings(_request(prompts=["short"] * 3)) == []
+
+
+def test_cache_key_holds_what_changes_the_pixels_only(monkeypatch):
+    """Editing a preset's description, licences or download notes re-renders nothing; its
+    sampling settings, or pointing a component at other weights, re-render its generated shots.
+    Storyboard shots do not use the preset."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from keyrender.keyframes.presets import PRESETS
+    from keyrender.pipeline import RenderOptions, prepare
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    monkeypatch.delenv("KEYRENDER_MODEL_BASE", raising=False)
+
+    def keys(csv):
+        _, jobs = prepare(samples / csv, RenderOptions(preset="sdxl"))
+        return {j.shot.id: j.cache_key for j in jobs}
+
+    base, story = keys("generate.csv"), keys("shotlist.csv")
+    sdxl = PRESETS["sdxl"]
+    for same in (replace(sdxl, description="edited"),
+                 replace(sdxl, base=replace(sdxl.base, license="x", size="8 GB", include=("*.json",)))):
+        monkeypatch.setitem(PRESETS, "sdxl", same)
+        assert keys("generate.csv") == base
+    for other in (replace(sdxl, steps=31), replace(sdxl, faceid=replace(sdxl.faceid, weight_name="other.bin"))):
+        monkeypatch.setitem(PRESETS, "sdxl", other)
+        changed = keys("generate.csv")
+        assert all(changed[s] != base[s] for s in base)
+        assert keys("shotlist.csv") == story
+    monkeypatch.setitem(PRESETS, "sdxl", sdxl)
+    monkeypatch.setenv("KEYRENDER_MODEL_BASE", "/models/my-sdxl")
+    assert all(keys("generate.csv")[s] != base[s] for s in base)
+    assert keys("shotlist.csv") == story
+
+
+def test_real_loader_from_the_hub_cache_by_repo_id_offline(tmp_path, monkeypatch, gen):
+    """The sdxl preset by its hub ids, offline, from a Hugging Face cache laid out as the hub
+    stores downloads (models--org--name/refs/main -> snapshots/<commit>): the base pipeline saved
+    from the tiny components, FaceID as the .bin file h94/IP-Adapter-FaceID ships (nested
+    image_proj / ip_adapter dicts). No override, no network: the real from_pretrained and
+    load_ip_adapter find them where `hf download` would have put them."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    from keyrender.keyframes.tiny import tiny_faceid_state_dict, tiny_sdxl_components
+
+    sdxl = get_preset("sdxl")
+    cache = tmp_path / "hub"
+
+    def snapshot(repo_id: str):
+        folder = cache / ("models--" + repo_id.replace("/", "--"))
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / "main").write_text("1" * 40)
+        return folder / "snapshots" / ("1" * 40)
+
+    tiny = StableDiffusionXLPipeline(**tiny_sdxl_components(tmp_path / "t"), add_watermarker=False)
+    tiny.save_pretrained(snapshot(sdxl.base.repo_id))
+    flat = tiny_faceid_state_dict(tiny.unet)
+    nested = {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")}
+              for part in ("image_proj", "ip_adapter")}
+    faceid = snapshot(sdxl.faceid.repo_id)
+    faceid.mkdir(parents=True)
+    torch.save(nested, faceid / sdxl.faceid.weight_name)
+    for var in ("KEYRENDER_MODEL_BASE", "KEYRENDER_MODEL_FACEID", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KEYRENDER_OFFLINE", "on")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    real = load_generator("sdxl", device="cpu", use_cache=False)
+    assert real.name.startswith("sdxl:stabilityai/stable-diffusion-xl-base-1.0+h94/IP-Adapter-FaceID/")
+    req = _request(consistent=OFF)
+    # the same weights as the tiny preset: the same image
+    assert np.array_equal(real.generate(req, indices=[0], steps=2)[0], gen.generate(req, indices=[0])[0])

@@ -4,12 +4,31 @@ through diffusers' own `load_ip_adapter` (the same `load_ip_adapters` the sdxl p
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from keyframe_requests import diff as _diff, emb as _emb, request as _request
+from keyframe_requests import diff as _diff, emb as _emb, request as _any_request
 from keyrender.errors import InputError, ModelNotFoundError
-from keyrender.keyframes import CharacterCondition, KeyframeRequest, StyleAnchor, load_generator
+from keyrender.keyframes import (
+    CharacterCondition,
+    ConsistentAttentionOptions,
+    KeyframeRequest,
+    StyleAnchor,
+    get_preset,
+    load_generator,
+)
+
+OFF = ConsistentAttentionOptions(enabled=False)
+ALL = ConsistentAttentionOptions(enabled=True, sampling_rate=1.0, layers="all")
+
+
+def _request(**kw) -> KeyframeRequest:
+    """A test request with joint attention off unless asked: the style image then acts through
+    the style adapter alone."""
+    kw.setdefault("consistent", OFF)
+    return _any_request(**kw)
 
 
 def _style_image(kind: int = 0) -> np.ndarray:
@@ -32,27 +51,17 @@ def tiny_dir(tmp_path_factory):
 
 
 def _fresh(tiny_dir):
-    """A tiny generator of its own (the style adapter not loaded yet), joint attention off so that
-    the style image acts through the adapter only."""
-    g = load_generator("tiny", device="cpu", tiny_dir=tiny_dir, use_cache=False)
-    g.set_consistent(enabled=False)
-    return g
+    """A tiny generator of its own (the style adapter not loaded yet)."""
+    return load_generator("tiny", device="cpu", tiny_dir=tiny_dir, use_cache=False)
 
 
-@pytest.fixture(scope="module")
-def gen(tiny_dir):
-    return _fresh(tiny_dir)
-
-
-@pytest.fixture(autouse=True)
-def _defaults(request):
-    if "gen" in request.fixturenames:
-        g = request.getfixturevalue("gen")
-        saved = g.consistent, g.style_strength
-        yield
-        g.consistent, g.style_strength = saved
-    else:
-        yield
+@pytest.fixture
+def gen(tiny_generator):
+    """The session's tiny generator (conftest); `style_strength` is put back after each test."""
+    saved = tiny_generator.style_strength
+    yield tiny_generator
+    tiny_generator.style_strength = saved
+    assert tiny_generator.consistent == get_preset("tiny").consistent
 
 
 def test_style_adapter_loads_on_first_style_image_only(tiny_dir):
@@ -119,8 +128,7 @@ def test_identity_works_with_the_style_adapter(gen):
 
 
 def test_style_with_joint_attention_and_bad_image(gen):
-    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
-    out = gen.generate(_styled())
+    out = gen.generate(_styled(consistent=ALL))
     assert sorted(out) == [0, 1, 2] and all(v.shape == (64, 64, 3) for v in out.values())
     with pytest.raises(InputError, match="shot s1: the scene's style image"):
         gen.generate(_request(style=StyleAnchor(scene="sc1", image=np.zeros((64, 64), np.uint8))), indices=[0])
@@ -137,7 +145,7 @@ def test_regenerate_uses_neighbouring_keyframes_as_context(gen):
     plain = gen.regenerate(lone, 1000, init, "a woman", strength=0.5, attempt=0)
     # joint attention off: the context is not used, exactly the plain img2img result
     assert np.array_equal(gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0), plain)
-    gen.set_consistent(enabled=True, sampling_rate=1.0, layers="all")
+    lone, around = replace(lone, consistent=ALL), replace(around, consistent=ALL)
     # nothing to attend to: the plain result too
     assert np.array_equal(gen.regenerate(lone, 1000, init, "a woman", strength=0.5, attempt=0), plain)
     ctx = gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0)
@@ -146,13 +154,11 @@ def test_regenerate_uses_neighbouring_keyframes_as_context(gen):
     assert np.array_equal(gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0), ctx)
     # the context rows ride along in the batch, but outside the step window nobody shares tokens:
     # the frame is the plain img2img result (up to batched float rounding)
-    gen.set_consistent(start=1.0, end=1.0)
-    windowed = gen.regenerate(around, 1000, init, "a woman", strength=0.5, attempt=0)
+    windowed = gen.regenerate(replace(around, consistent=replace(ALL, start=1.0, end=1.0)), 1000, init, "a woman", strength=0.5, attempt=0)
     assert np.abs(windowed.astype(int) - plain.astype(int)).max() <= 1
     # the scene's anchor keyframe is context too
-    gen.set_consistent(start=0.0, end=1.0)
     anchored = _request(prompts=["a woman walks", "a woman turns"], times=[0.0, 1.0],
-                        style=StyleAnchor(scene="sc1", anchor_keyframe=kf[1]))
+                        style=StyleAnchor(scene="sc1", anchor_keyframe=kf[1]), consistent=ALL)
     assert _diff(gen.regenerate(anchored, 1000, init, "a woman", strength=0.5, attempt=0), plain) > 0.1
 
 
@@ -187,7 +193,6 @@ def test_real_loader_style_adapter_lazy_and_missing(tmp_path, monkeypatch, gen):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     real = load_generator("sdxl", device="cpu", use_cache=False)
-    real.set_consistent(enabled=False)
     # no style image: no style weights needed
     plain = real.generate(_request(), indices=[0], steps=2)[0]
     assert not real.style_loaded
@@ -318,6 +323,7 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     from pathlib import Path
 
     from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, _repair_fn, prepare
+    from keyrender.refine import RefineConfig
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     seen = []
@@ -340,7 +346,7 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     context = RenderContext(options, samples / "cast", lambda e: None)
     request = _keyframe_request(job, context, {}, {})
     keyframes = {i: np.full((64, 64, 3), 40 * (i + 1), np.uint8) for i in range(3)}
-    repair = _repair_fn(job, context, request, [], keyframes)
+    repair = _repair_fn(job, context, request, [], keyframes, RefineConfig(repair_strength=0.35))
     image, seed = repair(17, np.full((64, 64, 3), 90, np.uint8), 0)
     assert image.shape == (64, 64, 3) and isinstance(seed, int)
     repair(5, np.full((64, 64, 3), 90, np.uint8), 1)

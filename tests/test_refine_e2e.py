@@ -156,3 +156,65 @@ def test_prompt_warnings_reach_the_manifest_and_the_console(project):
     m = json.loads((project / "out" / "S1" / "manifest.json").read_text())
     assert "shot S1: keyframe 0 prompt is 90 tokens" in m["warnings"]
     assert {"event": "warning", "message": "shot S1: keyframe 1 prompt is 90 tokens"} in events
+
+
+def _small_2a(proj: Path, width: int = 128, height: int = 64) -> None:
+    """Shot 2A of the sample at width x height (the storyboard is fitted to it)."""
+    import csv
+
+    path = proj / "shotlist.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["width"], r["height"] = (str(width), str(height)) if r["shot"] == "2A" else ("", "")
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_failing_inbetween_reaches_the_real_tiny_regenerate(tmp_path, copy_sample, monkeypatch, tiny_generator):
+    """No stand-in generator: storyboard shot 2A (at 128 x 64) with the tiny face pack fails its
+    in-between checks, and the pipeline's repair path calls the real tiny diffusers generator's
+    `regenerate` (image-to-image) with the neighbouring keyframes as context, the preset's
+    regenerate strength (read through RefineConfig.repair_strength) and the identity strength
+    rising per attempt (RefineConfig.identity_strength). The spy only records and calls through."""
+    from dataclasses import replace
+
+    from keyrender.keyframes.presets import PRESETS
+    from keyrender.refine import REPAIR_INDEX_BASE, RefineConfig
+
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    # a strength other than the default, to see that it is the preset's that reaches regenerate
+    monkeypatch.setitem(PRESETS, "tiny", replace(PRESETS["tiny"], regenerate_strength=0.5))
+    calls = []
+    real = type(tiny_generator).regenerate
+
+    def spy(request, index, init_image, prompt, strength, attempt, identity_strength=None, **kw):
+        out = real(tiny_generator, request, index, init_image, prompt, strength, attempt, identity_strength, **kw)
+        calls.append(dict(index=index, strength=strength, attempt=attempt, identity=identity_strength,
+                          fixed=sorted(request.fixed), changed=float(np.abs(out.astype(int) - init_image.astype(int)).mean())))
+        return out
+
+    monkeypatch.setattr(tiny_generator, "regenerate", spy)
+    proj = copy_sample(tmp_path / "proj")
+    _small_2a(proj)
+    result = render(proj / "shotlist.csv", RenderOptions(out=tmp_path / "out", only=["2A"], preset="tiny", face_model="tiny",
+                                                         device="cpu", shot_generations=2, generator=tiny_generator))
+    assert result.exit_code in (0, 3)
+    m = json.loads((tmp_path / "out" / "2A" / "manifest.json").read_text())
+    repairs = m["identity"]["repairs"]
+    assert repairs and calls, "a failing in-between must reach regenerate"
+    made = [a for r in repairs for a in r["attempts"]]
+    assert len(made) == len(calls) == 2  # the shot's budget
+    seeds = [a["seed"] for a in made]
+    assert all(isinstance(x, int) for x in seeds) and len(set(seeds)) == 2
+    config = RefineConfig()
+    for call in calls:
+        assert call["strength"] == 0.5
+        assert call["identity"] == pytest.approx(config.identity_strength(0.7, call["attempt"]))
+        assert call["index"] == REPAIR_INDEX_BASE + repairs[0]["frame"]
+        assert call["fixed"] == [0, 1]  # the two keyframes around the frame
+        assert call["changed"] > 1.0  # image-to-image really changed the frame
+    assert [c["attempt"] for c in calls] == [0, 1]
+    assert calls[1]["identity"] > calls[0]["identity"]

@@ -5,6 +5,7 @@ identity plot, flagged frames and repairs come from the real check-and-repair lo
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -84,12 +85,18 @@ def test_report_identity_plot_flagged_frames_and_repairs_from_real_checks(runs, 
     assert len(root.findall(ns + "circle")) == len(found)
     failing = [c for c in root.findall(ns + "circle") if c.get("fill") == "#d62728"]
     assert len(failing) == sum(not ident["frames"][f]["passed"] for f in found)
+    # the tiny pack fails some of 2A's frames (the storyboard's two photos are not the cast's);
+    # the repair is attempted and reported as unavailable (offline, no keyframe model)
+    assert ident["flagged_frames"], "the tiny face pack flags 2A's far keyframe"
     for f in ident["flagged_frames"]:
         assert re.search(rf"\b{f} \(\d+\.\d\d s\): eileen", page), f
-    if ident["repairs"]:
-        assert "<h4>in-between repairs</h4>" in page
-        assert f"<td>{ident['repairs'][0]['frame']}</td>" in page
-    assert "FLAGGED" in page or not ident["flagged_frames"]
+    assert "FLAGGED" in page
+    repair = ident["repairs"][0]
+    assert repair["result"] == "unavailable" and repair["attempts"] == []
+    assert "<h4>in-between repairs</h4>" in page
+    assert (f"<tr><td>{repair['frame']}</td><td>0</td><td>{html.escape(repair['reason'])}</td>"
+            '<td class="bad">unavailable</td><td>-</td></tr>') in page
+    assert any("in-between repair unavailable" in w and "--preset tiny" in w for w in m["warnings"])
 
 
 def test_report_shows_reroll_attempts_and_failed_shot_reasons(runs, tmp_path):
