@@ -205,4 +205,4 @@ def test_stride_checks_fewer_frames_and_long_spans_are_not_held():
     frames = list(fill_span(0, img(200), 24, img(200), interp, check, ["anna"], None, cfg, Budget(1), 4, rec))
     assert len(frames) == 23 and sorted(rec.frame_scores) == [4, 8, 12, 16, 20]
     assert interp.spans == [24, 24]
-    assert RefineConfig().stride(100) == 1 and RefineConfig().stride(1000) == 5 and RefineConfig(check_every=3).stride(10) == 3
+    assert RefineConfig().stride(100) == 3 and RefineConfig().stride(1000) == 5 and RefineConfig(check_every=3).stride(10) == 3
