@@ -584,7 +584,8 @@ class FlowInterpolator(CheckedInterpolator):
     name = "flow"
     #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it true)
     OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
-                         "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level"})
+                         "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
+                         "camera_min_move", "feature_max_side", "related_matches"})
 
     def __init__(
         self,

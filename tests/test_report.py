@@ -37,6 +37,12 @@ def runs(tmp_path_factory, copy_sample):
     # no face model: a folder that holds none (the built-in dlib model would check the sample)
     plain = render(csv, RenderOptions(out=root / "plain", face_model=str(root / "no-face-model")),
                    executor="local")
+    # the checked run judges 2A against a cast turned upside down: every frame fails the tiny
+    # pack's real check, so the report must show flagged frames and an (unavailable) repair
+    import cv2
+
+    for p in (proj / "cast" / "eileen").glob("*.jpg"):
+        cv2.imwrite(str(p), cv2.imread(str(p))[::-1].copy())
     checked = render(csv, RenderOptions(out=root / "checked", only=["2A"], face_model="tiny", offline=True,
                                         cache_dir=root / "cache"), executor="local")
     return proj, csv, plain, checked
@@ -85,9 +91,9 @@ def test_report_identity_plot_flagged_frames_and_repairs_from_real_checks(runs, 
     assert len(root.findall(ns + "circle")) == len(found)
     failing = [c for c in root.findall(ns + "circle") if c.get("fill") == "#d62728"]
     assert len(failing) == sum(not ident["frames"][f]["passed"] for f in found)
-    # the tiny pack fails some of 2A's frames (the storyboard's two photos are not the cast's);
-    # the repair is attempted and reported as unavailable (offline, no keyframe model)
-    assert ident["flagged_frames"], "the tiny face pack flags 2A's far keyframe"
+    # every checked frame fails (the cast is upside down); the repair of the worst in-between is
+    # attempted and reported as unavailable (offline, no keyframe model)
+    assert ident["flagged_frames"], "the tiny face pack flags 2A's frames against the flipped cast"
     for f in ident["flagged_frames"]:
         assert re.search(rf"\b{f} \(\d+\.\d\d s\): eileen", page), f
     assert "FLAGGED" in page

@@ -523,10 +523,11 @@ def test_identity_commands_read_nothing_outside_the_store(tmp_path, tiny_pack):
 
     pack, cast, _ = _tiny_face_setup(tmp_path, tiny_pack)
     assert run("identity", "build", str(cast), "--face-model", str(pack)).exit_code == 0
-    store = cast / ".keyrender" / "identities"
-    # a saved identity put outside the store, three folders up: ../../../x from the store
+    # the store keeps one folder per face model: identities/<model label>/alice.json
+    (saved,) = (cast / ".keyrender" / "identities").glob("*/alice.json")
+    # a saved identity put outside the store (reachable from it with enough ../)
     for ext in ("json", "npz"):
-        shutil.copy(store / f"alice.{ext}", tmp_path / f"x.{ext}")
+        shutil.copy(saved.with_suffix(f".{ext}"), tmp_path / f"x.{ext}")
     assert run("identity", "show", "alice", "--cast", str(cast)).exit_code == 0
     for name in ("../../../x", str(tmp_path / "x"), ".keyrender", "..\\x"):
         for args in (["identity", "show", name, "--cast", str(cast)],
