@@ -81,12 +81,17 @@ def test_scene_first_shot_runs_first_and_its_keyframe_is_sent_as_anchor(project,
     assert failed.status == "failed" and "not found" in failed.reason, failed.reason  # no models here
     assert fake.log.index(("done", "1A")) < fake.log.index(("submit", "1X"))
     assert fake.log.index(("submit", "2A")) < fake.log.index(("done", "1A"))  # others do not wait
-    m = json.loads((project / "out" / "1A" / "manifest.json").read_text())
-    assert fake.payloads["1X"]["anchor"] == (project / "out" / "1A" / m["keyframes"][0]["path"]).read_bytes()
-    assert fake.payloads["1B"]["anchor"] is None
+    # the anchor travels as the files the worker's render_shot reads: 1A's manifest and keyframe 0
+    out_1a = project / "out" / "1A"
+    m = json.loads((out_1a / "manifest.json").read_text())
+    files = fake.payloads["1X"]["files"]
+    assert fake.payloads["1X"]["anchor"] is True
+    assert files["anchor/" + m["keyframes"][0]["path"]] == (out_1a / m["keyframes"][0]["path"]).read_bytes()
+    assert files["anchor/manifest.json"] == (out_1a / "manifest.json").read_bytes()
+    assert fake.payloads["1B"]["anchor"] is False and not any(k.startswith("anchor/") for k in fake.payloads["1B"]["files"])
     assert fake.options == {"num_gpus": 0, "num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
     # the worker got the files it reads as bytes, not paths on the driver's disk
-    assert sorted(k.split("/")[0] for k in fake.payloads["1X"]["files"]) == ["cast"] * 4 + ["inputs"] * 2
+    assert sorted(k.split("/")[0] for k in files) == ["anchor"] * 2 + ["cast"] * 4 + ["inputs"] * 2
 
 
 @pytest.fixture(scope="module")
