@@ -127,8 +127,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
     if dry_run:
         _dry_run(shotlist, options, as_json)
         return
-    from keyrender.executors import get_executor
-    from keyrender.pipeline import render
+    from keyrender.pipeline import get_executor, render
 
     if executor != "ray" and (address or num_gpus != 1):
         raise click.UsageError("--address and --num-gpus need --executor ray")

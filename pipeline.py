@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from keyrender.context import RenderContext
-from keyrender.executors import Executor, get_executor
+from keyrender.executors import Executor, LocalExecutor, RayExecutor, get_executor
 from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
 from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
@@ -47,6 +47,7 @@ __all__ = [
     "Event", "Callback", "RenderOptions", "InterpolationOptions", "interpolation_options", "ShotJob", "ShotResult",
     "RunResult", "Manifest", "RenderContext", "prepare", "plan", "render", "render_shot", "render_shot_safely",
     "is_done", "read_manifest", "written_by_keyrender", "output_error", "OutputLock", "Scene", "Shot",
+    "Executor", "LocalExecutor", "RayExecutor", "get_executor",
 ]
 
 STAGE_VERSION = "4"  # bump when a stage's output for the same inputs changes

@@ -186,3 +186,35 @@ def test_ray_full_or_read_only_output_stops_the_run_with_one_message(project, mo
     assert [sid for what, sid in fake.log if what == "done"] == ["1A"]       # stopped at the first shot received
     assert len(fake.cancelled) == 2                                  # the two others were cancelled
     assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_the_anchor_is_the_first_shots_written_keyframe_of_the_planned_key(project):
+    """plan() names where a shot's anchor comes from; render_shot's request reads it from that
+    shot's written keyframe 0, only when it was rendered with the key the plan built on (so a
+    run with --only G2 anchors on G1 exactly as a full run does, and an old render never is)."""
+    import numpy as np
+
+    from keyrender.context import RenderContext
+    from keyrender.manifest import Manifest
+    from keyrender.media import save_image
+    from keyrender.shot import keyframe_request
+    from test_manifest import SAMPLE
+
+    options = RenderOptions(out=project / "out", preset="tiny", only=["G2"])
+    jobs = plan(load_shotlist(project / "generate.csv", cast=["eileen"]), options)
+    (g2,) = jobs
+    g1_out = project / "out" / "G1"
+    assert g2.anchor_from == g1_out and g2.anchor_key is not None and g2.anchor_key != g2.cache_key
+    ctx = RenderContext(options, project / "cast", lambda e: None)
+    assert keyframe_request(g2, ctx, {}, {}).style.anchor_keyframe is None       # G1 not rendered
+
+    image = np.random.default_rng(1).integers(0, 256, (g2.height, g2.width, 3), dtype=np.uint8)
+    (g1_out / "keyframes").mkdir(parents=True)
+    save_image(g1_out / "keyframes" / "kf000_f00000.png", image)
+    m = Manifest.from_dict(json.loads(json.dumps(SAMPLE)))
+    m.shot, m.cache_key, m.keyframes[0].path = "G1", g2.anchor_key, "keyframes/kf000_f00000.png"
+    m.write(g1_out)
+    assert np.array_equal(keyframe_request(g2, ctx, {}, {}).style.anchor_keyframe, image)
+    m.cache_key = "0" * 32                                                         # an older G1
+    m.write(g1_out)
+    assert keyframe_request(g2, ctx, {}, {}).style.anchor_keyframe is None
