@@ -127,8 +127,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
     if dry_run:
         _dry_run(shotlist, options, as_json)
         return
-    from keyrender.executors import get_executor
-    from keyrender.pipeline import render
+    from keyrender.pipeline import get_executor, render
 
     if executor != "ray" and (address or num_gpus != 1):
         raise click.UsageError("--address and --num-gpus need --executor ray")
@@ -302,9 +301,9 @@ def _identity_load_model(face_model, recognizer, allow_download, lazy=False):
 def _identity_echo_json(obj) -> None:
     import json
 
-    from keyrender.fsutil import _json_default
+    from keyrender.fsutil import json_default
 
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
+    click.echo(json.dumps(obj, indent=2, default=json_default))
 
 
 def _identity_build_progress(as_json: bool):
@@ -544,7 +543,7 @@ def _output_errors(out: Path):
             and Path(os.path.abspath(exc.filename)).is_relative_to(Path(os.path.abspath(out)).parent))
         if not ours:
             raise
-        from keyrender.pipeline import output_error
+        from keyrender.errors import output_error
 
         raise output_error(exc, out, advice="Free space or choose another --out, then run again") from None
 

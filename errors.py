@@ -7,6 +7,7 @@ the model folder, so that a user can fix the input without reading a traceback.
 from __future__ import annotations
 
 import errno
+import os
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,6 +38,20 @@ OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 class OutputError(KeyrenderError):
     """The output folder cannot take the run: read-only, a full disk, or another run holds it.
     The run stops with one message (exit 1) instead of failing every shot the same way."""
+
+
+def output_error(exc: OSError, out: "str | os.PathLike", advice: str | None = None) -> OutputError:
+    """One message for an output folder that cannot be written, naming the cause plainly.
+    `advice`: what the user does next (default: a run's)."""
+    what = {errno.ENOSPC: "the disk is full (no space left on device)",
+            errno.EDQUOT: "the disk quota is exhausted",
+            errno.EROFS: "it is on a read-only file system",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(exc.errno or 0)
+    what = what or (exc.strerror or str(exc))
+    where = f" ({exc.filename})" if exc.filename else ""
+    advice = advice or ("Finished shots are kept; free space or choose another --out, then run again "
+                        "(done shots are not rendered twice)")
+    return OutputError(f"cannot write into {out}: {what}{where}. {advice}")
 
 
 class ShotFailedError(KeyrenderError):

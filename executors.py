@@ -6,13 +6,15 @@
 
 An executor's `run(jobs, options, cast_dir, emit)` returns one ShotResult per job, in job order,
 and leaves every finished shot in place under options.out (video.mp4, keyframes/, manifest.json),
-swapped in atomically as pipeline.render_shot does.
+swapped in atomically as shot.render_shot does.
 
-Scene order: a shot that is not its scene's first uses the scene's first keyframe as its style
-anchor (RenderContext.anchors) when it generates keyframes. Both executors therefore run a scene's
-first shot before the scene's other generated shots; the Ray executor runs the shots that do not
-wait on an anchor (other scenes' first shots, storyboard shots) in parallel, and sends the anchor
-image along with the shots that need it.
+Scene order: a shot that generates keyframes and is not its scene's first takes the keyframe 0
+that its scene's first shot wrote as its style anchor (`ShotJob.anchor_from`, set by the plan).
+Both executors therefore finish that shot before the shots anchored on it; the Ray executor runs
+the shots that wait on no anchor (other scenes' first shots, storyboard shots) in parallel, and
+ships the anchor's files (that shot's manifest and keyframe 0) with the shots that need them.
+
+Workers layer: imports shot.py, manifest.py, options.py and the layers below; never pipeline.
 
 Ray without a shared filesystem: the driver sends each task the bytes of the files its shot reads
 (storyboard, style and control images, its characters' reference images); the worker renders into
@@ -35,21 +37,24 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError
-
-Event = dict[str, Any]
-Callback = Callable[[Event], None]
+from keyrender.context import RenderContext
+from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
+from keyrender.manifest import (
+    MANIFEST, Callback, Event, Manifest, ShotJob, ShotResult, cached_result, create_staging,
+    scene_anchor_path, swap_into_place,
+)
+from keyrender.options import RenderOptions
+from keyrender.shot import render_shot_safely
 
 
 class Executor(Protocol):
     name: str
 
-    def run(self, jobs: list, options, cast_dir: Path, emit: Callback) -> list:
+    def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
         """Render the jobs that are not done; one ShotResult per job, in job order."""
         ...
 
@@ -67,17 +72,11 @@ def get_executor(executor: "str | Executor | None", **kwargs) -> Executor:
     return executor
 
 
-def scene_dependencies(jobs: list) -> dict[str, str | None]:
-    """shot id -> the shot id whose first keyframe it waits for (its scene's first shot, when
-    that shot is among the jobs and this shot generates keyframes), else None."""
-    firsts = {j.scene.id: j.shot.id for j in jobs if j.first_in_scene}
-    deps = {}
-    for j in jobs:
-        wait = None
-        if not j.first_in_scene and not j.shot.storyboard:
-            wait = firsts.get(j.scene.id)
-        deps[j.shot.id] = wait
-    return deps
+def scene_dependencies(jobs: list[ShotJob]) -> dict[str, str | None]:
+    """shot id -> the id of the job whose written keyframe 0 it takes as its anchor
+    (`ShotJob.anchor_from`), when that job is among these; else None."""
+    by_out = {j.out_dir: j.shot.id for j in jobs}
+    return {j.shot.id: by_out.get(j.anchor_from) if j.anchor_from is not None else None for j in jobs}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,17 +87,13 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, jobs: list, options, cast_dir: Path, emit: Callback) -> list:
-        from keyrender.pipeline import RenderContext, _cached_result, _load_anchor, render_shot_safely
-
+    def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
         context = RenderContext(options, cast_dir, emit)
         results = []
         for job in jobs:
             if job.done:
-                results.append(_cached_result(job))
+                results.append(cached_result(job))
                 emit({"event": "shot_done", "shot": job.shot.id, "status": "cached"})
-                if job.first_in_scene:
-                    _load_anchor(job, context)
                 continue
             emit({"event": "shot_start", "shot": job.shot.id, "frames": job.frames})
             result = render_shot_safely(job, context)
@@ -142,18 +137,13 @@ class RayExecutor:
                     f"{self.num_gpus:g} (--num-gpus): use --num-gpus 0 for CPU workers, or add GPU nodes")
         return ray
 
-    def run(self, jobs: list, options, cast_dir: Path, emit: Callback) -> list:
-        from keyrender.pipeline import _cached_result, read_manifest
-
-        results: dict[str, Any] = {}
-        anchors: dict[str, bytes | None] = {}       # scene -> PNG of its first keyframe
+    def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
+        results: dict[str, ShotResult] = {}
         deps = scene_dependencies(jobs)
         for job in jobs:
             if job.done:
-                results[job.shot.id] = _cached_result(job)
+                results[job.shot.id] = cached_result(job)
                 emit({"event": "shot_done", "shot": job.shot.id, "status": "cached"})
-                if job.first_in_scene:
-                    anchors[job.scene.id] = _anchor_bytes(job.out_dir, read_manifest(job.out_dir))
         todo = [j for j in jobs if not j.done]
         if not todo:
             return [results[j.shot.id] for j in jobs]
@@ -174,7 +164,7 @@ class RayExecutor:
                 if sid not in waiting or (dep is not None and dep not in results):
                     continue
                 waiting.discard(sid)
-                payload = _payload(j, options, cast_dir, anchors.get(j.scene.id) if dep is not None else None)
+                payload = _payload(j, options, cast_dir)
                 started[sid] = time.perf_counter()
                 emit({"event": "shot_start", "shot": sid, "frames": j.frames, "executor": "ray"})
                 running[remote.remote(payload)] = j
@@ -204,8 +194,6 @@ class RayExecutor:
                 except KeyrenderError as exc:
                     result = _failed(job, str(exc), started)
             results[job.shot.id] = result
-            if job.first_in_scene:
-                anchors[job.scene.id] = reply.get("anchor") if result.ok else None
             emit({"event": "shot_done" if result.ok else "shot_failed", "shot": job.shot.id,
                   "status": result.status, "reason": result.reason, "flagged": len(result.flagged),
                   "done": len(results), "total": len(jobs)})
@@ -227,27 +215,14 @@ def _first_line(exc: BaseException) -> str:
     return text[-1] if text else ""
 
 
-def _failed(job, reason: str, started: dict):
-    from keyrender.pipeline import ShotResult
-
-    return ShotResult(job.shot.id, "failed", job.out_dir, reason=reason,
-                      seconds=time.perf_counter() - started.get(job.shot.id, time.perf_counter()), error_type="error")
-
-
-def _anchor_bytes(out_dir: Path, manifest: dict | None) -> bytes | None:
-    kfs = (manifest or {}).get("keyframes") or []
-    if not kfs:
-        return None
-    try:
-        return (Path(out_dir) / kfs[0]["path"]).read_bytes()
-    except OSError:
-        return None
+def _failed(job: ShotJob, reason: str, started: dict[str, float]) -> ShotResult:
+    return ShotResult.failed(job, reason, time.perf_counter() - started.get(job.shot.id, time.perf_counter()))
 
 
 # ---- driver -> worker: the job with the bytes of every file it reads --------------------------
 
 
-def _payload(job, options, cast_dir: Path, anchor: bytes | None) -> dict:
+def _payload(job: ShotJob, options: RenderOptions, cast_dir: Path) -> dict:
     from keyrender.identity.cast import find_cast
 
     shot, scene = job.shot, job.scene
@@ -268,10 +243,18 @@ def _payload(job, options, cast_dir: Path, anchor: bytes | None) -> dict:
     for name in shot.characters:
         for p in cast.get(name, []):
             files[f"cast/{name}/{Path(p).name}"] = Path(p).read_bytes()
+    # the anchor as the worker's render_shot reads it: the first shot's manifest and keyframe 0
+    anchor = scene_anchor_path(job)
+    if anchor is not None:
+        files[f"{ANCHOR_DIR}/{MANIFEST}"] = (job.anchor_from / MANIFEST).read_bytes()
+        files[f"{ANCHOR_DIR}/{anchor.relative_to(job.anchor_from).as_posix()}"] = anchor.read_bytes()
     return {
-        "job": job, "options": options, "files": files, "anchor": anchor,
+        "job": job, "options": options, "files": files, "anchor": anchor is not None,
         "paths": {"keyframe_images": kf_images, "style_image": style, "control_image": control},
     }
+
+
+ANCHOR_DIR = "anchor"   # in a task's folder: the anchor's files, as under the scene's first shot
 
 
 # ---- worker -----------------------------------------------------------------------------------
@@ -279,27 +262,21 @@ def _payload(job, options, cast_dir: Path, anchor: bytes | None) -> dict:
 _WORKER_CONTEXTS: dict[tuple, Any] = {}   # models stay loaded in a worker between its tasks
 
 
-def _worker_context(options, cast_dir: Path, emit: Callback):
+def _worker_context(options: RenderOptions, cast_dir: Path, emit: Callback) -> RenderContext:
     """This worker's RenderContext for these model options, reused across tasks; the per-task
-    parts (options, cast folder, anchors, identities) are reset."""
-    from keyrender.pipeline import RenderContext
-
+    parts (options, cast folder, callback, identities) are reset."""
     key = (options.preset, options.device, options.face_model, options.offline, options.allow_download,
            str(options.cache_dir))
     ctx = _WORKER_CONTEXTS.get(key)
     if ctx is None:
         ctx = _WORKER_CONTEXTS[key] = RenderContext(options, cast_dir, emit)
-    ctx.options, ctx.cast_dir, ctx.emit = options, cast_dir, emit
-    ctx.anchors = {}
-    ctx._identities = {}   # the cast is shipped per task: identities are rebuilt from it
+    else:
+        ctx.start_task(options, cast_dir, emit)   # the cast is shipped per task: identities are rebuilt
     return ctx
 
 
 def _render_task(payload: dict) -> dict:
     """Runs on a Ray worker: render one shot in a temporary folder and send back its files."""
-    from keyrender.media import load_image
-    from keyrender.pipeline import render_shot_safely
-
     job, options = payload["job"], payload["options"]
     events: list[Event] = []
     with tempfile.TemporaryDirectory(prefix=f"keyrender-{job.shot.id}-") as tmp:
@@ -313,14 +290,11 @@ def _render_task(payload: dict) -> dict:
                        control_image=root / p["control_image"] if p["control_image"] else None)
         scene = replace(job.scene, style_image=root / p["style_image"] if p["style_image"] else None)
         out = root / "out"
-        job = replace(job, shot=shot, scene=scene, out_dir=out / shot.id)
+        job = replace(job, shot=shot, scene=scene, out_dir=out / shot.id,
+                      anchor_from=root / ANCHOR_DIR if payload["anchor"] else None)
         opts = replace(options, out=out, cast=root / "cast")
         (root / "cast").mkdir(exist_ok=True)
         ctx = _worker_context(opts, root / "cast", events.append)
-        if payload.get("anchor"):
-            anchor_path = root / "anchor.png"
-            anchor_path.write_bytes(payload["anchor"])
-            ctx.anchors[scene.id] = load_image(anchor_path)
         result = render_shot_safely(job, ctx)
         reply: dict[str, Any] = {"status": result.status, "reason": result.reason, "error_type": result.error_type,
                                  "flagged": list(result.flagged), "seconds": result.seconds,
@@ -332,27 +306,26 @@ def _render_task(payload: dict) -> dict:
                 if f.is_file():
                     files[f.relative_to(out / shot.id).as_posix()] = f.read_bytes()
             reply["files"] = files
-            kf0 = (json.loads(files["manifest.json"]).get("keyframes") or [{}])[0].get("path")
-            reply["anchor"] = files.get(kf0) if job.first_in_scene and kf0 else None
         return reply
 
 
 # ---- worker -> driver: files into staging, checked, swapped into place -----------------------
 
 
-def _receive(job, reply: dict, options, seconds: float):
+def _receive(job: ShotJob, reply: dict, options: RenderOptions, seconds: float) -> ShotResult:
     """Write a worker's reply for `job` into place (staging, check, swap); the ShotResult."""
     from keyrender.fsutil import atomic_write_bytes
-    from keyrender.pipeline import MANIFEST, VIDEO, ShotResult, _sha256_file, _swap_into_place, output_error
 
     if reply["status"] != "rendered":
-        return ShotResult(job.shot.id, "failed", job.out_dir, reason=reply["reason"], seconds=seconds,
-                          error_type=reply.get("error_type") or "error")
+        return ShotResult.failed(job, reply["reason"], seconds, reply.get("error_type") or "error")
     files: dict[str, bytes] = reply["files"]
     if MANIFEST not in files:
         raise KeyrenderError(f"shot {job.shot.id}: the Ray worker sent no {MANIFEST}")
-    manifest = json.loads(files[MANIFEST])
-    listed = {rec["path"]: rec for rec in manifest.get("files", [])}
+    try:
+        manifest = Manifest.from_dict(json.loads(files[MANIFEST]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyrenderError(f"shot {job.shot.id}: the Ray worker's {MANIFEST} is unreadable: {exc}") from None
+    listed = {rec.path: rec for rec in manifest.files}
     extra = set(files) - set(listed) - {MANIFEST}
     missing = set(listed) - set(files)
     if missing or extra:
@@ -362,26 +335,25 @@ def _receive(job, reply: dict, options, seconds: float):
         if not _safe_rel(rel):
             raise KeyrenderError(f"shot {job.shot.id}: unsafe path in the worker's manifest: {rel!r}")
     out = Path(options.out)
-    staging = out / f".staging-{job.shot.id}-{uuid.uuid4().hex[:8]}"
+    staging = None
     try:
-        staging.mkdir(parents=True)
+        staging = create_staging(out, job.shot.id)
         for rel, data in files.items():
             if rel != MANIFEST:
                 atomic_write_bytes(staging / rel, data)
         for rel, rec in listed.items():                     # what landed on disk is what was rendered
-            p = staging / rel
-            if p.stat().st_size != rec["bytes"] or _sha256_file(p) != rec["sha256"]:
+            if not rec.verifies(staging):
                 raise KeyrenderError(f"shot {job.shot.id}: {rel} arrived damaged from the Ray worker "
-                                     f"({p.stat().st_size} bytes, expected {rec['bytes']})")
+                                     f"({(staging / rel).stat().st_size} bytes, expected {rec.bytes})")
         atomic_write_bytes(staging / MANIFEST, files[MANIFEST])   # the manifest last: it marks done
-        _swap_into_place(staging, job.out_dir)
+        swap_into_place(staging, job.out_dir)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS:  # as pipeline.render_shot_safely
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS:  # as shot.render_shot_safely
             raise output_error(exc, out) from None
         raise
-    return ShotResult(job.shot.id, "rendered", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST,
-                      list(reply.get("flagged") or []), seconds=seconds)
+    return ShotResult.rendered(job, list(reply.get("flagged") or []), seconds)
 
 
 def _safe_rel(rel: str) -> bool:

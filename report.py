@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from keyrender.errors import KeyrenderError
 from keyrender.fsutil import atomic_write_text
+from keyrender.manifest import MANIFEST, SPAN_MODES, Manifest, Repair, Score
 
 THUMB_WIDTH = 192
 THUMB_QUALITY = 70
@@ -94,41 +94,33 @@ def _status_class(r, strict: bool) -> str:
     return "warn" if r.flagged else "ok"
 
 
-def _read_manifest(result) -> dict | None:
-    p = result.manifest or (Path(result.out_dir) / "manifest.json")
-    try:
-        return json.loads(Path(p).read_text())
-    except (OSError, ValueError):
-        return None
+def _read_manifest(result) -> Manifest | None:
+    p = result.manifest or (Path(result.out_dir) / MANIFEST)
+    return Manifest.read(Path(p).parent, p)
 
 
-# how each span between keyframes was filled (interpolate.flow: modes); the ones that are not
-# real motion are marked, so a held or faded span is never hidden behind "rendered"
-_SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
-               "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)"}
-
-
-def _spans(m: dict) -> str:
-    interp = m.get("interpolation") or {}
-    spans = interp.get("spans") or []
-    if not spans and not interp.get("fallback"):
+def _spans(m: Manifest) -> str:
+    """How each span between keyframes was filled (manifest.SPAN_MODES); the ones that are not
+    real motion are marked, so a held or faded span is never hidden behind "rendered"."""
+    interp = m.interpolation
+    spans = interp.span_records()
+    if not spans and not interp.fallback:
         return ""
     items = []
     for sp in spans:
-        mode = str(sp.get("mode", "?"))
-        bad = mode in ("cut", "fallback")
-        cam = sp.get("camera") or {}
+        cam = sp.camera
         extra = ""
-        if mode == "camera" and cam:
+        if sp.mode == "camera" and cam:
             extra = (f" ({esc(cam.get('model'))}: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
                      f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
                      f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;)")
-        items.append(f'<li>frames {esc(sp.get("from"))}&ndash;{esc(sp.get("to"))}: '
-                     f'<span class="{"bad" if bad else "ok"}">{esc(_SPAN_MODES.get(mode, mode))}</span>{extra}</li>')
+        items.append(f'<li>frames {esc(sp.start)}&ndash;{esc(sp.end)}: '
+                     f'<span class="{"bad" if sp.suspect else "ok"}">{esc(SPAN_MODES.get(sp.mode, sp.mode))}</span>'
+                     f'{extra}</li>')
     note = ""
-    if interp.get("fallback"):
-        note = f'<p class="reason bad">in-betweens: {esc(interp["fallback"])}</p>'
-    return (f'{note}<p class="meta">in-betweens by <b>{esc(interp.get("backend"))}</b>, per span:</p>'
+    if interp.fallback:
+        note = f'<p class="reason bad">in-betweens: {esc(interp.fallback)}</p>'
+    return (f'{note}<p class="meta">in-betweens by <b>{esc(interp.backend)}</b>, per span:</p>'
             f'<ul class="spans">{"".join(items)}</ul>')
 
 
@@ -147,7 +139,7 @@ def _shot_section(result, shot, run_result) -> str:
             out.append(f'<p class="notes">notes: {esc(shot.notes)}</p>')
     if result.status == "failed":
         out.append(f'<p class="reason bad">failed ({esc(result.error_type or "error")}): {esc(result.reason)}</p>')
-        if (Path(result.out_dir) / "manifest.json").is_file():
+        if (Path(result.out_dir) / MANIFEST).is_file():
             out.append(f'<p class="meta">an earlier render of this shot is still in '
                        f'<code>{esc(result.out_dir)}</code> and is not shown here.</p>')
         out.append(f'<p class="meta">{result.seconds:.1f} s</p></section>')
@@ -157,17 +149,17 @@ def _shot_section(result, shot, run_result) -> str:
     if m is None:
         out.append(f'<p class="reason bad">manifest missing or unreadable: {esc(result.manifest)}</p></section>')
         return "\n".join(out)
-    video = m.get("video", {})
+    video = m.video
     out.append(
-        f'<p class="meta">video <a href="{esc(_rel_href(result.out_dir, run_result.out, video.get("path", "video.mp4")))}">'
-        f'{esc(Path(result.out_dir).name)}/{esc(video.get("path", "video.mp4"))}</a> &middot; '
-        f'{esc(video.get("width"))}x{esc(video.get("height"))} &middot; {esc(video.get("codec"))} &middot; '
-        f'cache key <code>{esc(m.get("cache_key"))}</code></p>')
+        f'<p class="meta">video <a href="{esc(_rel_href(result.out_dir, run_result.out, video.path))}">'
+        f'{esc(Path(result.out_dir).name)}/{esc(video.path)}</a> &middot; '
+        f'{esc(video.width)}x{esc(video.height)} &middot; {esc(video.codec)} &middot; '
+        f'cache key <code>{esc(m.cache_key)}</code></p>')
     out.append(_timings(m, result))
     out.append(_spans(m))
     out.append(_contact_sheet(m, Path(result.out_dir)))
     out.append(_identity(m))
-    warnings = m.get("warnings") or []
+    warnings = m.warnings
     if warnings:
         out.append("<h3>warnings</h3><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
     out.append("</section>")
@@ -186,8 +178,8 @@ def _rel_href(out_dir, run_out, rel: str) -> str:
         return (Path(out_dir).resolve() / rel).as_uri()
 
 
-def _timings(m: dict, result) -> str:
-    t = m.get("timings") or {}
+def _timings(m: Manifest, result) -> str:
+    t = m.timings
     cells = "".join(f"<td>{esc(k.removesuffix('_s'))}</td><td>{float(v):.2f} s</td>" for k, v in t.items())
     note = " (cached: times of the run that rendered it)" if result.status == "cached" else ""
     return f'<h3>timings{esc(note)}</h3><table class="timings"><tr>{cells}</tr></table>' if cells else ""
@@ -214,47 +206,44 @@ def _thumbnail(path: Path) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def _contact_sheet(m: dict, out_dir: Path) -> str:
-    fps = Fraction(m.get("video", {}).get("fps", "24"))
-    flagged = set(m.get("identity", {}).get("flagged_frames") or [])
+def _contact_sheet(m: Manifest, out_dir: Path) -> str:
+    fps = Fraction(m.video.fps)
+    flagged = set(m.identity.flagged_frames)
     cells = []
-    for kf in m.get("keyframes") or []:
-        src = _thumbnail(out_dir / kf["path"])
-        img = (f'<img src="{src}" alt="{esc(kf["path"])}">' if src
-               else f'<div class="missing">cannot read {esc(kf["path"])}</div>')
-        ident = kf.get("identity") or {}
-        attempts = ident.get("attempts") or []
-        final = ident.get("final") or {}
+    for kf in m.keyframes:
+        src = _thumbnail(out_dir / kf.path)
+        img = (f'<img src="{src}" alt="{esc(kf.path)}">' if src
+               else f'<div class="missing">cannot read {esc(kf.path)}</div>')
+        attempts = kf.attempts()
+        final = kf.final_score()
         badge = ""
-        if final:
-            badge = (f'<span class="{"ok" if final.get("passed") else "bad"}">'
-                     f'{"pass" if final.get("passed") else "FLAGGED"}</span> ')
-        elif kf["frame"] in flagged:
+        if final is not None:
+            badge = (f'<span class="{"ok" if final.passed else "bad"}">'
+                     f'{"pass" if final.passed else "FLAGGED"}</span> ')
+        elif kf.frame in flagged:
             badge = '<span class="bad">FLAGGED</span> '
-        caption = (f'{badge}frame {kf["frame"]} &middot; {float(Fraction(kf["frame"]) / fps):.2f} s &middot; '
-                   f'{esc(kf.get("source"))}' + (f' &middot; seed {esc(kf["seed"])}' if kf.get("seed") is not None else "")
+        caption = (f'{badge}frame {kf.frame} &middot; {float(Fraction(kf.frame) / fps):.2f} s &middot; '
+                   f'{esc(kf.source)}' + (f' &middot; seed {esc(kf.seed)}' if kf.seed is not None else "")
                    + (f' &middot; {len(attempts) - 1} re-roll(s)' if len(attempts) > 1 else ""))
-        title = esc(kf.get("prompt") or "")
+        title = esc(kf.prompt or "")
         cells.append(f'<figure title="{title}">{img}<figcaption>{caption}</figcaption></figure>')
     return '<h3>keyframes</h3><div class="sheet">' + "".join(cells) + "</div>"
 
 
-def _identity(m: dict) -> str:
-    ident = m.get("identity") or {}
+def _identity(m: Manifest) -> str:
+    ident = m.identity
     out = ["<h3>identity</h3>"]
-    if not ident.get("checked"):
-        out.append(f'<p class="meta">not checked: {esc(ident.get("why_not") or "no reason recorded")}</p>')
-    fps = Fraction(m.get("video", {}).get("fps", "24"))
-    frames_total = int(m.get("video", {}).get("frames") or 1)
-    scores = {int(f): s for f, s in (ident.get("frames") or {}).items()}
+    if not ident.checked:
+        out.append(f'<p class="meta">not checked: {esc(ident.why_not or "no reason recorded")}</p>')
+    fps = Fraction(m.video.fps)
+    frames_total = int(m.video.frames or 1)
+    scores = ident.scores()
     if scores:
-        out.append(identity_svg(scores, ident.get("thresholds") or {}, frames_total, fps,
-                                [k["frame"] for k in m.get("keyframes") or []]))
-    flagged = ident.get("flagged_frames") or []
-    if ident.get("checked"):
-        budget = ident.get("budget") or {}
-        out.append(f'<p class="meta">checked every {esc(ident.get("check_every"))} frame(s) &middot; '
-                   f'generation budget {esc(budget.get("spent"))} of {esc(budget.get("generations"))} spent</p>')
+        out.append(identity_svg(scores, ident.thresholds, frames_total, fps, [k.frame for k in m.keyframes]))
+    flagged = ident.flagged_frames
+    if ident.checked:
+        out.append(f'<p class="meta">checked every {esc(ident.check_every)} frame(s) &middot; '
+                   f'generation budget {esc(ident.budget.spent)} of {esc(ident.budget.generations)} spent</p>')
         if flagged:
             out.append(f'<p class="bad">flagged frames ({len(flagged)}): '
                        + ", ".join(f"{f} ({float(Fraction(f) / fps):.2f} s): {esc(_why(scores.get(f)))}" for f in flagged)
@@ -262,47 +251,31 @@ def _identity(m: dict) -> str:
         else:
             out.append('<p class="ok">no flagged frames</p>')
     out.append(_attempts_table(m))
-    out.append(_repairs_table(ident.get("repairs") or []))
+    out.append(_repairs_table(ident.repair_records()))
     return "\n".join(out)
 
 
-def _why(score: dict | None) -> str:
-    if not score:
-        return "failed"
-    parts = []
-    for name, c in (score.get("characters") or {}).items():
-        if c.get("passed"):
-            continue
-        if not c.get("found"):
-            parts.append(f"{name} missing")
-        elif c.get("wrong_person"):
-            parts.append(f"{name} looks like {c['wrong_person']}")
-        elif c.get("similarity") is not None:
-            parts.append(f"{name} {c['similarity']:.3f} < {c['threshold']:.3f}")
-    if score.get("strangers"):
-        parts.append(f"{score['strangers']} stranger(s)")
-    return "; ".join(parts) or "failed"
+def _why(score: Score | None) -> str:
+    return score.why() if score is not None else "failed"
 
 
-def _sims(score: dict) -> str:
-    chars = score.get("characters") or {}
+def _sims(score: Score) -> str:
     return ", ".join(
-        f"{esc(n)} {'-' if c.get('similarity') is None else format(c['similarity'], '.3f')}"
-        f"{'' if c.get('passed') else ' ✗'}" for n, c in chars.items()) or "-"
+        f"{esc(n)} {'-' if c.similarity is None else format(c.similarity, '.3f')}"
+        f"{'' if c.passed else ' ✗'}" for n, c in score.characters.items()) or "-"
 
 
-def _attempts_table(m: dict) -> str:
+def _attempts_table(m: Manifest) -> str:
     rows = []
-    for kf in m.get("keyframes") or []:
-        attempts = (kf.get("identity") or {}).get("attempts") or []
-        chosen = (kf.get("identity") or {}).get("chosen_attempt")
+    for kf in m.keyframes:
+        attempts = kf.attempts()
         for a in attempts:
             if len(attempts) < 2:
                 continue
-            mark = " (kept)" if a.get("attempt") == chosen else ""
-            rows.append(f'<tr><td>{kf["index"]}</td><td>{kf["frame"]}</td><td>{esc(a.get("attempt"))}{mark}</td>'
-                        f'<td>{esc(a.get("seed"))}</td><td>{esc(a.get("identity_strength"))}</td>'
-                        f'<td class="{"ok" if a.get("passed") else "bad"}">{"pass" if a.get("passed") else "fail"}</td>'
+            mark = " (kept)" if a.attempt == kf.chosen_attempt else ""
+            rows.append(f'<tr><td>{kf.index}</td><td>{kf.frame}</td><td>{esc(a.attempt)}{mark}</td>'
+                        f'<td>{esc(a.seed)}</td><td>{esc(a.identity_strength)}</td>'
+                        f'<td class="{"ok" if a.passed else "bad"}">{"pass" if a.passed else "fail"}</td>'
                         f'<td>{_sims(a)}</td></tr>')
     if not rows:
         return '<p class="meta">keyframe re-rolls: none</p>'
@@ -310,16 +283,16 @@ def _attempts_table(m: dict) -> str:
             '<th>identity strength</th><th>result</th><th>similarity</th></tr>' + "".join(rows) + "</table>")
 
 
-def _repairs_table(repairs: list[dict]) -> str:
+def _repairs_table(repairs: list[Repair]) -> str:
     if not repairs:
         return '<p class="meta">in-between repairs: none</p>'
     rows = []
     for r in repairs:
-        tries = "; ".join(f"#{esc(a.get('attempt'))} seed {esc(a.get('seed'))}: "
-                          f"{'pass' if a.get('passed') else 'fail'} ({_sims(a)})" for a in r.get("attempts") or [])
-        rows.append(f'<tr><td>{esc(r.get("frame"))}</td><td>{esc(r.get("depth"))}</td><td>{esc(r.get("reason"))}</td>'
-                    f'<td class="{"ok" if r.get("result") == "passed" else "bad"}">{esc(r.get("result"))}'
-                    f'{" (" + esc(r["stopped"]) + ")" if r.get("stopped") else ""}</td><td>{tries or "-"}</td></tr>')
+        tries = "; ".join(f"#{esc(a.attempt)} seed {esc(a.seed)}: "
+                          f"{'pass' if a.passed else 'fail'} ({_sims(a)})" for a in r.attempts)
+        rows.append(f'<tr><td>{esc(r.frame)}</td><td>{esc(r.depth)}</td><td>{esc(r.reason)}</td>'
+                    f'<td class="{"ok" if r.result == "passed" else "bad"}">{esc(r.result)}'
+                    f'{" (" + esc(r.stopped) + ")" if r.stopped else ""}</td><td>{tries or "-"}</td></tr>')
     return ('<h4>in-between repairs</h4><table><tr><th>frame</th><th>depth</th><th>why</th><th>result</th>'
             '<th>attempts</th></tr>' + "".join(rows) + "</table>")
 
@@ -328,14 +301,16 @@ def _repairs_table(repairs: list[dict]) -> str:
 # the similarity plot
 
 
-def identity_svg(scores: dict[int, dict], thresholds: dict[str, float], frames: int, fps: Fraction,
+def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], frames: int, fps: Fraction,
                  keyframes: list[int] = (), width: int = 720, height: int = 200) -> str:
     """An inline SVG: similarity of each character per checked frame (x: seconds), each
     identity's threshold as a dashed line of its colour, keyframes as grey ticks, failing frames
-    in red, frames where a character was not found as red crosses on the bottom axis."""
+    in red, frames where a character was not found as red crosses on the bottom axis. `scores`:
+    frame -> Score (a manifest's score dicts are read as Scores)."""
+    scores = {f: s if isinstance(s, Score) else Score.from_dict(s) for f, s in scores.items()}
     names: list[str] = []
     for s in scores.values():
-        for n in (s.get("characters") or {}):
+        for n in s.characters:
             if n not in names:
                 names.append(n)
     for n in thresholds:
@@ -343,10 +318,10 @@ def identity_svg(scores: dict[int, dict], thresholds: dict[str, float], frames: 
             names.append(n)
     thr = dict(thresholds)
     for s in scores.values():
-        for n, c in (s.get("characters") or {}).items():
-            thr.setdefault(n, c.get("threshold"))
-    values = [c["similarity"] for s in scores.values() for c in (s.get("characters") or {}).values()
-              if c.get("similarity") is not None] + [t for t in thr.values() if t is not None]
+        for n, c in s.characters.items():
+            thr.setdefault(n, c.threshold)
+    values = [c.similarity for s in scores.values() for c in s.characters.values()
+              if c.similarity is not None] + [t for t in thr.values() if t is not None]
     lo = min([0.0] + values)
     hi = max([1.0] + values)
     step = 0.2 if hi - lo <= 1.2 else 0.5
@@ -385,21 +360,21 @@ def identity_svg(scores: dict[int, dict], thresholds: dict[str, float], frames: 
                       f'stroke-dasharray="6,4"><title>{esc(name)} threshold {float(thr[name]):.3f}</title></line>')
         pts, marks = [], []
         for f in sorted(scores):
-            c = (scores[f].get("characters") or {}).get(name)
+            c = scores[f].characters.get(name)
             if c is None:
                 continue
             tt = float(Fraction(f) / fps)
-            if c.get("similarity") is None:
+            if c.similarity is None:
                 bx, by = x(f), top + ph - 4
                 marks.append(f'<path d="M{bx - 3:.1f},{by - 3:.1f}l6,6m0,-6l-6,6" stroke="{FLAG}" stroke-width="1.5">'
                              f'<title>{esc(name)} not found at frame {f} ({tt:.2f} s)</title></path>')
                 continue
-            px, py = x(f), y(float(c["similarity"]))
+            px, py = x(f), y(float(c.similarity))
             pts.append(f"{px:.1f},{py:.1f}")
-            fill = color if c.get("passed") else FLAG
-            r = 2.2 if c.get("passed") else 3.5
+            fill = color if c.passed else FLAG
+            r = 2.2 if c.passed else 3.5
             marks.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" fill="{fill}"><title>{esc(name)} frame {f} '
-                         f'({tt:.2f} s): {float(c["similarity"]):.3f}{"" if c.get("passed") else " FAILED"}</title></circle>')
+                         f'({tt:.2f} s): {float(c.similarity):.3f}{"" if c.passed else " FAILED"}</title></circle>')
         if len(pts) > 1:
             el.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="1.2"/>')
         el.extend(marks)

@@ -33,6 +33,7 @@ from typing import Any
 
 from keyrender.errors import KeyrenderError
 from keyrender.fsutil import atomic_write_text
+from keyrender.manifest import IdentityRecord, Manifest, Score
 
 
 def rational_time(value: int | float, rate: Fraction) -> dict:
@@ -79,28 +80,27 @@ def build_timeline(run_result, shotlist, relative_to: Path | None = None) -> dic
             "name": name, "global_start_time": None, "tracks": stack}
 
 
-def _read_manifest(result) -> dict:
-    try:
-        return json.loads(Path(result.manifest).read_text())
-    except (OSError, ValueError, TypeError):
-        return {}
+def _read_manifest(result) -> Manifest | None:
+    if result.manifest is None:
+        return None
+    return Manifest.read(Path(result.manifest).parent, result.manifest)
 
 
 def _clip(shot, result, relative_to: Path | None) -> dict:
     m = _read_manifest(result)
-    video = m.get("video") or {}
-    frames = int(video.get("frames") or shot.frames)
-    fps = Fraction(video["fps"]) if video.get("fps") else Fraction(shot.fps)
+    video = m.video if m is not None else None
+    frames = int(video.frames if video is not None and video.frames else shot.frames)
+    fps = Fraction(video.fps) if video is not None and video.fps else Fraction(shot.fps)
     rng = time_range(0, frames, fps)
-    ident = m.get("identity") or {}
+    ident = m.identity if m is not None else IdentityRecord()
     meta = {"keyrender": {
         "shot": shot.id, "scene": shot.scene, "status": result.status, "prompt": shot.prompt,
         "negative_prompt": shot.negative_prompt, "seed": shot.seed, "characters": list(shot.characters),
         "fps": f"{fps.numerator}/{fps.denominator}", "frames": frames,
-        "width": video.get("width"), "height": video.get("height"),
-        "cache_key": m.get("cache_key"), "notes": shot.notes,
-        "identity": {"checked": ident.get("checked", False), "why_not": ident.get("why_not"),
-                     "thresholds": ident.get("thresholds") or {},
+        "width": video.width if video is not None else None, "height": video.height if video is not None else None,
+        "cache_key": m.cache_key if m is not None else None, "notes": shot.notes,
+        "identity": {"checked": ident.checked, "why_not": ident.why_not,
+                     "thresholds": dict(ident.thresholds),
                      "scores": identity_summary(ident), "flagged_frames": list(result.flagged)},
     }}
     clip = _item("Clip.2", shot.id, meta, rng)
@@ -120,26 +120,26 @@ def _gap(shot, result) -> dict:
     return _item("Gap.1", f"{shot.id} (failed)", meta, time_range(0, shot.frames, Fraction(shot.fps)))
 
 
-def _marker(frame: int, fps: Fraction, ident: dict) -> dict:
-    score = (ident.get("frames") or {}).get(str(frame)) or {}
-    sims = {n: c.get("similarity") for n, c in (score.get("characters") or {}).items()}
+def _marker(frame: int, fps: Fraction, ident: IdentityRecord) -> dict:
+    score = ident.scores().get(frame) or Score()
+    sims = {n: c.similarity for n, c in score.characters.items()}
     return {"OTIO_SCHEMA": "Marker.2", "metadata": {"keyrender": {"frame": frame, "similarity": sims}},
             "name": f"identity flagged: frame {frame}", "color": "RED",
             "marked_range": time_range(frame, 1, fps),
             "comment": ", ".join(f"{n} {'missing' if s is None else f'{s:.3f}'}" for n, s in sims.items())}
 
 
-def identity_summary(ident: dict) -> dict[str, dict[str, Any]]:
+def identity_summary(ident: IdentityRecord) -> dict[str, dict[str, Any]]:
     """Per character: mean and min similarity over the checked frames, frames checked, frames passed."""
     out: dict[str, dict[str, Any]] = {}
-    for score in (ident.get("frames") or {}).values():
-        for name, c in (score.get("characters") or {}).items():
+    for score in ident.scores().values():
+        for name, c in score.characters.items():
             d = out.setdefault(name, {"checked": 0, "passed": 0, "found": 0, "_sims": []})
             d["checked"] += 1
-            d["passed"] += bool(c.get("passed"))
-            if c.get("similarity") is not None:
+            d["passed"] += bool(c.passed)
+            if c.similarity is not None:
                 d["found"] += 1
-                d["_sims"].append(float(c["similarity"]))
+                d["_sims"].append(float(c.similarity))
     for d in out.values():
         sims = d.pop("_sims")
         d["mean_similarity"] = round(sum(sims) / len(sims), 4) if sims else None

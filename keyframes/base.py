@@ -1,7 +1,7 @@
 """What the keyframe stage is asked for, and the KeyframeGenerator protocol.
 
-The pipeline builds a KeyframeRequest per shot from the shot list and the cast; a generator turns
-it into the shot's keyframes (RGB uint8 H x W x 3). Generators never decide pass/fail: the refine
+The shot renderer (shot.keyframe_request) builds a KeyframeRequest per shot from the shot list and
+the cast; a generator turns it into the shot's keyframes (RGB uint8 H x W x 3). Generators never decide pass/fail: the refine
 loop does, and asks for re-rolls with `attempt=k`.
 """
 

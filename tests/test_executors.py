@@ -81,12 +81,17 @@ def test_scene_first_shot_runs_first_and_its_keyframe_is_sent_as_anchor(project,
     assert failed.status == "failed" and "not found" in failed.reason, failed.reason  # no models here
     assert fake.log.index(("done", "1A")) < fake.log.index(("submit", "1X"))
     assert fake.log.index(("submit", "2A")) < fake.log.index(("done", "1A"))  # others do not wait
-    m = json.loads((project / "out" / "1A" / "manifest.json").read_text())
-    assert fake.payloads["1X"]["anchor"] == (project / "out" / "1A" / m["keyframes"][0]["path"]).read_bytes()
-    assert fake.payloads["1B"]["anchor"] is None
+    # the anchor travels as the files the worker's render_shot reads: 1A's manifest and keyframe 0
+    out_1a = project / "out" / "1A"
+    m = json.loads((out_1a / "manifest.json").read_text())
+    files = fake.payloads["1X"]["files"]
+    assert fake.payloads["1X"]["anchor"] is True
+    assert files["anchor/" + m["keyframes"][0]["path"]] == (out_1a / m["keyframes"][0]["path"]).read_bytes()
+    assert files["anchor/manifest.json"] == (out_1a / "manifest.json").read_bytes()
+    assert fake.payloads["1B"]["anchor"] is False and not any(k.startswith("anchor/") for k in fake.payloads["1B"]["files"])
     assert fake.options == {"num_gpus": 0, "num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
     # the worker got the files it reads as bytes, not paths on the driver's disk
-    assert sorted(k.split("/")[0] for k in fake.payloads["1X"]["files"]) == ["cast"] * 4 + ["inputs"] * 2
+    assert sorted(k.split("/")[0] for k in files) == ["anchor"] * 2 + ["cast"] * 4 + ["inputs"] * 2
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +186,35 @@ def test_ray_full_or_read_only_output_stops_the_run_with_one_message(project, mo
     assert [sid for what, sid in fake.log if what == "done"] == ["1A"]       # stopped at the first shot received
     assert len(fake.cancelled) == 2                                  # the two others were cancelled
     assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_the_anchor_is_the_first_shots_written_keyframe_of_the_planned_key(project):
+    """plan() names where a shot's anchor comes from; render_shot's request reads it from that
+    shot's written keyframe 0, only when it was rendered with the key the plan built on (so a
+    run with --only G2 anchors on G1 exactly as a full run does, and an old render never is)."""
+    import numpy as np
+
+    from keyrender.context import RenderContext
+    from keyrender.manifest import Manifest
+    from keyrender.media import save_image
+    from keyrender.shot import keyframe_request
+    from test_manifest import SAMPLE
+
+    options = RenderOptions(out=project / "out", preset="tiny", only=["G2"])
+    jobs = plan(load_shotlist(project / "generate.csv", cast=["eileen"]), options)
+    (g2,) = jobs
+    g1_out = project / "out" / "G1"
+    assert g2.anchor_from == g1_out and g2.anchor_key is not None and g2.anchor_key != g2.cache_key
+    ctx = RenderContext(options, project / "cast", lambda e: None)
+    assert keyframe_request(g2, ctx, {}, {}).style.anchor_keyframe is None       # G1 not rendered
+
+    image = np.random.default_rng(1).integers(0, 256, (g2.height, g2.width, 3), dtype=np.uint8)
+    (g1_out / "keyframes").mkdir(parents=True)
+    save_image(g1_out / "keyframes" / "kf000_f00000.png", image)
+    m = Manifest.from_dict(json.loads(json.dumps(SAMPLE)))
+    m.shot, m.cache_key, m.keyframes[0].path = "G1", g2.anchor_key, "keyframes/kf000_f00000.png"
+    m.write(g1_out)
+    assert np.array_equal(keyframe_request(g2, ctx, {}, {}).style.anchor_keyframe, image)
+    m.cache_key = "0" * 32                                                         # an older G1
+    m.write(g1_out)
+    assert keyframe_request(g2, ctx, {}, {}).style.anchor_keyframe is None

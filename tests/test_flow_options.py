@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keyrender import pipeline
+from keyrender import options as options_module, pipeline
 from keyrender.cli import main
 from keyrender.errors import InputError
 from keyrender.interpolate.flow import FlowInterpolator
@@ -218,7 +218,7 @@ def test_other_backends_get_them_as_flow_options_when_they_take_them(project, mo
     assert "hedge" not in options and "camera_motion" not in options
 
     # a backend that takes no flow options gets none, the key ignores them, the manifest says why
-    monkeypatch.setattr(pipeline, "_backend_parameters", lambda name: {"device", "offline"})
+    monkeypatch.setattr(options_module, "backend_parameters", lambda name: {"device", "offline"})
     flow = interpolation_options(None, ctx.options, "ltx")
     assert flow.applied is None and "takes no flow options" in flow.why_not
     built.clear()

@@ -361,7 +361,8 @@ def test_joint_options_reach_the_generator_per_request(tmp_path, monkeypatch):
     from pathlib import Path
 
     from keyrender.keyframes import ConsistentAttentionOptions
-    from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, prepare
+    from keyrender.pipeline import RenderContext, RenderOptions, prepare
+    from keyrender.shot import keyframe_request
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     samples = Path(__file__).resolve().parent.parent / "samples"
@@ -371,7 +372,7 @@ def test_joint_options_reach_the_generator_per_request(tmp_path, monkeypatch):
         options = RenderOptions(out=tmp_path / "out", preset="tiny", device="cpu", consistent=consistent)
         _, jobs = prepare(samples / "generate.csv", options)
         ctx = RenderContext(options, samples / "cast", lambda e: None)
-        requests.append((ctx.generator(), _keyframe_request(jobs[0], ctx, {}, {})))
+        requests.append((ctx.generator(), keyframe_request(jobs[0], ctx, {}, {})))
     (g, with_flags), (again, without) = requests
     assert again is g and g.consistent == get_preset("tiny").consistent  # never mutated
     assert with_flags.consistent == wanted and g.options(with_flags) == wanted

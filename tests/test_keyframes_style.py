@@ -322,7 +322,8 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     scene's style anchor) as context; the generator here is the real tiny one, wrapped to record."""
     from pathlib import Path
 
-    from keyrender.pipeline import RenderContext, RenderOptions, _keyframe_request, _repair_fn, prepare
+    from keyrender.pipeline import RenderContext, RenderOptions, prepare
+    from keyrender.shot import keyframe_request, repair_function
     from keyrender.refine import RefineConfig
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
@@ -344,9 +345,9 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     job = next(j for j in jobs if j.shot.id == "G1")
     assert list(job.shot.keyframe_frames) == [0, 12, 23]
     context = RenderContext(options, samples / "cast", lambda e: None)
-    request = _keyframe_request(job, context, {}, {})
+    request = keyframe_request(job, context, {}, {})
     keyframes = {i: np.full((64, 64, 3), 40 * (i + 1), np.uint8) for i in range(3)}
-    repair = _repair_fn(job, context, request, [], keyframes, RefineConfig(repair_strength=0.35))
+    repair = repair_function(job, context, request, [], keyframes, RefineConfig(repair_strength=0.35))
     image, seed = repair(17, np.full((64, 64, 3), 90, np.uint8), 0)
     assert image.shape == (64, 64, 3) and isinstance(seed, int)
     repair(5, np.full((64, 64, 3), 90, np.uint8), 1)

@@ -1,0 +1,177 @@
+"""RenderContext: the models of a run, loaded on first use and shared by every shot.
+
+Shot layer: the shot renderer (shot.py) asks it for the keyframe generator, the judge (the face
+model that checks frames), the conditioning face model, the cast's identities and the
+interpolator for a set of flow options. Nothing is loaded before a shot needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from keyrender.errors import ModelNotFoundError
+from keyrender.manifest import Callback
+from keyrender.options import InterpolationOptions, RenderOptions, backend_parameters, face_model_name, interpolation_options
+
+
+class RenderContext:
+    """The models of a run, loaded on first use and shared by every shot.
+
+    A missing face model does not stop a storyboard render: checks are then off, and `checks_off`
+    says why. A missing keyframe model fails the shots that need it, each with the reason.
+    """
+
+    def __init__(self, options: RenderOptions, cast_dir: Path, emit: Callback):
+        from keyrender.keyframes.presets import get_preset
+
+        self.options = options
+        self.preset = get_preset(options.preset)
+        self.cast_dir = cast_dir
+        self.emit = emit
+        self._generator = None
+        self._embedder = None
+        # why the face model is unavailable, as text: a stored exception would be re-raised for
+        # every shot, its traceback growing by that shot's frames (and keeping them alive)
+        self._embedder_error: str | None = None
+        self._identities: dict[str, Any] = {}
+        self._conditioner = None
+        self._conditioning: dict[str, Any] = {}
+        self._interpolators: dict[tuple, Any] = {}  # one per distinct set of flow options
+
+    def start_task(self, options: RenderOptions, cast_dir: Path, emit: Callback) -> None:
+        """Reuse this context's loaded models for another task (a Ray worker keeps one context
+        per model set): the task's options, cast folder and callback replace the last task's, and
+        the identities built from the last task's cast are dropped (each task ships its own)."""
+        self.options, self.cast_dir, self.emit = options, cast_dir, emit
+        self._identities = {}
+        self._conditioning = {}
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.options.cache_dir:
+            return Path(self.options.cache_dir)
+        from keyrender.fsutil import cache_root
+
+        return cache_root()
+
+    def generator(self, offline: bool | None = None):
+        """The keyframe generator, loaded once. `offline` applies when --offline/--online was
+        not given (repairs of storyboard shots pass True: no surprise multi-GB download)."""
+        if self._generator is None and self.options.generator is not None:
+            self._generator = self.options.generator
+        if self._generator is None:
+            from keyrender.keyframes import load_generator
+
+            self.emit({"event": "load", "what": f"keyframe models ({self.preset.name})"})
+            self._generator = load_generator(
+                self.preset, device=self.options.device,
+                offline=self.options.offline if self.options.offline is not None else offline)
+        # joint attention as this run asks goes in each request (KeyframeRequest.consistent): a
+        # loaded generator may be shared with other runs and is never reconfigured
+        return self._generator
+
+    def _load_face_model(self, name: str):
+        from keyrender.identity import load_face_model
+
+        providers = None
+        if self.options.device and self.options.device.startswith("cuda"):
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if name == "tiny":
+            from keyrender.identity.testing import make_tiny_face_pack
+
+            name = str(make_tiny_face_pack(self.cache_dir / "faces" / "tiny"))
+        return load_face_model(name, providers=providers, allow_download=self.options.allow_download)
+
+    def embedder(self):
+        """The judge (the face model that checks frames), or None (and checks_off set) when it
+        is not available."""
+        if self._embedder is None and self.options.embedder is not None:
+            self._embedder = self.options.embedder
+        if self._embedder is None and self._embedder_error is None:
+            try:
+                self._embedder = self._load_face_model(face_model_name(self.options, self.preset))
+            except ModelNotFoundError as exc:
+                self._embedder_error = str(exc)
+                self.emit({"event": "warning", "message": f"identity checks are off: {exc}"})
+        return self._embedder
+
+    def conditioner(self):
+        """The face model whose embeddings condition generation (IP-Adapter FaceID was trained
+        on insightface's): the judge itself when it is an insightface pack or folder (named by
+        --face-model) or an injected backend, else the preset's `face_model`. Raises
+        ModelNotFoundError saying what to fetch."""
+        from keyrender.identity.dlib_backend import DLIB_MODELS
+
+        if self._conditioner is None:
+            judge = face_model_name(self.options, self.preset)
+            name = judge if judge not in DLIB_MODELS else self.preset.face_model
+            if self.options.embedder is not None or name == judge:
+                self._conditioner = self.embedder()
+                if self._conditioner is None:
+                    raise self._embedder_error  # type: ignore[misc]
+            else:
+                try:
+                    self._conditioner = self._load_face_model(name)
+                except ModelNotFoundError as exc:
+                    raise ModelNotFoundError(
+                        f"generated keyframes are conditioned by IP-Adapter FaceID, which takes "
+                        f"insightface embeddings (face model {name!r}; the identity checks use "
+                        f"another model, but generation cannot): {exc}") from exc
+        return self._conditioner
+
+    @property
+    def checks_off(self) -> str | None:
+        return self._embedder_error
+
+    def identities(self, names: Iterable[str]) -> dict[str, Any]:
+        """The Identity of each name, from the store next to the cast (built if stale)."""
+        names = [n for n in names if n not in self._identities]
+        if names:
+            embedder = self.embedder()
+            from keyrender.identity import IdentityStore
+
+            store = IdentityStore(self.cast_dir)
+            if embedder is None:  # a fresh error per shot, no traceback carried from the last
+                raise ModelNotFoundError(self._embedder_error or "no face model")
+            self._identities.update(store.build(embedder, names=names))
+        return self._identities
+
+    def conditioning_identities(self, names: Iterable[str]) -> dict[str, Any]:
+        """The identities of the conditioning model (`conditioner`), for IP-Adapter FaceID."""
+        names = [n for n in names if n not in self._conditioning]
+        if names:
+            conditioner = self.conditioner()
+            if conditioner is self.embedder():
+                self._conditioning.update(self.identities(names))
+            else:
+                from keyrender.identity import IdentityStore
+
+                self._conditioning.update(IdentityStore(self.cast_dir).build(conditioner, names=names))
+        return self._conditioning
+
+    def interpolator(self, flow: InterpolationOptions | None = None):
+        """The interpolator for these options (None: the run's, as for a shot without a hedge),
+        built on first use and reused by every shot with the same options. An injected
+        RenderOptions.interpolator is returned as it is, whatever the options."""
+        if self.options.interpolator is not None:
+            return self.options.interpolator
+        name = self.preset.interpolator
+        if flow is None:
+            flow = interpolation_options(None, self.options, name)
+        key = (flow.hedge, flow.camera_motion) if flow.applied else ()
+        if key not in self._interpolators:
+            from keyrender.interpolate import get_interpolator
+
+            options: dict[str, Any] = {}
+            if name != "flow":
+                options = {"device": self.options.device, "offline": self.options.offline}
+                built = next(iter(self._interpolators.values()), None)
+                if built is not None and "pipeline" in backend_parameters(name):
+                    options["pipeline"] = built.pipeline  # one set of weights for every variant
+            if flow.applied == "flow":
+                options.update(flow.flow)
+            elif flow.applied == "flow_options":
+                options["flow_options"] = flow.flow
+            self._interpolators[key] = get_interpolator(name, **options)
+        return self._interpolators[key]

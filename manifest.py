@@ -1,0 +1,535 @@
+"""What a run leaves on disk, as typed records: the shot manifest, the jobs and their results,
+and the staging folder a shot is written into before it is swapped into place.
+
+    Manifest.read(folder) -> Manifest | None       the typed `<out>/<shot>/manifest.json`
+    manifest.to_json() / manifest.write(folder)     exactly the JSON the shot renderer writes
+    ShotJob, ShotResult, RunResult                  a shot to render, how it went, how the run went
+    create_staging / swap_into_place                a shot's files appear all at once or not at all
+    is_done(out_dir, key) / cached_result(job)      the cache check and what a cached shot reports
+    scene_anchor_path(job)                          the written keyframe a shot takes as its anchor
+
+One definition for the writer (shot.render_shot), the readers (the cache check, report.py,
+timeline.py, the Ray executor) and the documentation: `docs/manifest.md` documents these fields
+and a test checks the two agree. Records the stages report in their own words (a span's backend
+details, a keyframe's re-roll attempts, a repair) are stored as the stage wrote them; readers get
+typed views of them (`Span`, `Repair`, `Score`). `Manifest.read` returns None for a folder
+without a readable manifest of this schema: a damaged or foreign file is "not done", never an
+exception in a reader.
+
+Outputs layer: imports only the base layer (shotlist, fsutil, errors). No torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from keyrender.errors import InputError
+from keyrender.fsutil import atomic_write_json, sha256_file
+from keyrender.shotlist import Scene, Shot
+
+SCHEMA = "keyrender.manifest/1"
+MANIFEST = "manifest.json"
+VIDEO = "video.mp4"
+
+#: progress and warnings of a run, as {"event": ..., ...} dicts (the CLI prints them)
+Event = dict[str, Any]
+Callback = Callable[[Event], None]
+
+#: how a span between keyframes was filled (interpolate.flow's modes)
+SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
+              "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)"}
+
+
+def _pick(cls, data: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys of `data` that `cls` declares (a newer writer's extra keys are ignored)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in (data or {}).items() if k in names}
+
+
+# ---------------------------------------------------------------------------------------------
+# scores: stored as the identity checker writes them, read through these views
+
+
+@dataclass
+class CharacterScore:
+    """One expected character in one checked frame."""
+
+    found: bool = False
+    similarity: float | None = None     # in the judge's own scale; None when no face matched
+    threshold: float | None = None
+    passed: bool = False
+    wrong_person: str | None = None     # the cast member this face matches instead
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "CharacterScore":
+        return cls(**_pick(cls, d))
+
+
+@dataclass
+class Score:
+    """The identity check of one frame: every expected character, and faces of nobody expected."""
+
+    passed: bool = False
+    margin: float | None = None
+    characters: dict[str, CharacterScore] = field(default_factory=dict)
+    strangers: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Score":
+        d = d or {}
+        return cls(passed=bool(d.get("passed")), margin=d.get("margin"),
+                   characters={n: CharacterScore.from_dict(c) for n, c in (d.get("characters") or {}).items()},
+                   strangers=int(d.get("strangers") or 0))
+
+    def why(self) -> str:
+        """Why the frame failed, in words."""
+        parts = []
+        for name, c in self.characters.items():
+            if c.passed:
+                continue
+            if not c.found:
+                parts.append(f"{name} missing")
+            elif c.wrong_person:
+                parts.append(f"{name} looks like {c.wrong_person}")
+            elif c.similarity is not None:
+                parts.append(f"{name} {c.similarity:.3f} < {c.threshold:.3f}")
+        if self.strangers:
+            parts.append(f"{self.strangers} stranger(s)")
+        return "; ".join(parts) or "failed"
+
+
+@dataclass
+class Attempt(Score):
+    """One try at a keyframe or a repair: its seed, and its score."""
+
+    attempt: int = 0
+    seed: int | None = None
+    identity_strength: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Attempt":
+        d = d or {}
+        s = Score.from_dict(d)
+        return cls(s.passed, s.margin, s.characters, s.strangers, attempt=int(d.get("attempt") or 0),
+                   seed=d.get("seed"), identity_strength=d.get("identity_strength"))
+
+
+@dataclass
+class Repair:
+    """An in-between promoted to a repair keyframe (identity.repairs[])."""
+
+    frame: int
+    depth: int = 0
+    reason: str = ""
+    result: str = ""                     # "passed" | "failed" | "unavailable"
+    stopped: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Repair":
+        return cls(frame=int(d["frame"]), depth=int(d.get("depth") or 0), reason=str(d.get("reason") or ""),
+                   result=str(d.get("result") or ""), stopped=d.get("stopped"),
+                   attempts=[Attempt.from_dict(a) for a in d.get("attempts") or []])
+
+
+@dataclass
+class Span:
+    """One keyframe pair filled (interpolation.spans[]); `info` is everything the backend said."""
+
+    start: int
+    end: int
+    mode: str = "?"
+    camera: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Span":
+        return cls(start=d.get("from", 0), end=d.get("to", 0), mode=str(d.get("mode", "?")),
+                   camera=dict(d.get("camera") or {}), info=dict(d))
+
+    @property
+    def suspect(self) -> bool:
+        """Not real motion: held then jumped, or cross-faded because nothing explained it."""
+        return self.mode in ("cut", "fallback")
+
+
+# ---------------------------------------------------------------------------------------------
+# the manifest
+
+
+@dataclass
+class FileRecord:
+    path: str
+    bytes: int
+    sha256: str
+
+    @classmethod
+    def of(cls, root: Path, rel: str) -> "FileRecord":
+        p = Path(root) / rel
+        return cls(rel, p.stat().st_size, sha256_file(p))
+
+    def verifies(self, root: Path) -> bool:
+        """The file is under `root` with its recorded size and sha256."""
+        p = Path(root) / self.path
+        try:
+            return p.stat().st_size == self.bytes and sha256_file(p) == self.sha256
+        except OSError:
+            return False
+
+
+@dataclass
+class Inputs:
+    row: dict[str, str] = field(default_factory=dict)
+    line: int | None = None
+    prompt: str = ""
+    negative_prompt: str | None = None
+    characters: list[str] = field(default_factory=list)
+    preset: str | None = None
+    seed: int | None = None
+    notes: str | None = None
+
+
+@dataclass
+class VideoInfo:
+    path: str = VIDEO
+    frames: int = 0
+    fps: str = "24/1"
+    width: int = 0
+    height: int = 0
+    codec: str = "h264"
+    pix_fmt: str = "yuv420p"
+
+
+@dataclass
+class KeyframeEntry:
+    index: int | None
+    frame: int
+    time: float
+    path: str
+    source: str                         # "storyboard" | "generated" | "repair"
+    prompt: str | None = None
+    seed: int | None = None
+    identity: dict | None = None        # attempts[], final (a score), chosen_attempt, flagged
+
+    def final_score(self) -> Score | None:
+        return Score.from_dict(self.identity["final"]) if self.identity and self.identity.get("final") else None
+
+    def attempts(self) -> list[Attempt]:
+        return [Attempt.from_dict(a) for a in (self.identity or {}).get("attempts") or []]
+
+    @property
+    def chosen_attempt(self) -> int | None:
+        return (self.identity or {}).get("chosen_attempt")
+
+
+@dataclass
+class FlowOptions:
+    """The flow options the shot was interpolated with (shot.InterpolationOptions)."""
+
+    hedge: float = 0.5
+    camera_motion: bool = True
+    hedge_from: str = "run"             # "shot" (its hedge column) or "run"
+    applied: bool = True
+    why_not: str | None = None          # written only when set
+
+
+@dataclass
+class Interpolation:
+    backend: str = "flow"
+    options: FlowOptions = field(default_factory=FlowOptions)
+    spans: list[dict] = field(default_factory=list)
+    fallback: str | None = None
+
+    def span_records(self) -> list[Span]:
+        return [Span.from_dict(s) for s in self.spans]
+
+
+@dataclass
+class Judge:
+    model: str
+    metric: str
+    similarity: str
+
+
+@dataclass
+class BudgetRecord:
+    generations: int = 0
+    spent: int = 0
+
+
+@dataclass
+class IdentityRecord:
+    checked: bool = False
+    why_not: str | None = None
+    judge: Judge | None = None
+    conditioning_model: str | None = None
+    characters: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    check_every: int | None = None
+    budget: BudgetRecord = field(default_factory=BudgetRecord)
+    repairs: list[dict] = field(default_factory=list)
+    flagged_frames: list[int] = field(default_factory=list)
+    frames: dict[str, dict] = field(default_factory=dict)   # frame index (string) -> score
+
+    def scores(self) -> dict[int, Score]:
+        return {int(f): Score.from_dict(s) for f, s in self.frames.items()}
+
+    def repair_records(self) -> list[Repair]:
+        return [Repair.from_dict(r) for r in self.repairs]
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "IdentityRecord":
+        d = _pick(cls, d)
+        judge = d.get("judge")
+        d["judge"] = Judge(**_pick(Judge, judge)) if isinstance(judge, dict) else None
+        d["budget"] = BudgetRecord(**_pick(BudgetRecord, d.get("budget")))
+        return cls(**d)
+
+
+@dataclass
+class Manifest:
+    """One rendered shot (docs/manifest.md). Field order is the JSON's order."""
+
+    shot: str
+    scene: str
+    cache_key: str
+    inputs: Inputs
+    video: VideoInfo
+    keyframes: list[KeyframeEntry]
+    interpolation: Interpolation
+    identity: IdentityRecord
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    files: list[FileRecord] = field(default_factory=list)
+    flagged: bool = False
+    status: str = "done"
+    schema: str = SCHEMA
+
+    _ORDER = ("schema", "shot", "scene", "status", "flagged", "cache_key", "inputs", "video",
+              "keyframes", "interpolation", "identity", "timings", "warnings", "files")
+
+    # -- writing
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, keys in the documented order; optional keys left out when unset (a
+        keyframe's `identity`, a repair entry's prompt and seed, the options' `why_not`)."""
+        d = asdict(self)
+        out = {k: d[k] for k in self._ORDER}
+        out["keyframes"] = [
+            {k: v for k, v in e.items()
+             if not (k == "identity" and v is None) and not (e["source"] == "repair" and k in ("prompt", "seed"))}
+            for e in d["keyframes"]]
+        if out["interpolation"]["options"]["why_not"] is None:
+            del out["interpolation"]["options"]["why_not"]
+        return out
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write `folder`/manifest.json atomically; the path."""
+        path = Path(folder) / MANIFEST
+        atomic_write_json(path, self.to_json())
+        return path
+
+    # -- reading
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        interp = _pick(Interpolation, d.get("interpolation"))
+        interp["options"] = FlowOptions(**_pick(FlowOptions, interp.get("options")))
+        return cls(
+            shot=d["shot"], scene=d["scene"], cache_key=d.get("cache_key", ""),
+            inputs=Inputs(**_pick(Inputs, d.get("inputs"))),
+            video=VideoInfo(**_pick(VideoInfo, d.get("video"))),
+            keyframes=[KeyframeEntry(**_pick(KeyframeEntry, k)) for k in d.get("keyframes") or []],
+            interpolation=Interpolation(**interp),
+            identity=IdentityRecord.from_dict(d.get("identity")),
+            timings=dict(d.get("timings") or {}), warnings=list(d.get("warnings") or []),
+            files=[FileRecord(**_pick(FileRecord, f)) for f in d.get("files") or []],
+            flagged=bool(d.get("flagged")), status=d.get("status", "done"), schema=d.get("schema", SCHEMA),
+        )
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike, path: str | os.PathLike | None = None) -> "Manifest | None":
+        """The manifest in `folder` (or at `path`), or None when there is none, it cannot be
+        parsed, or it is not of this schema."""
+        try:
+            d = json.loads(Path(path or Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+            if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+                return None
+            return cls.from_dict(d)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def verifies(self, folder: str | os.PathLike) -> bool:
+        """Every file the manifest lists is there with its recorded size and sha256."""
+        return all(f.verifies(Path(folder)) for f in self.files)
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict | None:
+    """The manifest of `out_dir` as the raw JSON object (any schema), or None. For the typed
+    record use `Manifest.read`."""
+    try:
+        d = json.loads((Path(out_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs and results
+
+
+@dataclass
+class ShotJob:
+    """One shot to render: where it goes, its size, its cache key, and whether it is done.
+
+    anchor_from: the output folder of the scene's first shot, for a shot that generates keyframes
+    and is not its scene's first: its keyframe 0, as written there, is this shot's style anchor.
+    anchor_key: the cache key that first shot must have been rendered with (this job's own key is
+    built on it), so an old render left by a failed run is never taken as the anchor."""
+
+    shot: Shot
+    scene: Scene
+    out_dir: Path
+    width: int
+    height: int
+    cache_key: str
+    done: bool
+    first_in_scene: bool
+    anchor_from: Path | None = None
+    anchor_key: str | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.shot.frames
+
+
+def scene_anchor_path(job: ShotJob) -> Path | None:
+    """The written keyframe 0 of the shot `job.anchor_from` names, when that shot is rendered with
+    `job.anchor_key`; else None (no anchor: the shot is its scene's first, a storyboard shot, or
+    the first shot failed or is not rendered)."""
+    if job.anchor_from is None:
+        return None
+    m = Manifest.read(job.anchor_from)
+    if m is None or m.cache_key != job.anchor_key or not m.keyframes:
+        return None
+    path = Path(job.anchor_from) / m.keyframes[0].path
+    return path if path.is_file() else None
+
+
+@dataclass
+class ShotResult:
+    shot: str
+    status: str                        # "rendered" | "cached" | "failed"
+    out_dir: Path
+    video: Path | None = None
+    manifest: Path | None = None
+    flagged: list[int] = field(default_factory=list)
+    reason: str | None = None
+    seconds: float = 0.0
+    error_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("rendered", "cached")
+
+    @classmethod
+    def rendered(cls, job: ShotJob, flagged: list[int], seconds: float) -> "ShotResult":
+        return cls(job.shot.id, "rendered", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST,
+                   list(flagged), seconds=seconds)
+
+    @classmethod
+    def failed(cls, job: ShotJob, reason: str, seconds: float, error_type: str = "error") -> "ShotResult":
+        return cls(job.shot.id, "failed", job.out_dir, reason=reason, seconds=seconds, error_type=error_type)
+
+
+def cached_result(job: ShotJob) -> ShotResult:
+    """The result of a shot that is already rendered (its flagged frames from its manifest)."""
+    m = Manifest.read(job.out_dir)
+    flagged = list(m.identity.flagged_frames) if m else []
+    return ShotResult(job.shot.id, "cached", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST, flagged)
+
+
+@dataclass
+class RunResult:
+    shots: list[ShotResult]
+    out: Path
+    strict: bool = False
+    report: Path | None = None         # out/report.html, once written
+    timeline: Path | None = None       # out/timeline.otio, once written
+
+    @property
+    def failed(self) -> list[ShotResult]:
+        return [s for s in self.shots if not s.ok or (self.strict and s.flagged)]
+
+    @property
+    def exit_code(self) -> int:
+        from keyrender.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SHOTS_FAILED
+
+        if not self.failed:
+            return EXIT_OK
+        hard = [s for s in self.shots if not s.ok]
+        if hard and len(hard) == len(self.shots) and all(s.error_type == "input" for s in hard):
+            return EXIT_BAD_INPUT
+        return EXIT_SHOTS_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# the cache check and staging
+
+
+def is_done(out_dir: str | os.PathLike, key: str) -> bool:
+    """The shot at out_dir was rendered with this key and its files are intact (size + sha256)."""
+    m = Manifest.read(out_dir)
+    return m is not None and m.cache_key == key and m.status == "done" and m.verifies(Path(out_dir))
+
+
+_MANIFEST_HEAD = re.compile(rb'"schema"\s*:\s*"' + re.escape(SCHEMA.split("/")[0].encode()) + rb"/")
+
+
+def written_by_keyrender(out_dir: str | os.PathLike) -> bool:
+    """Whether `out_dir` is a shot folder keyrender wrote: a real folder (no link) holding a
+    manifest.json with keyrender's schema. The manifest's head is enough, so a shot whose
+    manifest was damaged is still recognised (and rendered again)."""
+    p = Path(out_dir)
+    if p.is_symlink() or not p.is_dir():
+        return False
+    try:
+        with open(p / MANIFEST, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return _MANIFEST_HEAD.search(head) is not None
+
+
+#: the names create_staging and swap_into_place give their folders: .staging-<shot>-<8 hex>
+LEFTOVER = re.compile(r"^\.(staging|old)-[A-Za-z0-9][A-Za-z0-9_.\-]*-[0-9a-f]{8}$")
+
+
+def create_staging(out: Path, shot_id: str) -> Path:
+    """A fresh staging folder for a shot under the output folder (with keyframes/ in it)."""
+    staging = Path(out) / f".staging-{shot_id}-{uuid.uuid4().hex[:8]}"
+    (staging / "keyframes").mkdir(parents=True)
+    return staging
+
+
+def swap_into_place(staging: Path, final: Path) -> None:
+    """Replace `final` by `staging` with two renames; a crash between them loses only old output.
+    Only a shot folder keyrender wrote is ever replaced (checked again here: the folder may have
+    appeared since the run was planned)."""
+    old = None
+    if os.path.lexists(final) and not written_by_keyrender(final):
+        raise InputError(f"{final} exists and was not written by keyrender; it is left as it is "
+                         "(rename the shot or choose another --out)")
+    if os.path.lexists(final):
+        old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""What a run is asked to do: RenderOptions (library users build it; the CLI fills it from its
+flags), and the flow options each shot is interpolated with (InterpolationOptions).
+
+Shot layer, torch-free: the planner, the executors and the shot renderer all read these.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keyrender.errors import InputError
+from keyrender.shotlist import Shot
+
+# the flow interpolator's own defaults (interpolate.flow.FlowInterpolator; a test checks they agree).
+# A shot interpolated with exactly these keeps the cache key it had before they were options.
+DEFAULT_HEDGE = 0.5
+DEFAULT_CAMERA_MOTION = True
+
+
+@dataclass
+class RenderOptions:
+    """What a run is asked to do. Library users build this; the CLI fills it from its flags."""
+
+    out: Path = Path("renders")
+    cast: Path | None = None           # default: <shot list folder>/cast
+    preset: str = "sdxl"
+    device: str | None = None          # "cpu", "cuda", "cuda:1"... None: cuda when present
+    only: list[str] | None = None
+    force: bool = False
+    strict: bool = False               # shots still failing identity checks count as failed
+    face_model: str | None = None      # overrides the preset's (pack name or folder)
+    offline: bool | None = None        # None: HF_HUB_OFFLINE decides
+    allow_download: bool = False       # face model packs
+    # accept storyboard, style and control images outside the shot list's folder (absolute paths,
+    # '..', symlinks out): they are copied into the outputs and the report, so off by default
+    allow_outside_images: bool = False
+    refine: bool = True
+    check_every: int | None = None
+    keyframe_attempts: int = 3
+    shot_generations: int = 12
+    repair_depth: int = 3
+    cache_dir: Path | None = None      # models built or fetched by keyrender (tiny face pack ...)
+    # joint attention across a shot's keyframes (keyframes.presets.ConsistentAttentionOptions);
+    # None: the preset's. Part of the shots' cache keys.
+    consistent: Any = None
+    # the flow interpolator's options (see interpolate.flow.FlowInterpolator): `hedge` (0..1) is
+    # the run's default for the shots whose `hedge` column is blank; `camera_motion` applies to
+    # every shot. A backend other than flow gets them as its `flow_options` when it takes those.
+    # Part of the shots' cache keys. Not applied to an injected `interpolator` (used as built).
+    hedge: float = DEFAULT_HEDGE
+    camera_motion: bool = DEFAULT_CAMERA_MOTION
+    # the stages' backends, to swap any of them (Protocols: KeyframeGenerator, FaceEmbedder,
+    # Interpolator); None loads the preset's. Their `name` goes into the cache keys.
+    generator: Any = field(default=None, repr=False)
+    embedder: Any = field(default=None, repr=False)
+    interpolator: Any = field(default=None, repr=False)
+
+    def cast_dir(self, shotlist_path: Path) -> Path:
+        return Path(self.cast) if self.cast else Path(shotlist_path).parent / "cast"
+
+
+def face_model_name(options: RenderOptions, preset) -> str:
+    """The judge: the face model that checks frames. --face-model, else $KEYRENDER_FACE_MODEL,
+    else the built-in dlib model (the tiny preset: its tiny pack). The model that conditions
+    generation (IP-Adapter FaceID takes insightface embeddings) is the preset's `face_model`."""
+    from keyrender.identity.backend import DEFAULT_FACE_MODEL
+
+    return (options.face_model or os.environ.get("KEYRENDER_FACE_MODEL")
+            or ("tiny" if preset.tiny else DEFAULT_FACE_MODEL))
+
+
+@dataclass(frozen=True)
+class InterpolationOptions:
+    """The flow options one shot is interpolated with, where they come from, and whether the
+    run's interpolator takes them.
+
+    applied: "flow" (the flow backend's own options), "flow_options" (a backend that starts
+    from the flow interpolator and takes its options as `flow_options`), or None with `why_not`
+    (an injected RenderOptions.interpolator is used as built; a backend without flow options).
+    """
+
+    hedge: float
+    camera_motion: bool
+    hedge_from: str                    # "shot" (its hedge column) or "run" (RenderOptions.hedge)
+    applied: str | None
+    why_not: str | None = None
+
+    @property
+    def flow(self) -> dict[str, Any]:
+        """The FlowInterpolator keyword arguments."""
+        return {"hedge": self.hedge, "camera_motion": self.camera_motion}
+
+    @property
+    def is_default(self) -> bool:
+        return self.hedge == DEFAULT_HEDGE and self.camera_motion == DEFAULT_CAMERA_MOTION
+
+    def manifest(self) -> dict[str, Any]:
+        out = {**self.flow, "hedge_from": self.hedge_from, "applied": self.applied is not None}
+        if self.why_not:
+            out["why_not"] = self.why_not
+        return out
+
+
+def backend_parameters(name: str) -> frozenset[str]:
+    """The keyword options of the generative interpolation backend `name`, as it declares them
+    (interpolate.backend_options); empty for the flow backend. Imports no torch."""
+    if name == "flow":
+        return frozenset()
+    from keyrender.interpolate import backend_options
+
+    return backend_options(name)
+
+
+def interpolation_options(shot: Shot | None, options: RenderOptions, backend: str = "flow") -> InterpolationOptions:
+    """A shot's effective flow options: its `hedge` column, else the run's (RenderOptions.hedge);
+    the run's camera_motion. `backend`: the preset's interpolator name. shot None: the run's."""
+    own = shot is not None and shot.hedge is not None
+    hedge = float(shot.hedge if own else options.hedge)  # type: ignore[union-attr]
+    source, camera = ("shot" if own else "run"), bool(options.camera_motion)
+    if options.interpolator is not None:
+        why = (f"an Interpolator instance was given (RenderOptions.interpolator, "
+               f"{getattr(options.interpolator, 'name', type(options.interpolator).__name__)}): used as built")
+        return InterpolationOptions(hedge, camera, source, None, why)
+    if backend == "flow":
+        return InterpolationOptions(hedge, camera, source, "flow")
+    if "flow_options" in backend_parameters(backend):
+        return InterpolationOptions(hedge, camera, source, "flow_options")
+    return InterpolationOptions(hedge, camera, source, None, f"the {backend} interpolator takes no flow options")
+
+
+def check_interpolation_options(options: RenderOptions) -> None:
+    hedge = options.hedge
+    if isinstance(hedge, bool) or not isinstance(hedge, (int, float)) or not 0.0 <= hedge <= 1.0:
+        raise InputError(f"hedge: must be a number between 0 and 1, got {hedge!r}")
+    if not isinstance(options.camera_motion, bool):
+        raise InputError(f"camera_motion: must be True or False, got {options.camera_motion!r}")

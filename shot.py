@@ -1,0 +1,462 @@
+"""One shot, from its keyframes to its manifest, as steps that hand values to each other:
+
+    make_keyframes(job, context)          -> Keyframes         storyboard images + generated ones
+    check_keyframes(job, context, kf)     -> CheckedKeyframes  identity check, failing ones re-rolled
+    write_keyframes(staging, job, ...)    -> [KeyframeEntry]   the keyframe PNGs and their records
+    fill_video(staging, job, ...)         -> FilledVideo       in-betweens checked/repaired span by
+                                                               span, streamed into the encoder
+    shot_manifest(job, context, ...)      -> Manifest          what the shot records
+
+render_shot(job, context) runs them in a staging folder and swaps it into place (old output
+replaced only when the new one is complete); render_shot_safely turns any failure into a failed
+ShotResult naming the reason. A shot that is not its scene's first takes the scene's first
+keyframe as its style anchor from that shot's written keyframe 0 (`ShotJob.anchor_from`), never
+from state another shot left in the context.
+
+Shot layer: models come from RenderContext (context.py); the stages (`keyframes`, `identity`,
+`interpolate`, and refine.py's loop) are imported inside the steps, so importing this imports
+no torch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+from keyrender.context import RenderContext
+from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, ModelNotFoundError, OutputError, output_error
+from keyrender.manifest import (
+    MANIFEST, VIDEO, BudgetRecord, Callback, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge,
+    KeyframeEntry, Manifest, ShotJob, ShotResult, VideoInfo, create_staging, scene_anchor_path, swap_into_place,
+)
+from keyrender.options import InterpolationOptions, interpolation_options
+
+__all__ = ["render_shot", "render_shot_safely", "make_keyframes", "check_keyframes", "write_keyframes",
+           "fill_video", "shot_manifest", "keyframe_request", "repair_function", "Keyframes",
+           "CheckedKeyframes", "FilledVideo", "Warnings", "RenderContext", "MANIFEST", "VIDEO"]
+
+
+class Warnings:
+    """A shot's warnings: kept for its manifest, and (most of them) sent to the run's callback."""
+
+    def __init__(self, emit: Callback):
+        self.lines: list[str] = []
+        self.emit = emit
+
+    def add(self, line: str, emit: bool = True) -> None:
+        self.lines.append(line)
+        if emit:
+            self.emit({"event": "warning", "message": line})
+
+
+@dataclass
+class Keyframes:
+    """Step 1. images: keyframe index -> RGB uint8 image; generated: the indices generated (the
+    rest are the storyboard's); identities: the judge's identities of the shot's characters
+    (empty when checks are off); conditioned: whether generation was conditioned on faces."""
+
+    images: dict[int, Any]
+    generated: list[int]
+    request: Any                       # keyframes.base.KeyframeRequest
+    identities: dict[str, Any]
+    conditioned: bool
+
+
+@dataclass
+class CheckedKeyframes:
+    """Step 2. images after re-rolls; records: index -> attempts/final score (refine_keyframes);
+    checker: the identity check used for the in-betweens, or None with `why_not`."""
+
+    images: dict[int, Any]
+    records: dict[int, dict]
+    checker: Callable | None
+    why_not: str | None
+
+
+@dataclass
+class FilledVideo:
+    """Step 4. The encoded video's in-betweens: by which backend with which options, how each span
+    was filled and checked (recorder: refine.SpanRecorder), and the repair keyframes written."""
+
+    backend: str
+    flow: InterpolationOptions
+    fallback: str | None
+    judge: Judge | None
+    stride: int
+    recorder: Any
+    repair_entries: list[KeyframeEntry] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
+    """Render one shot into a staging folder, then move it into place (old output replaced)."""
+    from keyrender.refine import Budget, RefineConfig
+
+    opts = context.options
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    warnings = Warnings(context.emit)
+    config = RefineConfig(keyframe_attempts=opts.keyframe_attempts, shot_generations=opts.shot_generations,
+                          repair_depth=opts.repair_depth, check_every=opts.check_every,
+                          repair_strength=context.preset.regenerate_strength)
+    budget = Budget(config.shot_generations)
+    staging = create_staging(Path(opts.out), job.shot.id)
+    try:
+        t = time.perf_counter()
+        kf = make_keyframes(job, context, warnings)
+        timings["keyframes_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        checked = check_keyframes(job, context, kf, config, budget)
+        timings["check_keyframes_s"] = time.perf_counter() - t
+        entries = write_keyframes(staging, job, kf, checked)
+        t = time.perf_counter()
+        video = fill_video(staging, job, context, kf, checked, config, budget, warnings)
+        timings["interpolate_encode_s"] = time.perf_counter() - t
+        timings["total_s"] = time.perf_counter() - t_start
+        manifest = shot_manifest(job, context, kf, checked, entries, video, config, budget, timings, warnings.lines)
+        manifest.files = [FileRecord.of(staging, p) for p in [VIDEO] + [e.path for e in manifest.keyframes]]
+        manifest.write(staging)
+        swap_into_place(staging, job.out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ShotResult.rendered(job, manifest.identity.flagged_frames, time.perf_counter() - t_start)
+
+
+def render_shot_safely(job: ShotJob, context: RenderContext) -> ShotResult:
+    """render_shot, with any failure turned into a failed ShotResult naming the reason. A full or
+    read-only output folder is raised as one OutputError (every shot would fail alike)."""
+    t0 = time.perf_counter()
+    try:
+        return render_shot(job, context)
+    except OutputError:
+        raise
+    except KeyrenderError as exc:
+        reason, kind = str(exc), ("input" if isinstance(exc, InputError) else "error")
+    except OSError as exc:
+        if exc.errno in OUTPUT_ERRNOS:
+            raise output_error(exc, context.options.out) from None
+        reason, kind = f"{type(exc).__name__}: {exc}", "error"
+        context.emit({"event": "debug", "shot": job.shot.id, "traceback": traceback.format_exc()})
+    except MemoryError:
+        reason, kind = "out of memory", "error"
+    except Exception as exc:  # a shot's failure must not cost the others
+        if type(exc).__name__ == "OutOfMemoryError":
+            reason = "out of GPU memory (try --device cpu, a smaller size, or a lighter preset)"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        kind = "error"
+        context.emit({"event": "debug", "shot": job.shot.id, "traceback": traceback.format_exc()})
+    return ShotResult.failed(job, reason, time.perf_counter() - t0, kind)
+
+
+# ---- 1. keyframes -----------------------------------------------------------------------------
+
+
+def make_keyframes(job: ShotJob, context: RenderContext, warnings: Warnings) -> Keyframes:
+    """The storyboard's keyframes (fitted to the shot's size), then the others generated in one
+    joint call, conditioned on the characters' faces, the scene's style and its anchor."""
+    from keyrender.media import fit_image, load_image
+
+    shot, opts = job.shot, context.options
+    images: dict[int, Any] = {}
+    for i, path in enumerate(shot.keyframe_images):
+        if path is not None:
+            images[i] = fit_image(load_image(path), job.width, job.height)
+    generated = [i for i in range(len(shot.keyframe_frames)) if i not in images]
+    identities: dict[str, Any] = {}  # the judge's (checks)
+    if shot.characters and opts.refine and shot.refine:
+        try:
+            identities = context.identities(shot.characters)
+        except ModelNotFoundError:
+            pass  # checks off: the warning is out, `checker_for` says why in the manifest
+    # the conditioning model's (IP-Adapter FaceID): only a generated keyframe needs them
+    conditioning = context.conditioning_identities(shot.characters) if shot.characters and generated else {}
+    request = keyframe_request(job, context, conditioning, images)
+    if generated:
+        context.emit({"event": "stage", "shot": shot.id, "stage": "keyframes", "count": len(generated)})
+        generator = context.generator()
+        images.update(generator.generate(request, indices=generated))
+        for line in getattr(generator, "prompt_warnings", lambda *a: [])(request, generated):
+            warnings.add(line)
+    return Keyframes(images, generated, request, identities, bool(conditioning))
+
+
+def scene_anchor_image(job: ShotJob):
+    """The scene's first keyframe as written by the scene's first shot (PNG: the pixels it was
+    rendered with), or None (see manifest.scene_anchor_path)."""
+    from keyrender.media import load_image
+
+    path = scene_anchor_path(job)
+    if path is None:
+        return None
+    try:
+        return load_image(path)
+    except InputError:
+        return None
+
+
+def keyframe_request(job: ShotJob, context: RenderContext, identities: dict, images: dict):
+    """The KeyframeRequest of a shot: prompts with the scene's style, the storyboard images fixed
+    (`images`), the characters' FaceID conditions (`identities`: the conditioning model's), the
+    scene's style image and anchor, the control image, the run's joint-attention options."""
+    from keyrender.keyframes.base import KeyframeRequest, StyleAnchor
+    from keyrender.media import fit_image, load_image
+
+    shot, scene = job.shot, job.scene
+    style_image = fit_image(load_image(scene.style_image), job.width, job.height) if scene.style_image else None
+    style = StyleAnchor(scene=scene.id, text=scene.style, image=style_image, anchor_keyframe=scene_anchor_image(job))
+    control = fit_image(load_image(shot.control_image), job.width, job.height) if shot.control_image else None
+    prompts = [", ".join(p for p in (prompt, scene.style) if p) for prompt in shot.keyframe_prompts()]
+    return KeyframeRequest(
+        shot=shot.id, scene=scene.id, prompts=prompts, times=list(shot.keyframe_times),
+        negative_prompt=shot.negative_prompt, width=job.width, height=job.height, seed=shot.seed,
+        characters=character_conditions(shot, identities),
+        identity_strength=shot.identity_strength if shot.identity_strength is not None else context.preset.identity_strength,
+        style=style, control_image=control, control_type=shot.control_type if control is not None else None,
+        fixed=dict(images), consistent=context.options.consistent,
+    )
+
+
+def character_conditions(shot, identities: dict) -> list:
+    """The FaceID conditions of a shot's characters, from the conditioning model's identities."""
+    from keyrender.keyframes.base import CharacterCondition
+
+    return [CharacterCondition(name=n, embedding=identities[n].centroid, region=shot.layout.get(n),
+                               reference_embeddings=identities[n].embeddings)
+            for n in shot.characters if n in identities]
+
+
+# ---- 2. checked keyframes -----------------------------------------------------------------------
+
+
+def checker_for(job: ShotJob, context: RenderContext, identities: dict):
+    """A check(image, expected) callable, or None with the reason it is off."""
+    shot = job.shot
+    if not shot.characters:
+        return None, "no characters in this shot"
+    if not context.options.refine:
+        return None, "turned off (--no-refine)"
+    if not shot.refine:
+        return None, "turned off for this shot (refine=off)"
+    embedder = context.embedder()
+    if embedder is None:
+        return None, f"no face model: {context.checks_off}"
+    from keyrender.identity import FaceChecker
+
+    return FaceChecker(embedder, identities).check, None
+
+
+def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, config, budget) -> CheckedKeyframes:
+    """Each keyframe checked against the cast; a failing generated one re-rolled (refine_keyframes)."""
+    from keyrender.refine import refine_keyframes
+
+    checker, why_not = checker_for(job, context, kf.identities)
+    images, records = kf.images, {}
+    if checker is not None:
+        context.emit({"event": "stage", "shot": job.shot.id, "stage": "check keyframes"})
+        outcome = refine_keyframes(kf.request, images, kf.generated, checker, list(job.shot.characters),
+                                   context.generator if kf.generated else None, config, budget)
+        images, records = outcome.images, outcome.records
+        if outcome.skipped:
+            why_not, checker = outcome.skipped, None
+    return CheckedKeyframes(images, records, checker, why_not)
+
+
+# ---- 3. written keyframes -----------------------------------------------------------------------
+
+
+def _time(frame: int, fps: Fraction) -> float:
+    return float(Fraction(frame) / fps)
+
+
+def write_keyframes(staging: Path, job: ShotJob, kf: Keyframes, checked: CheckedKeyframes) -> list[KeyframeEntry]:
+    """keyframes/kfNNN_fNNNNN.png (lossless) for each keyframe, and its manifest entry."""
+    from keyrender.media import save_image
+
+    shot = job.shot
+    entries = []
+    for i, f in enumerate(shot.keyframe_frames):
+        path = f"keyframes/kf{i:03d}_f{f:05d}.png"
+        save_image(staging / path, checked.images[i])
+        generated = i in kf.generated
+        record = checked.records.get(i)
+        entries.append(KeyframeEntry(
+            index=i, frame=f, time=_time(f, shot.fps), path=path,
+            source="generated" if generated else "storyboard", prompt=kf.request.prompts[i],
+            seed=_seed(shot.seed, i, (record or {}).get("chosen_attempt", 0)) if generated else None,
+            identity=record))
+    return entries
+
+
+def _seed(shot_seed: int, index: int, attempt: int) -> int:
+    from keyrender.keyframes.base import derive_seed
+
+    return derive_seed(shot_seed, index, attempt)
+
+
+# ---- 4. filled video ------------------------------------------------------------------------------
+
+
+def _judge(context: RenderContext) -> Judge:
+    from keyrender.identity import get_metric
+
+    judged_by = context.embedder()
+    metric = getattr(judged_by, "metric", "cosine")
+    return Judge(model=getattr(judged_by, "name", type(judged_by).__name__), metric=metric,
+                 similarity=get_metric(metric).description)
+
+
+def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframes, checked: CheckedKeyframes,
+               config, budget, warnings: Warnings) -> FilledVideo:
+    """The in-betweens of every keyframe pair, checked and repaired span by span (refine.fill_span),
+    streamed into staging/video.mp4 with the keyframes; repair keyframes written as PNGs."""
+    from keyrender.media import VideoWriter, save_image
+    from keyrender.refine import SpanRecorder, fill_span
+
+    shot, emit = job.shot, context.emit
+    checker, images = checked.checker, checked.images
+    rec = SpanRecorder()
+    repair = repair_function(job, context, kf.request, warnings.lines, images, config) if checker is not None else None
+    judge = _judge(context) if checker is not None else None
+    flow = interpolation_options(shot, context.options, context.preset.interpolator)
+    if flow.applied is None and (shot.hedge is not None or not flow.is_default):
+        warnings.add(f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} "
+                     f"not applied: {flow.why_not}")
+    interp = context.interpolator(flow)
+    # generated keyframes differ in pose and framing, not by a camera move: optical flow
+    # between them is a morph. Say so when that is what the shot gets.
+    fallback = None
+    if kf.generated and getattr(interp, "name", "") == "flow":
+        fallback = (
+            f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
+            f"not by a keyframe-conditioned video model: preset {context.preset.name!r} uses the flow "
+            f"interpolator; run `keyrender interpolate --backend ltx` (or wan) with its weights for that")
+        warnings.add(fallback)
+
+    def interpolate(a, b, times, info):
+        return interp.inbetween(a, b, times, info=info)
+
+    kf_frames = list(shot.keyframe_frames)
+    expected = list(shot.characters)
+    stride = config.stride(shot.frames)
+    repairs: list[KeyframeEntry] = []
+    written = 0
+
+    def wrote() -> None:
+        nonlocal written
+        written += 1
+        emit({"event": "frame", "shot": shot.id, "done": written, "total": shot.frames})
+
+    emit({"event": "stage", "shot": shot.id, "stage": "interpolate", "frames": shot.frames})
+    with VideoWriter(staging / VIDEO, shot.fps, job.width, job.height) as writer:
+        writer.write(images[0])
+        wrote()
+        for i in range(len(kf_frames) - 1):
+            fa, fb = kf_frames[i], kf_frames[i + 1]
+            for f, img, source in fill_span(fa, images[i], fb, images[i + 1], interpolate,
+                                            checker, expected, repair, config, budget, stride, rec):
+                if source == "repair":
+                    path = f"keyframes/repair_f{f:05d}.png"
+                    save_image(staging / path, img)
+                    repairs.append(KeyframeEntry(index=None, frame=f, time=_time(f, shot.fps), path=path,
+                                                 source="repair"))
+                writer.write(img)
+                wrote()
+            writer.write(images[i + 1])
+            wrote()
+    if written != shot.frames:
+        raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
+    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, stride, rec, repairs)
+
+
+def repair_function(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):
+    """repair(frame, image, attempt) -> (image, seed), or None when no generator can be loaded
+    (the reason goes into `warnings` once). The generator gets the two keyframes around the
+    frame as joint-attention context; strengths follow `config` (refine.RefineConfig)."""
+    from keyrender.refine import REPAIR_INDEX_BASE
+
+    shot = job.shot
+    prompts = shot.keyframe_prompts()
+    kf = shot.keyframe_frames
+    unavailable: list[str] = []
+
+    def repair(frame: int, image, attempt: int):
+        if unavailable:
+            return None
+        try:
+            # a storyboard shot never asked for a keyframe model: use one only if it is local
+            generator = context.generator(offline=True if job.shot.storyboard else None)
+        except KeyrenderError as exc:
+            unavailable.append(str(exc))
+            warnings.append(f"in-between repair unavailable: {exc}")
+            return None
+        nonlocal request
+        if shot.characters and not request.characters:  # a storyboard shot: condition it now
+            try:
+                cond = context.conditioning_identities(shot.characters)
+            except KeyrenderError as exc:
+                unavailable.append(str(exc))
+                warnings.append(f"in-between repair unavailable: {exc}")
+                return None
+            request = replace(request, characters=character_conditions(shot, cond))
+        # the prompt of the nearest keyframe (beats follow the shot's time)
+        nearest = min(range(len(kf)), key=lambda i: abs(kf[i] - frame))
+        before = max([i for i in range(len(kf)) if kf[i] <= frame], default=0)
+        around = {i: keyframes[i] for i in (before, min(before + 1, len(kf) - 1)) if i in keyframes}
+        index = REPAIR_INDEX_BASE + frame
+        new = generator.regenerate(
+            replace(request, fixed=around), index=index, init_image=image, prompt=prompts[nearest],
+            strength=config.repair_strength, attempt=attempt,
+            identity_strength=config.identity_strength(request.identity_strength, attempt))
+        return new, _seed(shot.seed, index, attempt)
+
+    return repair
+
+
+# ---- 5. manifest ----------------------------------------------------------------------------------
+
+
+def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: CheckedKeyframes,
+                  entries: list[KeyframeEntry], video: FilledVideo, config, budget,
+                  timings: dict[str, float], warnings: list[str]) -> Manifest:
+    """The shot's manifest (files added by the caller once everything is written). Each checked
+    keyframe's final score joins the in-betweens' scores."""
+    shot, rec = job.shot, video.recorder
+    scores = dict(rec.frame_scores)
+    flagged = set(rec.flagged)
+    for i, f in enumerate(shot.keyframe_frames):
+        if i in checked.records:
+            scores[f] = checked.records[i]["final"]
+            if not checked.records[i]["final"]["passed"]:
+                flagged.add(f)
+    identities = kf.identities
+    return Manifest(
+        shot=shot.id, scene=shot.scene, cache_key=job.cache_key, flagged=bool(flagged),
+        inputs=Inputs(row=shot.row, line=shot.line, prompt=shot.prompt, negative_prompt=shot.negative_prompt,
+                      characters=list(shot.characters), preset=context.preset.name if kf.generated else None,
+                      seed=shot.seed, notes=shot.notes),
+        video=VideoInfo(path=VIDEO, frames=shot.frames, fps=f"{shot.fps.numerator}/{shot.fps.denominator}",
+                        width=job.width, height=job.height),
+        keyframes=sorted([*entries, *video.repair_entries], key=lambda e: e.frame),
+        interpolation=Interpolation(backend=video.backend, options=FlowOptions(**video.flow.manifest()),
+                                    spans=rec.spans, fallback=video.fallback),
+        identity=IdentityRecord(
+            checked=checked.checker is not None, why_not=checked.why_not, judge=video.judge,
+            conditioning_model=getattr(context.conditioner(), "name", None) if kf.conditioned else None,
+            characters=list(shot.characters),
+            thresholds={n: round(float(identities[n].threshold), 4) for n in shot.characters if n in identities},
+            check_every=video.stride,
+            budget=BudgetRecord(generations=config.shot_generations, spent=budget.spent),
+            repairs=rec.repairs, flagged_frames=sorted(flagged),
+            frames={str(f): s for f, s in sorted(scores.items())}),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        warnings=warnings,
+    )
