@@ -30,7 +30,7 @@ from keyrender.fsutil import atomic_write_json, sha256_file
 from keyrender.identity.cast import find_cast
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
 
-STAGE_VERSION = "4"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "5"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
-from keyrender.interpolate.camera import fit_camera
+from keyrender.interpolate.camera import fit_camera, match_features
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -230,6 +230,71 @@ def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, cam
     return flow + take_cam * (camera - flow)
 
 
+def match_flow(pa: np.ndarray, pb: np.ndarray, flow: np.ndarray, radius: float,
+               min_miss: float = 3.0) -> np.ndarray | None:
+    """A second flow hypothesis A->B from sparse feature matches (`pa` -> `pb`, N x 2, in the
+    flow's pixels), for the motions that DIS's coarse-to-fine search cannot follow (a small
+    subject moving many times its size: at DIS's coarsest level it is gone).
+
+    Only matches that the flow misses (their displacement differs from the flow's by more than
+    `min_miss` px and 10% of its length) and that a second such match within 2 `radius` confirms
+    (a displacement within 2 px and 25%) are kept: one wrong match alone proposes nothing. Each
+    pixel within `radius` of a kept match takes the displacement of the nearest one (a Voronoi
+    partition, so neighbouring subjects' motions are never averaged); the others keep `flow`.
+    None when no match is kept. Which hypothesis a pixel follows is decided by warping error
+    (`pick_flow`)."""
+    h, w = flow.shape[:2]
+    if len(pa) < 2:
+        return None
+    d = (pb - pa).astype(np.float32)
+    ix = np.clip(np.round(pa[:, 0]).astype(int), 0, w - 1)
+    iy = np.clip(np.round(pa[:, 1]).astype(int), 0, h - 1)
+    miss = np.linalg.norm(d - flow[iy, ix], axis=1)
+    mag = np.linalg.norm(d, axis=1)
+    keep = miss > np.maximum(min_miss, 0.1 * mag)
+    if keep.sum() < 2:
+        return None
+    pa, d, ix, iy, mag = pa[keep], d[keep], ix[keep], iy[keep], mag[keep]
+    near = np.linalg.norm(pa[:, None] - pa[None], axis=2) < 2 * radius
+    agree = np.linalg.norm(d[:, None] - d[None], axis=2) < np.maximum(2.0, 0.25 * mag)[:, None]
+    np.fill_diagonal(near, False)
+    ok = (near & agree).any(1)
+    if not ok.any():
+        return None
+    ix, iy, d = ix[ok], iy[ok], d[ok]
+    seeds = np.ones((h, w), np.uint8)
+    seeds[iy, ix] = 0
+    dist, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    # labels number the zero pixels in row-major order
+    order = np.argsort(iy * w + ix, kind="stable")
+    lut = np.zeros((len(d) + 1, 2), np.float32)
+    uniq = np.unique(iy[order] * w + ix[order], return_index=True)[1]
+    lut[1 : len(uniq) + 1] = d[order][uniq]
+    prop = lut[labels]
+    return np.where((dist <= radius)[..., None], prop, flow).astype(np.float32)
+
+
+def pick_flow(g_from: np.ndarray, g_to: np.ndarray, flows: list[np.ndarray], grid: tuple[np.ndarray, np.ndarray],
+              window: int = 9) -> np.ndarray:
+    """Per pixel, the flow hypothesis whose warp of `g_to` best matches `g_from` (absolute grey
+    difference smoothed over `window` px; a hypothesis that leaves the frame counts as a 
+    mismatch of 255), blended softly (so no seams); the first hypothesis wins ties."""
+    h, w = g_from.shape
+    gx, gy = grid
+    src = g_from.astype(np.float32)
+    errs = []
+    for i, f in enumerate(flows):
+        x, y = gx + f[..., 0], gy + f[..., 1]
+        warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        e = np.abs(warped - src)
+        e = np.where(_inside(x, y, w, h) > 0.5, e, 255.0)
+        errs.append(cv2.blur(e, (window, window)) + (0.5 if i else 0.0))
+    e = np.stack(errs)
+    wts = np.exp(-(e - e.min(0)) / 1.5)
+    wts /= wts.sum(0)
+    return np.einsum("khw,khwc->hwc", wts.astype(np.float32), np.stack(flows)).astype(np.float32)
+
+
 def homography_flows(hom: np.ndarray, h: int, w: int, grid: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B); `grid`: `_grid(h, w)`
@@ -262,7 +327,7 @@ class _PairState:
 
     def __init__(
         self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
-        camera: bool = True, check_cut: bool = False,
+        camera: bool = True, check_cut: bool = False, matches: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         h, w = a.shape[:2]
         wh, ww = working_size(h, w, max_side)
@@ -285,6 +350,25 @@ class _PairState:
             self.f10 = _shrink(self.f10, wh, ww)
             ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
             gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
+        self.matched = 0.0
+        if matches is not None and len(matches[0]) >= 2:
+            # large motion: a second hypothesis from the feature matches, kept where it warps
+            # better (see `match_flow`)
+            sx, sy = ww / w, wh / h
+            pa = (matches[0] + 0.5) * [sx, sy] - 0.5
+            pb = (matches[1] + 0.5) * [sx, sy] - 0.5
+            radius = max(4.0, 0.07 * max(wh, ww))
+            grid = _grid(wh, ww)
+            m01 = match_flow(pa, pb, self.f01, radius)
+            m10 = match_flow(pb, pa, self.f10, radius)
+            if m01 is not None:
+                dis01 = self.f01
+                self.f01 = pick_flow(ga, gb, [dis01, m01], grid)
+                # share of the frame that follows the matches where they differ from DIS
+                differ = np.abs(m01 - dis01).max(-1) > 1.0
+                self.matched = float((differ & (np.abs(self.f01 - m01).max(-1) < 0.5)).mean())
+            if m10 is not None:
+                self.f10 = pick_flow(gb, ga, [self.f10, m10], grid)
         self.c0 = consistency(self.f01, self.f10)
         self.c1 = consistency(self.f10, self.f01)
         self.gray = (ga, gb)
@@ -598,6 +682,7 @@ class FlowInterpolator(CheckedInterpolator):
         camera_min_move: float = 0.002,
         feature_max_side: int = 640,
         related_matches: int = 10,
+        match_flow: bool = True,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -628,6 +713,7 @@ class FlowInterpolator(CheckedInterpolator):
         self.camera_min_move = float(camera_min_move)
         self.feature_max_side = int(feature_max_side)
         self.related_matches = int(related_matches)
+        self.match_flow = bool(match_flow)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:
@@ -644,7 +730,10 @@ class FlowInterpolator(CheckedInterpolator):
                 yield cross_fade(a, b, t)
             return
         h, w = a.shape[:2]
-        fit = fit_camera(a, b, self.feature_max_side) if self.camera_motion else None
+        matches = match_features(a, b, self.feature_max_side) if self.camera_motion or self.match_flow else None
+        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion else None
+        # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
+        full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches
         cam = fit if fit is not None and fit.explains() else None
         if fit is not None:
@@ -662,7 +751,7 @@ class FlowInterpolator(CheckedInterpolator):
         if guard.mode == "check":
             # 2. a still camera (or none found) and a low plain correlation: the flow decides
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               check_cut=True)
+                               check_cut=True, matches=full)
             sim = state.similarity
             info["similarity"] = round(sim, 4)
             if sim < self.cut_threshold:
@@ -684,7 +773,8 @@ class FlowInterpolator(CheckedInterpolator):
                     yield cross_fade(a, b, t)
                 return
         if state is None:
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
+                               matches=full)
         info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
                     occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
         for t in ts:
