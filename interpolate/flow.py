@@ -401,7 +401,6 @@ class _PairState:
             self.f10 = _shrink(self.f10, wh, ww)
             ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
             gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
-        self.matched = 0.0
         if matches is not None and len(matches[0]) >= 2:
             # large motion: a second hypothesis from the feature matches, kept where it warps
             # better (see `match_flow`)
@@ -415,11 +414,7 @@ class _PairState:
             m01 = match_flow(pa, pb, self.f01, radius, min_move=move)
             m10 = match_flow(pb, pa, self.f10, radius, min_move=move)
             if m01 is not None:
-                dis01 = self.f01
-                self.f01 = pick_flow(ga, gb, [dis01, m01], grid)
-                # share of the frame that follows the matches where they differ from DIS
-                differ = np.abs(m01 - dis01).max(-1) > 1.0
-                self.matched = float((differ & (np.abs(self.f01 - m01).max(-1) < 0.5)).mean())
+                self.f01 = pick_flow(ga, gb, [self.f01, m01], grid)
             if m10 is not None:
                 self.f10 = pick_flow(gb, ga, [self.f10, m10], grid)
         self.c0 = consistency(self.f01, self.f10)
@@ -730,7 +725,10 @@ class FlowInterpolator(CheckedInterpolator):
     `camera_motion` (fit the camera's motion as a homography and let the pixels without a trusted
     flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
     still disagree, mix in the plain cross-fade: up to `hedge` of it, reached at a disagreement of
-    `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not).
+    `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
+    `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
+    see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
+    large; see `splat_flow`).
     """
 
     name = "flow"
