@@ -30,6 +30,9 @@ rendered from the photograph. Cut clip: segments of different footage back to ba
 every 8 frames; a pair that straddles a joint must be a cut, no other pair may be.
 
     python benchmarks/interpolation.py                      # tree.avi, and vtest.avi if fetched
+    python benchmarks/interpolation.py --suite footage --gaps 8,16,24 --clips vtest   # one part
+    python benchmarks/interpolation.py --suite camera       # the camera-move suite only
+    python benchmarks/interpolation.py --suite cuts         # the cut clip only
     python benchmarks/interpolation.py --video clip.mp4 --k 2 --k 4 --limit 200 --preset fast
 """
 
@@ -287,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", type=Path, action="append",
                     help="footage (repeatable; default tree.avi, and vtest.avi when fetched)")
     ap.add_argument("--k", type=int, action="append", help="keep every k-th frame (repeatable; default 2 4 8 16 24)")
+    ap.add_argument("--gaps", help="keyframe gaps, comma separated (as --k): --gaps 8,16,24")
+    ap.add_argument("--clips", help="only the footage whose file name starts with one of these (comma separated)")
+    ap.add_argument("--suite", action="append", choices=("footage", "camera", "cuts"),
+                    help="run only these parts (repeatable; default: all three)")
     ap.add_argument("--no-camera-suite", action="store_true", help="skip the camera-move suite and the cut clip")
     ap.add_argument("--limit", type=int, default=241, help="use at most this many frames per clip (0: all)")
     ap.add_argument("--preset", default="medium", help="DIS preset of the flow backend (library default: medium)")
@@ -294,8 +301,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="OpenCV threads (0: OpenCV's default)")
     ap.add_argument("--worst", type=int, default=3, help="list the N worst frames (where motion defeats it)")
     args = ap.parse_args(argv)
-    ks = args.k or [2, 4, 8, 16, 24]
+    try:
+        ks = (args.k or []) + [int(g) for g in (args.gaps or "").split(",") if g.strip()] or [2, 4, 8, 16, 24]
+    except ValueError:
+        ap.error(f"--gaps: expected comma-separated integers, got {args.gaps!r}")
+    if any(k < 2 for k in ks):
+        ap.error("--k/--gaps: a keyframe gap must be at least 2")
+    suites = set(args.suite or ("footage", "camera", "cuts"))
+    if args.no_camera_suite:
+        suites -= {"camera", "cuts"}
     videos = args.video or [DATA / "tree.avi"] + [p for p in EXTRA if p.is_file()][:1]
+    all_videos = list(videos)
+    if args.clips:
+        names = [c.strip() for c in args.clips.split(",") if c.strip()]
+        videos = [v for v in videos if any(v.name.startswith(n) for n in names)]
+        if not videos:
+            ap.error(f"--clips {args.clips!r}: matches none of {', '.join(v.name for v in all_videos)}")
     if shutil.which("ffmpeg") is None:
         print("ffmpeg not found: apt-get install -y ffmpeg", file=sys.stderr)
         return 2
@@ -312,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kr-bench-") as td:
         tmp = Path(td)
         print(sanity_alignment(tmp))
-        for video in videos:
+        for video in videos if "footage" in suites else []:
             frames, _ = decode_distinct(video, args.limit or None)
             h, w = frames[0].shape[:2]
             print(f"\n{video.name}: {len(frames)} frames {w}x{h}")
@@ -330,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             del frames
         mid = [(DATA / f"{n}1.png", DATA / f"{n}2.png") for n in ("rubberwhale", "basketball")]
         pair_lines = []
-        for pa, pb in mid:
+        for pa, pb in mid if "footage" in suites else []:
             if not pa.exists():
                 continue
             a = cv2.cvtColor(cv2.imread(str(pa)), cv2.COLOR_BGR2RGB)
@@ -340,6 +361,27 @@ def main(argv: list[str] | None = None) -> int:
             list(inbetween(a, b, [0.25, 0.5, 0.75], backend=interp, info=info))
             dt = (time.perf_counter() - t0) / 3
             pair_lines.append(f"{pa.stem[:-1]} {a.shape[1]}x{a.shape[0]}: mode {info['mode']}, {1000 * dt:.1f} ms per in-between (3 per pair)")
+    if rows:
+        print_footage(rows)
+    if pair_lines:
+        print("\nMiddlebury pairs (no ground-truth middle frame: speed and pair guard only):")
+        for line in pair_lines:
+            print("- " + line)
+    if "camera" in suites:
+        with tempfile.TemporaryDirectory(prefix="kr-bench-") as td:
+            print_camera(camera_suite(interp, Path(td)))
+    if "cuts" in suites:
+        if len(all_videos) < 2:
+            print("\ncut clip: needs two clips (vtest.avi missing? make bench-data)")
+        else:
+            cc = cut_clip(all_videos, 8, interp)
+            print(f"\n## Cut clip ({' / '.join(v.name for v in all_videos)} segments back to back, keyframes every 8 frames): "
+                  f"{cc['pairs']} pairs, {cc['cuts']} cuts: {cc['found']} found, {cc['missed']} missed, "
+                  f"{cc['in_shot_as_cut']} in-shot pairs treated as cuts")
+    return 0
+
+
+def print_footage(rows: list[dict]) -> None:
     print()
     print("| clip | k | method | mean PSNR (dB) | mean SSIM | ms / interpolated frame | speed vs minterpolate "
           "| CPU ms / frame | CPU-time ratio |")
@@ -358,16 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         ours, mi = r["keyrender flow"], r["minterpolate"]
         print(f"{r['clip']} k={r['k']}: keyrender flow - minterpolate = {ours['psnr'] - mi['psnr']:+.2f} dB PSNR, "
+              f"- cross-fade = {ours['psnr'] - r['cross-fade']['psnr']:+.2f} dB, pairs as cuts {r['modes'].get('cut', 0)}, "
               f"{mi['ms'] / ours['ms']:.1f}x minterpolate's speed (wall clock), "
               f"{mi['cpu_ms'] / ours['cpu_ms']:.1f}x in CPU time")
-    if pair_lines:
-        print("\nMiddlebury pairs (no ground-truth middle frame: speed and pair guard only):")
-        for line in pair_lines:
-            print("- " + line)
-    if args.no_camera_suite:
-        return 0
-    with tempfile.TemporaryDirectory(prefix="kr-bench-") as td:
-        cam = camera_suite(interp, Path(td))
+
+
+def print_camera(cam: list[dict]) -> None:
     print(f"\n## Camera-move suite: {len(cam)} keyframe pairs 24 frames apart, exact views of "
           f"{len({r['photo'] for r in cam})} photographs, {CAM_W}x{CAM_H}\n")
     print("| case | keyrender PSNR (min) | minterpolate | cross-fade | keyrender SSIM | pairs as cuts | models |")
@@ -385,12 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     print("worst: " + "; ".join(f"{r['photo']} {r['case']} {r['ours']:.1f} dB ({r['mode']})" for r in worst))
     print(f"speed: {np.mean([r['ms'] for r in cam]):.1f} ms per in-between (minterpolate "
           f"{np.mean([r['mi_ms'] for r in cam]):.1f})")
-    if len(videos) >= 2:
-        cc = cut_clip(videos, 8, interp)
-        print(f"\n## Cut clip ({' / '.join(v.name for v in videos)} segments back to back, keyframes every 8 frames): "
-              f"{cc['pairs']} pairs, {cc['cuts']} cuts: {cc['found']} found, {cc['missed']} missed, "
-              f"{cc['in_shot_as_cut']} in-shot pairs treated as cuts")
-    return 0
 
 
 if __name__ == "__main__":

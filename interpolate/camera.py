@@ -157,12 +157,13 @@ def solve_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: f
     return model if model is not None and model.explains(min_inliers, min_ratio) else None
 
 
-def fit_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: float = 2.0) -> CameraModel | None:
+def fit_camera(a: np.ndarray, b: np.ndarray, max_side: int = 640, tolerance: float = 2.0,
+               matches: tuple[np.ndarray, np.ndarray, float] | None = None) -> CameraModel | None:
     """The best-supported camera model A -> B whatever its support (None: fewer than 4 matches
     or no plausible fit); `solve_camera` decides whether it explains the pair. Its inlier count
     also says whether two pictures share anything at all (a cut has next to no consistent
-    matches)."""
-    pa, pb, s = match_features(a, b, max_side)
+    matches). `matches`: `match_features(a, b, max_side)` when the caller has it already."""
+    pa, pb, s = matches if matches is not None else match_features(a, b, max_side)
     n = len(pa)
     if n < 4:
         return None

@@ -10,6 +10,10 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
    downscaled so that the long side is at most `flow_max_side`). DIS estimates at its finest
    scale (half that size for the default preset) and only upsamples, so the steps below work at
    half the flow resolution, and the fields are upsampled strip by strip while warping.
+   Large motion: a small subject that moves many times its own size (people a second apart)
+   vanishes at DIS's coarse levels. SIFT matches (computed once per pair, shared with the camera
+   solve) that DIS misses, confirmed by a neighbour, propose a second flow (`match_flow`); each
+   pixel keeps the hypothesis that warps better (`pick_flow`).
 3. Forward-backward consistency (Sundaram et al., ECCV 2010) marks the pixels of A that are not
    visible in B and vice versa; they become soft occlusion maps. Those pixels get a substitute
    flow: when one homography (fitted with RANSAC to the trusted flow) explains most of the frame,
@@ -18,6 +22,10 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
 4. For each time t, the flows from t back to A and on to B follow the linear-motion approximation
    of Super SloMo (Jiang et al., CVPR 2018):
        F_t0 = -(1 - t) t F_01 + t^2 F_10,    F_t1 = (1 - t)^2 F_01 - t (1 - t) F_10
+   That approximation reads the flows at the pixel of frame t itself, which a far-moving subject
+   has not reached in either keyframe; where the motion is large, the flows to t come instead
+   from flow reversal (Xu et al., NeurIPS 2019: A's and B's flows splatted forward to time t,
+   the larger motion in front; `splat_flow`).
    A and B are backward-warped to t and blended with weights (1 - t) and t, each multiplied by
    the visibility of the sample in the *other* frame (a pixel that only A sees is taken from A)
    and by whether the sample falls inside the frame (borders). Where the two warped frames still
@@ -38,7 +46,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
-from keyrender.interpolate.camera import fit_camera
+from keyrender.interpolate.camera import fit_camera, match_features
 
 _PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -230,6 +238,72 @@ def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, cam
     return flow + take_cam * (camera - flow)
 
 
+def match_flow(pa: np.ndarray, pb: np.ndarray, flow: np.ndarray, radius: float,
+               min_miss: float = 3.0, min_move: float = 0.0, min_support: int = 1) -> np.ndarray | None:
+    """A second flow hypothesis A->B from sparse feature matches (`pa` -> `pb`, N x 2, in the
+    flow's pixels), for the motions that DIS's coarse-to-fine search cannot follow (a small
+    subject moving many times its size: at DIS's coarsest level it is gone).
+
+    Only matches that move at least `min_move` px, that the flow misses (their displacement
+    differs from the flow's by more than `min_miss` px and 10% of its length) and that `min_support` other such matches within
+    2 `radius` confirm (a displacement within 2 px and 25%) are kept: a stray wrong match
+    proposes nothing. Each
+    pixel within `radius` of a kept match takes the displacement of the nearest one (a Voronoi
+    partition, so neighbouring subjects' motions are never averaged); the others keep `flow`.
+    None when no match is kept. Which hypothesis a pixel follows is decided by warping error
+    (`pick_flow`)."""
+    h, w = flow.shape[:2]
+    if len(pa) < 2:
+        return None
+    d = (pb - pa).astype(np.float32)
+    ix = np.clip(np.round(pa[:, 0]).astype(int), 0, w - 1)
+    iy = np.clip(np.round(pa[:, 1]).astype(int), 0, h - 1)
+    miss = np.linalg.norm(d - flow[iy, ix], axis=1)
+    mag = np.linalg.norm(d, axis=1)
+    keep = (miss > np.maximum(min_miss, 0.1 * mag)) & (mag >= min_move)
+    if keep.sum() < 2:
+        return None
+    pa, d, ix, iy, mag = pa[keep], d[keep], ix[keep], iy[keep], mag[keep]
+    near = np.linalg.norm(pa[:, None] - pa[None], axis=2) < 2 * radius
+    agree = np.linalg.norm(d[:, None] - d[None], axis=2) < np.maximum(2.0, 0.25 * mag)[:, None]
+    np.fill_diagonal(near, False)
+    ok = (near & agree).sum(1) >= min_support
+    if not ok.any():
+        return None
+    ix, iy, d = ix[ok], iy[ok], d[ok]
+    seeds = np.ones((h, w), np.uint8)
+    seeds[iy, ix] = 0
+    dist, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    # labels number the zero pixels in row-major order
+    order = np.argsort(iy * w + ix, kind="stable")
+    lut = np.zeros((len(d) + 1, 2), np.float32)
+    uniq = np.unique(iy[order] * w + ix[order], return_index=True)[1]
+    lut[1 : len(uniq) + 1] = d[order][uniq]
+    prop = lut[labels]
+    return np.where((dist <= radius)[..., None], prop, flow).astype(np.float32)
+
+
+def pick_flow(g_from: np.ndarray, g_to: np.ndarray, flows: list[np.ndarray], grid: tuple[np.ndarray, np.ndarray],
+              window: int = 9, bias: float = 4.0) -> np.ndarray:
+    """Per pixel, the flow hypothesis whose warp of `g_to` best matches `g_from` (absolute grey
+    difference smoothed over `window` px; a hypothesis that leaves the frame counts as a 
+    mismatch of 255), blended softly (so no seams); the first hypothesis wins ties."""
+    h, w = g_from.shape
+    gx, gy = grid
+    src = g_from.astype(np.float32)
+    errs = []
+    for i, f in enumerate(flows):
+        x, y = gx + f[..., 0], gy + f[..., 1]
+        warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        e = np.abs(warped - src)
+        e = np.where(_inside(x, y, w, h) > 0.5, e, 255.0)
+        errs.append(cv2.blur(e, (window, window)) + (bias if i else 0.0))
+    e = np.stack(errs)
+    wts = np.exp(-(e - e.min(0)) / 1.5)
+    wts /= wts.sum(0)
+    return np.einsum("khw,khwc->hwc", wts.astype(np.float32), np.stack(flows)).astype(np.float32)
+
+
 def homography_flows(hom: np.ndarray, h: int, w: int, grid: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B); `grid`: `_grid(h, w)`
@@ -257,12 +331,54 @@ def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.n
     return ft0, ft1
 
 
+def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray, np.ndarray],
+               front: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Flow reversal (Xu et al., "Quadratic Video Interpolation", NeurIPS 2019): the flow from
+    time t back to frame 0, by forward-splatting each pixel p of frame 0 to p + t F01(p) with the
+    value -t F01(p) (bilinear weights). Returns (flow F_t0, coverage in [0, 1]). F01 is the flow
+    before the occlusion substitutes (an occluded pixel's own estimate).
+
+    Unlike the linear-motion approximation (which reads F01 at the pixel of frame t itself), it
+    puts a subject that moves many times its own size where it is at time t. Each sample is
+    weighted by 0.2 + its forward-backward consistency `c0` and, where samples collide, the one
+    that moves more wins (weight exp(min(|t F01|, 30) / `front`)): moving subjects pass in front
+    of the background they cross. Coverage is the bilinear mass that landed on the pixel; where
+    it is low (disocclusions, the frame's edges) the caller keeps the linear approximation."""
+    h, w = c0.shape
+    gx, gy = grid
+    vx, vy = -t * f01[..., 0], -t * f01[..., 1]
+    qx, qy = gx - vx, gy - vy
+    mag = np.sqrt(vx * vx + vy * vy)
+    z = (0.2 + c0) * np.exp(np.minimum(mag, 30.0) / front)
+    x0, y0 = np.floor(qx), np.floor(qy)
+    fx, fy = qx - x0, qy - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    n = h * w
+    den = np.zeros(n)
+    num_x = np.zeros(n)
+    num_y = np.zeros(n)
+    cov = np.zeros(n)
+    for dx, dy, wb in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        idx = (yi * w + xi)[ok]
+        wz = (wb * z)[ok]
+        den += np.bincount(idx, wz, n)
+        num_x += np.bincount(idx, wz * vx[ok], n)
+        num_y += np.bincount(idx, wz * vy[ok], n)
+        cov += np.bincount(idx, wb[ok], n)
+    safe = np.maximum(den, 1e-12)
+    out = np.dstack([(num_x / safe).reshape(h, w), (num_y / safe).reshape(h, w)]).astype(np.float32)
+    return out, np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
+
+
 class _PairState:
     """Everything computed once per pair, at the working resolution."""
 
     def __init__(
         self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
-        camera: bool = True, check_cut: bool = False,
+        camera: bool = True, check_cut: bool = False, matches: tuple[np.ndarray, np.ndarray] | None = None,
+        reversal: bool = True,
     ):
         h, w = a.shape[:2]
         wh, ww = working_size(h, w, max_side)
@@ -285,8 +401,27 @@ class _PairState:
             self.f10 = _shrink(self.f10, wh, ww)
             ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
             gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
+        if matches is not None and len(matches[0]) >= 2:
+            # large motion: a second hypothesis from the feature matches, kept where it warps
+            # better (see `match_flow`)
+            sx, sy = ww / w, wh / h
+            pa = (matches[0] + 0.5) * [sx, sy] - 0.5
+            pb = (matches[1] + 0.5) * [sx, sy] - 0.5
+            radius = max(4.0, 0.07 * max(wh, ww))
+            grid = _grid(wh, ww)
+            # (motions of a few pixels DIS follows; there a match's hypothesis only adds noise)
+            move = 0.04 * max(wh, ww)
+            m01 = match_flow(pa, pb, self.f01, radius, min_move=move)
+            m10 = match_flow(pb, pa, self.f10, radius, min_move=move)
+            if m01 is not None:
+                self.f01 = pick_flow(ga, gb, [self.f01, m01], grid)
+            if m10 is not None:
+                self.f10 = pick_flow(gb, ga, [self.f10, m10], grid)
         self.c0 = consistency(self.f01, self.f10)
         self.c1 = consistency(self.f10, self.f01)
+        # the flows before the occlusion substitutes below, for the flow reversal (an occluded
+        # pixel's own estimate, e.g. a still background's, is what it splats)
+        self.raw = (self.f01, self.f10)
         self.gray = (ga, gb)
         # Where a flow fails its consistency check (the pixel is not visible in the other frame,
         # or DIS guessed), replace it with the negated flow of the other direction at the same
@@ -311,6 +446,7 @@ class _PairState:
         f01 = c0 * self.f01 + (1.0 - c0) * sub01
         f10 = c1 * self.f10 + (1.0 - c1) * sub10
         self.f01, self.f10 = f01, f10
+        self.reversal = reversal
         self.size = (h, w)
         self.wsize = (wh, ww)
 
@@ -319,6 +455,17 @@ class _PairState:
         """Per time t, at working resolution: the flows F_t0 and F_t1 (2 channels each), the
         weight of A in [0,1] and the share of the plain cross-fade (see `hedge`)."""
         ft0, ft1 = intermediate_flows(self.f01, self.f10, t)
+        if self.reversal:
+            # where the splatted flows land, they replace the linear approximation (see `splat_flow`)
+            grid = (self.gx, self.gy)
+            s0, k0 = splat_flow(self.raw[0], self.c0, t, grid)
+            s1, k1 = splat_flow(self.raw[1], self.c1, 1.0 - t, grid)
+            # (only where the motion is large: for a few pixels the approximation is as good,
+            # and smoother)
+            k0 = k0 * np.clip((np.abs(s0).max(-1) - 1.5) / 3.0, 0.0, 1.0)
+            k1 = k1 * np.clip((np.abs(s1).max(-1) - 1.5) / 3.0, 0.0, 1.0)
+            ft0 = ft0 + k0[..., None] * (s0 - ft0)
+            ft1 = ft1 + k1[..., None] * (s1 - ft1)
         wh, ww = self.wsize
         ax, ay = self.gx + ft0[..., 0], self.gy + ft0[..., 1]
         bx, by = self.gx + ft1[..., 0], self.gy + ft1[..., 1]
@@ -578,14 +725,17 @@ class FlowInterpolator(CheckedInterpolator):
     `camera_motion` (fit the camera's motion as a homography and let the pixels without a trusted
     flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
     still disagree, mix in the plain cross-fade: up to `hedge` of it, reached at a disagreement of
-    `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not).
+    `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
+    `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
+    see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
+    large; see `splat_flow`).
     """
 
     name = "flow"
     #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it true)
     OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
                          "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
-                         "camera_min_move", "feature_max_side", "related_matches"})
+                         "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal"})
 
     def __init__(
         self,
@@ -602,6 +752,8 @@ class FlowInterpolator(CheckedInterpolator):
         camera_min_move: float = 0.002,
         feature_max_side: int = 640,
         related_matches: int = 10,
+        match_flow: bool = True,
+        flow_reversal: bool = True,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -632,6 +784,8 @@ class FlowInterpolator(CheckedInterpolator):
         self.camera_min_move = float(camera_min_move)
         self.feature_max_side = int(feature_max_side)
         self.related_matches = int(related_matches)
+        self.match_flow = bool(match_flow)
+        self.flow_reversal = bool(flow_reversal)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:
@@ -648,7 +802,10 @@ class FlowInterpolator(CheckedInterpolator):
                 yield cross_fade(a, b, t)
             return
         h, w = a.shape[:2]
-        fit = fit_camera(a, b, self.feature_max_side) if self.camera_motion else None
+        matches = match_features(a, b, self.feature_max_side) if self.camera_motion or self.match_flow else None
+        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion else None
+        # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
+        full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches
         cam = fit if fit is not None and fit.explains() else None
         if fit is not None:
@@ -666,7 +823,7 @@ class FlowInterpolator(CheckedInterpolator):
         if guard.mode == "check":
             # 2. a still camera (or none found) and a low plain correlation: the flow decides
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               check_cut=True)
+                               check_cut=True, matches=full, reversal=self.flow_reversal)
             sim = state.similarity
             info["similarity"] = round(sim, 4)
             if sim < self.cut_threshold:
@@ -688,7 +845,8 @@ class FlowInterpolator(CheckedInterpolator):
                     yield cross_fade(a, b, t)
                 return
         if state is None:
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion)
+            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
+                               matches=full, reversal=self.flow_reversal)
         info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
                     occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
         for t in ts:
