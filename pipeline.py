@@ -317,6 +317,7 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
     selected = {s.id for s in shotlist.select(options.only)}
     scene_keys: dict[str, str] = {}
     jobs = []
+    choices: dict = {}  # the in-betweener of generated keyframes, decided once per plan
     for shot in shotlist.shots:  # every shot: a later shot's key depends on its scene's first
         scene = shotlist.scene_of(shot)
         width, height = _shot_size(shot, preset)
@@ -351,6 +352,9 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
         interp = interpolation_options(shot, options, preset.interpolator)
         if interp.applied and not interp.is_default:
             key_data["interpolation"] = interp.flow
+        if not shot.storyboard and options.interpolator is None:
+            # the in-betweener of its generated keyframes: the video model when its weights are here
+            key_data["inbetweens"] = _inbetween_choice(preset, choices).cache_record()
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
         if first:
             scene_keys[shot.scene] = key
@@ -438,7 +442,9 @@ class RenderContext:
         self._identities: dict[str, Any] = {}
         self._conditioner = None
         self._conditioning: dict[str, Any] = {}
-        self._interpolators: dict[tuple, Any] = {}  # one per distinct set of flow options
+        self._interpolators: dict[tuple, Any] = {}  # one per backend and distinct set of options
+        self._inbetweens: dict = {}  # the in-betweener of generated keyframes, decided once per run
+        self._said: set = set()  # console warnings given once per run
         self.anchors: dict[str, Any] = {}
 
     @property
@@ -544,24 +550,34 @@ class RenderContext:
                 self._conditioning.update(IdentityStore(self.cast_dir).build(conditioner, names=names))
         return self._conditioning
 
-    def interpolator(self, flow: InterpolationOptions | None = None):
+    def interpolator(self, flow: InterpolationOptions | None = None, backend: str | None = None,
+                     model: str | None = None, prompt: str = "", seed: int = 0, **backend_options):
         """The interpolator for these options (None: the run's, as for a shot without a hedge),
-        built on first use and reused by every shot with the same options. An injected
-        RenderOptions.interpolator is returned as it is, whatever the options."""
+        built on first use and reused by every shot with the same options. `backend`: another
+        than the preset's interpolator (the video model of generated keyframes), with `model`
+        (where its weights are: found on this machine, so never downloaded), and the shot's
+        `prompt` and `seed`, and `backend_options` (the preset's video_options). Every variant of a video backend shares one set of weights.
+        An injected RenderOptions.interpolator is returned as it is, whatever the options."""
         if self.options.interpolator is not None:
             return self.options.interpolator
-        name = self.preset.interpolator
+        name = backend or self.preset.interpolator
         if flow is None:
             flow = interpolation_options(None, self.options, name)
-        key = (flow.hedge, flow.camera_motion) if flow.applied else ()
+        extra = () if name == "flow" else (model, prompt, seed, tuple(sorted(backend_options.items())))
+        key = (name, *extra, (flow.hedge, flow.camera_motion) if flow.applied else ())
         if key not in self._interpolators:
             from keyrender.interpolate import get_interpolator
 
             options: dict[str, Any] = {}
             if name != "flow":
+                takes = _backend_parameters(name)
                 options = {"device": self.options.device, "offline": self.options.offline}
-                built = next(iter(self._interpolators.values()), None)
-                if built is not None and "pipeline" in _backend_parameters(name):
+                if model is not None:
+                    options.update(model=model, offline=True)
+                options.update({k: v for k, v in (("prompt", prompt), ("seed", seed)) if v and k in takes})
+                options.update(backend_options)
+                built = next((b for k, b in self._interpolators.items() if k[:2] == (name, model)), None)
+                if built is not None and "pipeline" in takes:
                     options["pipeline"] = built.pipeline  # one set of weights for every variant
             if flow.applied == "flow":
                 options.update(flow.flow)
@@ -569,6 +585,64 @@ class RenderContext:
                 options["flow_options"] = flow.flow
             self._interpolators[key] = get_interpolator(name, **options)
         return self._interpolators[key]
+
+    def inbetween_choice(self):
+        """keyframes.presets.choose_inbetweener for this run's preset, decided once per run."""
+        return _inbetween_choice(self.preset, self._inbetweens)
+
+    def say_once(self, message: str, key: str | None = None) -> None:
+        """A console warning given once per run (`key`: what makes it the same warning)."""
+        if (key or message) not in self._said:
+            self._said.add(key or message)
+            self.emit({"event": "warning", "message": message})
+
+
+def _inbetween_choice(preset, memo: dict):
+    """The in-betweener of spans that touch a generated keyframe (keyframes.presets.
+    choose_inbetweener: the preset's video model when its weights are on this machine, else
+    flow with the reason), decided once per `memo` (a plan, a run)."""
+    if preset.name not in memo:
+        from keyrender.keyframes.presets import choose_inbetweener
+
+        memo[preset.name] = choose_inbetweener(preset)
+    return memo[preset.name]
+
+
+def _span_inbetweeners(job: "ShotJob", context: RenderContext, flow: InterpolationOptions,
+                       generated: set[int], warnings: list[str]) -> tuple[list, dict | None, str | None]:
+    """The interpolator of each keyframe span of a shot, what was chosen for its generated
+    keyframes (manifest `interpolation.inbetweens`) and the fallback line (None: none).
+
+    Spans between two real views (storyboard images) get the preset's interpolator; a span that
+    touches a generated keyframe gets the preset's keyframe-conditioned video model when its
+    weights are here, else flow, said once per run on the console and in every such shot's
+    manifest. An injected RenderOptions.interpolator is used for every span."""
+    shot = job.shot
+    spans = len(shot.keyframe_frames) - 1
+    base = context.interpolator(flow)
+    if not generated or context.options.interpolator is not None:
+        return [base] * spans, None, None
+    choice = context.inbetween_choice()
+    touches = [i in generated or i + 1 in generated for i in range(spans)]
+    if choice.video:
+        video = base
+        if choice.backend != context.preset.interpolator:
+            if ("video", choice.backend) not in context._said:
+                context._said.add(("video", choice.backend))
+                context.emit({"event": "load", "what": f"video model {choice.backend} ({choice.model}) "
+                                                       "for the in-betweens of generated keyframes"})
+            video = context.interpolator(interpolation_options(shot, context.options, choice.backend),
+                                         choice.backend, choice.model, prompt=shot.prompt, seed=shot.seed,
+                                         **context.preset.video_options)
+        return [video if t else base for t in touches], choice.manifest(), None
+    fallback = (f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
+                f"not by a keyframe-conditioned video model: {choice.fallback}")
+    warnings.append(fallback)
+    context.say_once(
+        f"generated keyframes are in-betweened by optical flow (a morph between poses), not by the preset's "
+        f"keyframe-conditioned video model: {choice.fallback} (each such shot's manifest and report.html say so)",
+        key="inbetween-fallback")
+    return [base] * spans, choice.manifest(), fallback
 
 
 # ---------------------------------------------------------------------------------------------
@@ -881,20 +955,12 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             line = f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} not applied: {flow.why_not}"
             warnings.append(line)
             emit({"event": "warning", "message": line})
-        interp = context.interpolator(flow)
-        # generated keyframes differ in pose and framing, not by a camera move: optical flow
-        # between them is a morph. Say so when that is what the shot gets.
-        inbetween_fallback = None
-        if to_generate and getattr(interp, "name", "") == "flow":
-            inbetween_fallback = (
-                f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
-                f"not by a keyframe-conditioned video model: preset {context.preset.name!r} uses the flow "
-                f"interpolator; run `keyrender interpolate --backend ltx` (or wan) with its weights for that")
-            warnings.append(inbetween_fallback)
-            emit({"event": "warning", "message": inbetween_fallback})
+        span_interps, inbetweens, inbetween_fallback = _span_inbetweeners(job, context, flow, set(to_generate), warnings)
+        interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
+        span_index = 0
 
         def interpolate(a, b, times, info):
-            return interp.inbetween(a, b, times, info=info)
+            return span_interps[span_index].inbetween(a, b, times, info=info)
 
         stride = config.stride(shot.frames)
         written = 0
@@ -906,6 +972,7 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             emit({"event": "frame", "shot": shot.id, "done": written, "total": shot.frames})
             for i in range(len(kf_frames) - 1):
                 fa, fb = kf_frames[i], kf_frames[i + 1]
+                span_index = i
                 for f, img, source in fill_span(fa, images[i], fb, images[i + 1], interpolate,
                                                 checker, expected, repair, config, budget, stride, rec):
                     if source == "repair":
@@ -949,7 +1016,7 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
             "keyframes": kf_entries,
             "interpolation": {"backend": getattr(interp, "name", context.preset.interpolator),
                               "options": flow.manifest(), "spans": rec.spans,
-                              "fallback": inbetween_fallback},
+                              "fallback": inbetween_fallback, "inbetweens": inbetweens},
             "identity": {
                 "checked": checker is not None,
                 "why_not": why_off,

@@ -105,13 +105,15 @@ def _read_manifest(result) -> dict | None:
 # how each span between keyframes was filled (interpolate.flow: modes); the ones that are not
 # real motion are marked, so a held or faded span is never hidden behind "rendered"
 _SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
-               "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)"}
+               "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)",
+               "generative": "keyframe-conditioned video model"}
 
 
 def _spans(m: dict) -> str:
     interp = m.get("interpolation") or {}
     spans = interp.get("spans") or []
-    if not spans and not interp.get("fallback"):
+    choice = interp.get("inbetweens") or {}
+    if not spans and not interp.get("fallback") and not choice:
         return ""
     items = []
     for sp in spans:
@@ -123,11 +125,16 @@ def _spans(m: dict) -> str:
             extra = (f" ({esc(cam.get('model'))}: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
                      f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
                      f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;)")
+        if mode == "generative":
+            extra = f' ({esc(sp.get("backend"))}, {esc(sp.get("steps"))} steps)'
         items.append(f'<li>frames {esc(sp.get("from"))}&ndash;{esc(sp.get("to"))}: '
                      f'<span class="{"bad" if bad else "ok"}">{esc(_SPAN_MODES.get(mode, mode))}</span>{extra}</li>')
     note = ""
     if interp.get("fallback"):
         note = f'<p class="reason bad">in-betweens: {esc(interp["fallback"])}</p>'
+    elif choice.get("backend") not in (None, "flow"):
+        note = (f'<p class="meta">generated keyframes in-betweened by the keyframe-conditioned video model '
+                f'<b>{esc(choice["backend"])}</b> (weights: {esc(choice.get("model"))})</p>')
     return (f'{note}<p class="meta">in-betweens by <b>{esc(interp.get("backend"))}</b>, per span:</p>'
             f'<ul class="spans">{"".join(items)}</ul>')
 
