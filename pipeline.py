@@ -444,7 +444,7 @@ class RenderContext:
         self._conditioning: dict[str, Any] = {}
         self._interpolators: dict[tuple, Any] = {}  # one per backend and distinct set of options
         self._inbetweens: dict = {}  # the in-betweener of generated keyframes, decided once per run
-        self._said: set = set()  # console warnings given once per run
+        self._said: set[str] = set()  # console lines given once per run
         self.anchors: dict[str, Any] = {}
 
     @property
@@ -590,11 +590,12 @@ class RenderContext:
         """keyframes.presets.choose_inbetweener for this run's preset, decided once per run."""
         return _inbetween_choice(self.preset, self._inbetweens)
 
-    def say_once(self, message: str, key: str | None = None) -> None:
-        """A console warning given once per run (`key`: what makes it the same warning)."""
+    def say_once(self, message: str, key: str | None = None, event: str = "warning") -> None:
+        """A console line (a warning; `event` "load": what is loaded) given once per run (`key`:
+        what makes it the same line; default the message)."""
         if (key or message) not in self._said:
             self._said.add(key or message)
-            self.emit({"event": "warning", "message": message})
+            self.emit({"event": event, "what" if event == "load" else "message": message})
 
 
 def _inbetween_choice(preset, memo: dict):
@@ -627,10 +628,8 @@ def _span_inbetweeners(job: "ShotJob", context: RenderContext, flow: Interpolati
     if choice.video:
         video = base
         if choice.backend != context.preset.interpolator:
-            if ("video", choice.backend) not in context._said:
-                context._said.add(("video", choice.backend))
-                context.emit({"event": "load", "what": f"video model {choice.backend} ({choice.model}) "
-                                                       "for the in-betweens of generated keyframes"})
+            context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens of generated "
+                             "keyframes", event="load")
             video = context.interpolator(interpolation_options(shot, context.options, choice.backend),
                                          choice.backend, choice.model, prompt=shot.prompt, seed=shot.seed,
                                          **context.preset.video_options)

@@ -212,3 +212,19 @@ def test_the_choice_imports_no_torch_and_touches_no_network(tmp_path):
     env.update(HF_HUB_CACHE=str(tmp_path / "hub"))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_dry_run_says_what_generated_keyframes_will_get(tmp_path, copy_sample, monkeypatch, tiny_ltx_folder):
+    from click.testing import CliRunner
+
+    from keyrender.cli import main
+
+    proj = project(tmp_path, copy_sample)
+    args = ["run", str(proj / "shots.csv"), "--dry-run", "--out", str(proj / "out")]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0 and "in-betweens of generated keyframes: optical flow (a morph between poses)" in r.output
+    assert f"hf download {REPO}" in r.output
+    monkeypatch.setenv("KEYRENDER_MODEL_LTX", str(tiny_ltx_folder))
+    r = CliRunner().invoke(main, args + ["--json"], catch_exceptions=False)
+    rows = {row["shot"]: row for row in map(json.loads, r.output.splitlines())}
+    assert rows["S"]["inbetweens"] is None and rows["B"]["inbetweens"]["model"] == str(tiny_ltx_folder)
