@@ -555,9 +555,9 @@ class RenderContext:
         """The interpolator for these options (None: the run's, as for a shot without a hedge),
         built on first use and reused by every shot with the same options. `backend`: another
         than the preset's interpolator (the video model of generated keyframes), with `model`
-        (where its weights are: found on this machine, so never downloaded), and the shot's
-        `prompt` and `seed`, and `backend_options` (the preset's video_options). Every variant of a video backend shares one set of weights.
-        An injected RenderOptions.interpolator is returned as it is, whatever the options."""
+        (where its weights are: found on this machine, so never downloaded), the shot's `prompt`
+        and `seed`, and `backend_options` (the preset's video_options). Every variant of a video
+        backend shares one set of weights. An injected RenderOptions.interpolator is returned as it is, whatever the options."""
         if self.options.interpolator is not None:
             return self.options.interpolator
         name = backend or self.preset.interpolator
