@@ -167,6 +167,11 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
     sl, jobs = prepare(shotlist, options)
     backend = get_preset(options.preset).interpolator
     flows = {j.shot.id: interpolation_options(j.shot, options, backend) for j in jobs}
+    inbetweens = None  # what generated keyframes get (the video model when its weights are here)
+    if options.interpolator is None and any(not j.shot.storyboard for j in jobs):
+        from keyrender.keyframes.presets import choose_inbetweener
+
+        inbetweens = choose_inbetweener(get_preset(options.preset))
     if as_json:
         for j in jobs:
             click.echo(json.dumps({
@@ -175,6 +180,7 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
                 "keyframe_frames": list(j.shot.keyframe_frames), "keyframe_times": list(j.shot.keyframe_times),
                 "characters": list(j.shot.characters), "storyboard": j.shot.storyboard,
                 "interpolation": flows[j.shot.id].manifest(),
+                "inbetweens": inbetweens.manifest() if inbetweens and not j.shot.storyboard else None,
                 "done": j.done, "cache_key": j.cache_key, "out": str(j.out_dir),
             }))
         return
@@ -183,6 +189,10 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
         c = options.consistent
         click.echo("joint attention: " + (f"on, rate {c.sampling_rate:g}, layers {c.layers}, steps {c.start:g}:{c.end:g}"
                                           if c.enabled else "off"))
+    if inbetweens is not None:
+        click.echo("in-betweens of generated keyframes: " + (
+            f"video model {inbetweens.backend} ({inbetweens.model})" if inbetweens.video
+            else f"optical flow (a morph between poses): {inbetweens.fallback}"))
     for j in jobs:
         s = j.shot
         times = ", ".join(f"{t:g}" for t in s.keyframe_times)

@@ -12,7 +12,9 @@ from typing import Any, Iterable
 
 from keyrender.errors import ModelNotFoundError
 from keyrender.manifest import Callback
-from keyrender.options import InterpolationOptions, RenderOptions, backend_parameters, face_model_name, interpolation_options
+from keyrender.options import (
+    InterpolationOptions, RenderOptions, backend_parameters, face_model_name, inbetween_choice, interpolation_options,
+)
 
 
 class RenderContext:
@@ -37,7 +39,9 @@ class RenderContext:
         self._identities: dict[str, Any] = {}
         self._conditioner = None
         self._conditioning: dict[str, Any] = {}
-        self._interpolators: dict[tuple, Any] = {}  # one per distinct set of flow options
+        self._interpolators: dict[tuple, Any] = {}  # one per backend and distinct set of options
+        self._inbetweens: dict = {}  # the in-betweener of generated keyframes, decided once per run
+        self._said: set[str] = set()  # console lines given once per run
 
     def start_task(self, options: RenderOptions, cast_dir: Path, emit: Callback) -> None:
         """Reuse this context's loaded models for another task (a Ray worker keeps one context
@@ -150,24 +154,35 @@ class RenderContext:
                 self._conditioning.update(IdentityStore(self.cast_dir).build(conditioner, names=names))
         return self._conditioning
 
-    def interpolator(self, flow: InterpolationOptions | None = None):
+    def interpolator(self, flow: InterpolationOptions | None = None, backend: str | None = None,
+                     model: str | None = None, prompt: str = "", seed: int = 0, **backend_options):
         """The interpolator for these options (None: the run's, as for a shot without a hedge),
-        built on first use and reused by every shot with the same options. An injected
-        RenderOptions.interpolator is returned as it is, whatever the options."""
+        built on first use and reused by every shot with the same options. `backend`: another
+        than the preset's interpolator (the video model of generated keyframes), with `model`
+        (where its weights are: found on this machine, so never downloaded), the shot's `prompt`
+        and `seed`, and `backend_options` (the preset's video_options). Every variant of a video
+        backend shares one set of weights. An injected RenderOptions.interpolator is returned as
+        it is, whatever the options."""
         if self.options.interpolator is not None:
             return self.options.interpolator
-        name = self.preset.interpolator
+        name = backend or self.preset.interpolator
         if flow is None:
             flow = interpolation_options(None, self.options, name)
-        key = (flow.hedge, flow.camera_motion) if flow.applied else ()
+        extra = () if name == "flow" else (model, prompt, seed, tuple(sorted(backend_options.items())))
+        key = (name, *extra, (flow.hedge, flow.camera_motion) if flow.applied else ())
         if key not in self._interpolators:
             from keyrender.interpolate import get_interpolator
 
             options: dict[str, Any] = {}
             if name != "flow":
+                takes = backend_parameters(name)
                 options = {"device": self.options.device, "offline": self.options.offline}
-                built = next(iter(self._interpolators.values()), None)
-                if built is not None and "pipeline" in backend_parameters(name):
+                if model is not None:
+                    options.update(model=model, offline=True)
+                options.update({k: v for k, v in (("prompt", prompt), ("seed", seed)) if v and k in takes})
+                options.update(backend_options)
+                built = next((b for k, b in self._interpolators.items() if k[:2] == (name, model)), None)
+                if built is not None and "pipeline" in takes:
                     options["pipeline"] = built.pipeline  # one set of weights for every variant
             if flow.applied == "flow":
                 options.update(flow.flow)
@@ -175,3 +190,14 @@ class RenderContext:
                 options["flow_options"] = flow.flow
             self._interpolators[key] = get_interpolator(name, **options)
         return self._interpolators[key]
+
+    def inbetween_choice(self):
+        """keyframes.presets.choose_inbetweener for this run's preset, decided once per run."""
+        return inbetween_choice(self.preset, self._inbetweens)
+
+    def say_once(self, message: str, key: str | None = None, event: str = "warning") -> None:
+        """A console line (a warning; `event` "load": what is loaded) given once per run (`key`:
+        what makes it the same line; default the message)."""
+        if (key or message) not in self._said:
+            self._said.add(key or message)
+            self.emit({"event": event, "what" if event == "load" else "message": message})

@@ -44,7 +44,8 @@ Callback = Callable[[Event], None]
 
 #: how a span between keyframes was filled (interpolate.flow's modes)
 SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
-              "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)"}
+              "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)",
+              "generative": "keyframe-conditioned video model"}
 
 
 def _pick(cls, data: dict[str, Any] | None) -> dict[str, Any]:
@@ -246,6 +247,9 @@ class Interpolation:
     options: FlowOptions = field(default_factory=FlowOptions)
     spans: list[dict] = field(default_factory=list)
     fallback: str | None = None
+    # what the spans touching a generated keyframe got (keyframes.presets.InbetweenChoice.manifest):
+    # backend, model, wanted, fallback; None for a storyboard shot or an injected interpolator
+    inbetweens: dict | None = None
 
     def span_records(self) -> list[Span]:
         return [Span.from_dict(s) for s in self.spans]

@@ -137,3 +137,14 @@ def check_interpolation_options(options: RenderOptions) -> None:
         raise InputError(f"hedge: must be a number between 0 and 1, got {hedge!r}")
     if not isinstance(options.camera_motion, bool):
         raise InputError(f"camera_motion: must be True or False, got {options.camera_motion!r}")
+
+
+def inbetween_choice(preset, memo: dict):
+    """The in-betweener of spans that touch a generated keyframe (keyframes.presets.
+    choose_inbetweener: the preset's video model when its weights are on this machine, else flow
+    with the reason), decided once per `memo` (a plan, a run). Imports no torch."""
+    if preset.name not in memo:
+        from keyrender.keyframes.presets import choose_inbetweener
+
+        memo[preset.name] = choose_inbetweener(preset)
+    return memo[preset.name]

@@ -37,7 +37,7 @@ from keyrender.manifest import (
 )
 from keyrender.options import (
     DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
-    face_model_name, interpolation_options,
+    face_model_name, inbetween_choice, interpolation_options,
 )
 from keyrender.shot import render_shot, render_shot_safely
 from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
@@ -125,6 +125,7 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
     scene_keys: dict[str, str] = {}
     scene_firsts: dict[str, Path] = {}
     jobs = []
+    choices: dict = {}  # the in-betweener of generated keyframes, decided once per plan
     for shot in shotlist.shots:  # every shot: a later shot's key depends on its scene's first
         scene = shotlist.scene_of(shot)
         width, height = _shot_size(shot, preset)
@@ -159,6 +160,9 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
         interp = interpolation_options(shot, options, preset.interpolator)
         if interp.applied and not interp.is_default:
             key_data["interpolation"] = interp.flow
+        if not shot.storyboard and options.interpolator is None:
+            # the in-betweener of its generated keyframes: the video model when its weights are here
+            key_data["inbetweens"] = inbetween_choice(preset, choices).cache_record()
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
         out_dir = Path(options.out) / shot.id
         if first:

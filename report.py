@@ -104,7 +104,8 @@ def _spans(m: Manifest) -> str:
     real motion are marked, so a held or faded span is never hidden behind "rendered"."""
     interp = m.interpolation
     spans = interp.span_records()
-    if not spans and not interp.fallback:
+    choice = interp.inbetweens or {}
+    if not spans and not interp.fallback and not choice:
         return ""
     items = []
     for sp in spans:
@@ -114,12 +115,17 @@ def _spans(m: Manifest) -> str:
             extra = (f" ({esc(cam.get('model'))}: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
                      f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
                      f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;)")
+        if sp.mode == "generative":
+            extra = f' ({esc(sp.info.get("backend"))}, {esc(sp.info.get("steps"))} steps)'
         items.append(f'<li>frames {esc(sp.start)}&ndash;{esc(sp.end)}: '
                      f'<span class="{"bad" if sp.suspect else "ok"}">{esc(SPAN_MODES.get(sp.mode, sp.mode))}</span>'
                      f'{extra}</li>')
     note = ""
     if interp.fallback:
         note = f'<p class="reason bad">in-betweens: {esc(interp.fallback)}</p>'
+    elif choice.get("backend") not in (None, "flow"):
+        note = (f'<p class="meta">generated keyframes in-betweened by the keyframe-conditioned video model '
+                f'<b>{esc(choice["backend"])}</b> (weights: {esc(choice.get("model"))})</p>')
     return (f'{note}<p class="meta">in-betweens by <b>{esc(interp.backend)}</b>, per span:</p>'
             f'<ul class="spans">{"".join(items)}</ul>')
 

@@ -90,6 +90,7 @@ class FilledVideo:
     stride: int
     recorder: Any
     repair_entries: list[KeyframeEntry] = field(default_factory=list)
+    inbetweens: dict | None = None  # what the spans touching a generated keyframe got (manifest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,19 +331,12 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     if flow.applied is None and (shot.hedge is not None or not flow.is_default):
         warnings.add(f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} "
                      f"not applied: {flow.why_not}")
-    interp = context.interpolator(flow)
-    # generated keyframes differ in pose and framing, not by a camera move: optical flow
-    # between them is a morph. Say so when that is what the shot gets.
-    fallback = None
-    if kf.generated and getattr(interp, "name", "") == "flow":
-        fallback = (
-            f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
-            f"not by a keyframe-conditioned video model: preset {context.preset.name!r} uses the flow "
-            f"interpolator; run `keyrender interpolate --backend ltx` (or wan) with its weights for that")
-        warnings.add(fallback)
+    span_interps, inbetweens, fallback = span_inbetweeners(job, context, flow, set(kf.generated), warnings)
+    interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
+    span_index = 0
 
     def interpolate(a, b, times, info):
-        return interp.inbetween(a, b, times, info=info)
+        return span_interps[span_index].inbetween(a, b, times, info=info)
 
     kf_frames = list(shot.keyframe_frames)
     expected = list(shot.characters)
@@ -361,6 +355,7 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         wrote()
         for i in range(len(kf_frames) - 1):
             fa, fb = kf_frames[i], kf_frames[i + 1]
+            span_index = i
             for f, img, source in fill_span(fa, images[i], fb, images[i + 1], interpolate,
                                             checker, expected, repair, config, budget, stride, rec):
                 if source == "repair":
@@ -374,7 +369,44 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
             wrote()
     if written != shot.frames:
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
-    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, stride, rec, repairs)
+    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, stride, rec,
+                       repairs, inbetweens)
+
+
+def span_inbetweeners(job: ShotJob, context: RenderContext, flow: InterpolationOptions,
+                       generated: set[int], warnings: Warnings) -> tuple[list, dict | None, str | None]:
+    """The interpolator of each keyframe span of a shot, what was chosen for its generated
+    keyframes (manifest `interpolation.inbetweens`) and the fallback line (None: none).
+
+    Generated keyframes differ in pose and framing, not by a camera move: optical flow between
+    them is a morph. Spans between two real views (storyboard images) get the preset's
+    interpolator; a span that touches a generated keyframe gets the preset's keyframe-conditioned
+    video model when its weights are here, else flow, said once per run on the console and in
+    every such shot's manifest. An injected RenderOptions.interpolator is used for every span."""
+    shot = job.shot
+    spans = len(shot.keyframe_frames) - 1
+    base = context.interpolator(flow)
+    if not generated or context.options.interpolator is not None:
+        return [base] * spans, None, None
+    choice = context.inbetween_choice()
+    touches = [i in generated or i + 1 in generated for i in range(spans)]
+    if choice.video:
+        video = base
+        if choice.backend != context.preset.interpolator:
+            context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens of generated "
+                             "keyframes", event="load")
+            video = context.interpolator(interpolation_options(shot, context.options, choice.backend),
+                                         choice.backend, choice.model, prompt=shot.prompt, seed=shot.seed,
+                                         **context.preset.video_options)
+        return [video if t else base for t in touches], choice.manifest(), None
+    fallback = (f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
+                f"not by a keyframe-conditioned video model: {choice.fallback}")
+    warnings.add(fallback, emit=False)
+    context.say_once(
+        f"generated keyframes are in-betweened by optical flow (a morph between poses), not by the preset's "
+        f"keyframe-conditioned video model: {choice.fallback} (each such shot's manifest and report.html say so)",
+        key="inbetween-fallback")
+    return [base] * spans, choice.manifest(), fallback
 
 
 def repair_function(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):
@@ -447,7 +479,8 @@ def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: 
                         width=job.width, height=job.height),
         keyframes=sorted([*entries, *video.repair_entries], key=lambda e: e.frame),
         interpolation=Interpolation(backend=video.backend, options=FlowOptions(**video.flow.manifest()),
-                                    spans=rec.spans, fallback=video.fallback),
+                                    spans=rec.spans, fallback=video.fallback,
+                                    inbetweens=video.inbetweens),
         identity=IdentityRecord(
             checked=checked.checker is not None, why_not=checked.why_not, judge=video.judge,
             conditioning_model=getattr(context.conditioner(), "name", None) if kf.conditioned else None,

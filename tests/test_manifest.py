@@ -114,7 +114,7 @@ SAMPLE = {
     "interpolation": {"backend": "flow", "options": {"hedge": 0.25, "camera_motion": False, "hedge_from": "shot",
                                                      "applied": False, "why_not": "used as built"},
                       "spans": [{"from": 0, "to": 11, "depth": 0, "mode": "cut", "max_diff": 3}],
-                      "fallback": None},
+                      "fallback": None, "inbetweens": None},
     "identity": {"checked": True, "why_not": None,
                  "judge": {"model": "dlib:x", "metric": "euclidean", "similarity": "1 - distance"},
                  "conditioning_model": "buffalo_l", "characters": ["eileen"], "thresholds": {"eileen": 0.5},
