@@ -1,48 +1,17 @@
-"""The shot list: the CSV schema, parsing, validation, and the Shot / Scene types.
+"""The shot list: reading and validating the CSV, and the Shot / Scene / ShotList types.
 
 One row is one shot. Validation reads the whole file and collects every problem before failing,
 each naming the file, line, column and value, so a user fixes the sheet in one pass.
+The columns (name, required, default, parser, doc) are described once, in
+`keyrender.shotlist_columns.COLUMNS`; README's shot-list table documents them for users (a test
+checks that the two agree). Paths are relative to the CSV file.
 This module never imports torch (the dry run and `--help` depend on that).
-
-Schema (header names are case-insensitive; order is free):
-
-| column            | required | meaning |
-| ----------------- | -------- | ------- |
-| scene             | yes      | scene id; shots of a scene share its style (locked per scene) |
-| shot              | yes      | shot id, unique in the file: letters, digits, `_ - .` (it names the output folder) |
-| prompt            | yes*     | what the shot shows (*may be empty when every keyframe image is given) |
-| negative_prompt   |          | what to avoid |
-| characters        |          | cast names, `;`-separated; each must be a folder `cast/<name>/` |
-| duration          | one of   | seconds (decimal) |
-| frames            | these    | frame count; when both are given they must agree |
-| fps               |          | frames per second, default 24; `23.976`, `29.97`, `59.94` mean the exact NTSC rates (24000/1001, ...); `24000/1001` is accepted too |
-| keyframes         |          | how many keyframes (>= 2), or their times in seconds `0;1.5;3` (first 0, last = duration); default one per second plus one |
-| seed              |          | integer; default derived from the shot id, so a rerun is reproducible |
-| style             |          | the scene's style text; every shot of a scene that gives one must give the same |
-| style_image       |          | a style reference image for the scene (same rule) |
-| width, height     |          | multiples of 8 in [64, 4096]; default: the preset's, or the storyboard's size |
-| camera            |          | camera move in words (`slow push in`), added to the prompt |
-| keyframe_images   |          | storyboard images, `;`-separated, one per keyframe in order; an empty entry leaves that keyframe to be generated |
-| beats             |          | per-keyframe action, `;`-separated: beat j goes to the keyframes nearest its place in the shot (first beat first keyframe, last beat last keyframe) |
-| layout            |          | where each character is: `anna:left;ben:right` (left, right, center, top, bottom, full) or `anna:0,0,0.5,1` (x0,y0,x1,y1 in 0..1) |
-| control_image     |          | pose/layout control image (ControlNet) |
-| control_type      |          | openpose, canny, depth, or none (the image is already a control map); default openpose |
-| identity_strength |          | 0..2, how strongly faces are conditioned; default from the preset |
-| refine            |          | `on` (default) or `off`: the identity check-and-repair loop for this shot |
-| hedge             |          | 0..1, the flow interpolator's hedge for this shot: where A and B warped to t still disagree, mix in up to this share of the plain cross-fade (0: crisp warping everywhere, may tear on fast crossing motion); default the run's (`--hedge`, 0.5) |
-| notes             |          | free text, kept in the manifest |
-
-Paths are relative to the CSV file.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import math
-import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -50,36 +19,21 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from keyrender.errors import InputError
-from keyrender.imagefile import IMAGE_SUFFIXES, check_image
-
-REQUIRED_COLUMNS = ("scene", "shot", "prompt")
-OPTIONAL_COLUMNS = (
-    "negative_prompt", "characters", "duration", "frames", "fps", "keyframes", "seed", "style",
-    "style_image", "width", "height", "camera", "keyframe_images", "beats", "layout",
-    "control_image", "control_type", "identity_strength", "refine", "hedge", "notes",
+from keyrender.imagefile import IMAGE_SUFFIXES
+from keyrender.shotlist_columns import (
+    COLUMNS, CONTROL_TYPES, DEFAULT_FPS, KNOWN_COLUMNS, MAX_EXPONENT, MAX_FPS, MAX_NUMBER_CHARS, MAX_SECONDS,
+    MAX_SHOT_ID, MAX_SIZE, MIN_SIZE, NAMED_REGIONS, NTSC, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, RESERVED_SHOT_IDS,
+    SHOT_ID, Column, RowContext, default_seed, parse_fps, parse_number,
 )
-KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
-DEFAULT_FPS = Fraction(24)
-MIN_SIZE, MAX_SIZE = 64, 4096
-MAX_FPS = 240
-MAX_SECONDS = 600  # a shot longer than ten minutes is a mistake, not a shot
-CONTROL_TYPES = ("openpose", "canny", "depth", "none")
-NAMED_REGIONS = {
-    "full": (0.0, 0.0, 1.0, 1.0),
-    "left": (0.0, 0.0, 0.5, 1.0),
-    "right": (0.5, 0.0, 1.0, 1.0),
-    "center": (0.25, 0.0, 0.75, 1.0),
-    "centre": (0.25, 0.0, 0.75, 1.0),
-    "top": (0.0, 0.0, 1.0, 0.5),
-    "bottom": (0.0, 0.5, 1.0, 1.0),
-}
-SHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-# decimal spellings of the NTSC rates -> their exact values
-NTSC = {n: Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120)}
-# names keyrender writes at the top of the output folder: no shot folder may take them
-RESERVED_SHOT_IDS = ("report.html", "timeline.otio")
-MAX_SHOT_ID = 100  # it names a folder, and file names inside it (a path component is <= 255 bytes)
+# keyrender.shotlist is the public path of the schema too (the columns, limits and number parsers)
+__all__ = [
+    "Shot", "Scene", "ShotList", "load_shotlist", "ShotListError", "Issue", "UnknownColumnWarning",
+    "MAX_SHOTLIST_BYTES", "MAX_FIELD_CHARS", "IMAGE_SUFFIXES", "COLUMNS", "Column", "RowContext",
+    "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "KNOWN_COLUMNS", "CONTROL_TYPES", "DEFAULT_FPS", "MIN_SIZE",
+    "MAX_SIZE", "MAX_FPS", "MAX_SECONDS", "MAX_SHOT_ID", "MAX_NUMBER_CHARS", "MAX_EXPONENT", "NAMED_REGIONS",
+    "NTSC", "RESERVED_SHOT_IDS", "SHOT_ID", "default_seed", "parse_fps", "parse_number",
+]
 
 
 class UnknownColumnWarning(UserWarning):
@@ -212,25 +166,6 @@ class ShotList:
         return [s for s in self.shots if s.id in set(wanted)]
 
 
-def parse_fps(text: str) -> Fraction:
-    """'24' -> 24, '23.976' -> 24000/1001, '30000/1001' -> exact. ValueError when not a rate."""
-    text = text.strip()
-    value = parse_number(text)
-    if "/" not in text:
-        for n, exact in NTSC.items():
-            # 23.976, 23.98, 29.97, 59.94 ... are the NTSC rates written with few decimals
-            if value != n and abs(value - exact) < Fraction(1, 100):
-                value = exact
-                break
-    if value <= 0:
-        raise ValueError("must be positive")
-    return value
-
-
-def default_seed(shot_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(shot_id.encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
 def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence] | None = None,
                   allow_outside_images: bool = False) -> ShotList:
     """Read and validate a shot list. Raises ShotListError listing every problem.
@@ -326,38 +261,6 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence]
 
 MAX_SHOTLIST_BYTES = 16 << 20  # 16 MiB: about 50000 rows; anything larger is not a shot list
 MAX_FIELD_CHARS = 131072       # the csv module's own limit, said in the sheet's terms
-MAX_NUMBER_CHARS = 40
-MAX_EXPONENT = 30
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_RATIO = re.compile(r"[+-]?[0-9]{1,18}/[0-9]{1,18}")
-
-
-def parse_number(text: str) -> Fraction:
-    """A decimal (`2`, `1.5`, `-0.25`, `1e3`) or a ratio (`24000/1001`) as an exact Fraction.
-
-    Bounded so that no cell can make validation hang or overflow: at most 40 characters and
-    exponents within +-30 (Fraction('1e1000000000') alone would compute a billion-digit integer).
-    ValueError (saying why) for anything else, including inf and nan.
-    """
-    t = text.strip()
-    if len(t) > MAX_NUMBER_CHARS:
-        raise ValueError(f"more than {MAX_NUMBER_CHARS} characters")
-    if _RATIO.fullmatch(t):
-        num, den = t.split("/")
-        if int(den) == 0:
-            raise ValueError("division by zero")
-        return Fraction(int(num), int(den))
-    if not _DECIMAL.fullmatch(t):
-        raise ValueError("not a number")
-    mantissa, _, exponent = t.lower().partition("e")
-    if exponent and abs(int(exponent)) > MAX_EXPONENT:
-        raise ValueError(f"exponent beyond +-{MAX_EXPONENT}")
-    return Fraction(t)
-
-
-def _clip(text: str, n: int = 40) -> str:
-    """A cell as quoted in a message: long ones shortened."""
-    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -422,167 +325,17 @@ def _swallowed_row(row: list[str], n_columns: int) -> int | None:
     return None
 
 
-def _number_in(v: dict[str, str], column: str, lo: float, hi: float, ln: int, fail) -> float | None:
-    """The optional number in `column`, checked to lie in lo..hi; None when blank or wrong (reported)."""
-    if not v.get(column):
-        return None
-    try:
-        x = float(parse_number(v[column]))
-    except (ValueError, ZeroDivisionError):
-        x = math.nan
-    if not lo <= x <= hi:  # NaN fails too
-        fail(f"'{v[column]}' is not a number in {lo:g}..{hi:g}", ln, column)
-        return None
-    return x
-
-
 def _parse_row(v: dict[str, str], ln: int, base: Path, cast: set[str] | dict[str, list] | None, fail,
                allow_outside: bool = False) -> Shot | None:
+    """The shot of one row (its cells by column name), or None when any cell has a problem (reported)."""
     n_before = len(fail)
-    shot_id = v.get("shot", "")
-    if not shot_id:
-        fail("is empty; every shot needs an id", ln, "shot")
-    elif not SHOT_ID.match(shot_id):
-        fail(f"'{shot_id}' is not a usable id (letters, digits, '_', '-', '.'; it names a folder)", ln, "shot")
-    elif len(shot_id) > MAX_SHOT_ID:
-        fail(f"'{_clip(shot_id)}' is {len(shot_id)} characters; a shot id is at most {MAX_SHOT_ID} (it names a folder)", ln, "shot")
-    elif shot_id.lower() in RESERVED_SHOT_IDS:
-        fail(f"'{shot_id}' is reserved: keyrender writes {shot_id.lower()} in the output folder (rename the shot)", ln, "shot")
-    scene = v.get("scene", "")
-    if not scene:
-        fail("is empty; every shot belongs to a scene", ln, "scene")
-
-    fps = DEFAULT_FPS
-    if v.get("fps"):
-        try:
-            fps = parse_fps(v["fps"])
-            if fps > MAX_FPS:
-                fail(f"'{v['fps']}' is more than {MAX_FPS} frames per second", ln, "fps")
-        except (ValueError, ZeroDivisionError) as exc:
-            fail(f"'{v['fps']}' is not a frame rate ({exc if 'positive' in str(exc) else 'a positive number like 24, 23.976 or 24000/1001'})", ln, "fps")
-
-    frames = None
-    if v.get("frames"):
-        frames = _positive_int(v["frames"], ln, "frames", fail)
-    duration = None
-    if v.get("duration"):
-        try:
-            duration = parse_number(v["duration"])
-            if duration <= 0:
-                raise ValueError
-        except (ValueError, ZeroDivisionError):
-            fail(f"'{v['duration']}' is not a positive number of seconds", ln, "duration")
-            duration = None
-    if frames is None and duration is None and not v.get("frames") and not v.get("duration"):
-        fail("needs 'duration' (seconds) or 'frames'", ln, "duration")
-    if duration is not None:
-        from_duration = max(1, round(duration * fps))
-        if frames is not None and frames != from_duration:
-            fail(f"frames={frames} disagrees with duration {v['duration']}s x {float(fps):g} fps = {from_duration} frames; give one of them", ln, "frames")
-        frames = from_duration if frames is None else frames
-    if frames is not None and frames / fps > MAX_SECONDS:
-        fail(f"{frames} frames is {float(frames / fps):.0f} s; a shot is at most {MAX_SECONDS} s", ln, "frames" if v.get("frames") else "duration")
-
-    seed = default_seed(shot_id or f"line{ln}")
-    if v.get("seed"):
-        try:
-            seed = int(v["seed"])
-            if not 0 <= seed < 2**63:
-                raise ValueError
-        except ValueError:
-            fail(f"'{_clip(v['seed'])}' is not an integer in 0..2^63-1", ln, "seed")
-
-    size = {}
-    for col in ("width", "height"):
-        if v.get(col):
-            n = _positive_int(v[col], ln, col, fail)
-            if n is not None:
-                if n % 8:
-                    fail(f"{n} is not a multiple of 8 (try {max(8, n // 8 * 8)} or {n // 8 * 8 + 8})", ln, col)
-                elif not MIN_SIZE <= n <= MAX_SIZE:
-                    fail(f"{n} is outside {MIN_SIZE}..{MAX_SIZE}", ln, col)
-                else:
-                    size[col] = n
-
-    characters = tuple(c.strip() for c in v.get("characters", "").split(";") if c.strip())
-    seen_chars = set()
-    for c in characters:
-        if c in seen_chars:
-            fail(f"names '{c}' twice", ln, "characters")
-        seen_chars.add(c)
-        if cast is not None and c not in cast:
-            known = ", ".join(sorted(cast)) or "none: the cast folder is empty or missing"
-            fail(f"unknown character '{c}' (no folder cast/{c}/; the cast has: {known})", ln, "characters")
-        elif isinstance(cast, dict) and not cast[c]:
-            fail(f"character '{c}' has no reference images (cast/{c}/ holds no {', '.join(IMAGE_SUFFIXES)} file)", ln, "characters")
-
-    images: list[Path | None] = []
-    sizes: dict[Path, tuple[int, int]] = {}
-    if v.get("keyframe_images"):
-        for entry in v["keyframe_images"].split(";"):
-            entry = entry.strip()
-            images.append(_image_path(entry, base, ln, "keyframe_images", fail, sizes, allow_outside) if entry else None)
-        while images and images[-1] is None and not v["keyframe_images"].rstrip().endswith(";"):
-            images.pop()
-
-    keyframe_frames: tuple[int, ...] = ()
-    if frames is not None:
-        keyframe_frames = _keyframes(v.get("keyframes", ""), frames, fps, len(images), ln, fail)
-        if images and keyframe_frames and len(images) > len(keyframe_frames):
-            fail(f"{len(images)} keyframe images for {len(keyframe_frames)} keyframes", ln, "keyframe_images")
-    if keyframe_frames and len(images) < len(keyframe_frames):
-        images += [None] * (len(keyframe_frames) - len(images))
-
-    if images and all(images) and not (size.get("width") and size.get("height")) and images[0] in sizes:
-        # a storyboard shot takes its size from its first image: the same 64..4096 rule applies
-        iw, ih = sizes[images[0]]
-        for col, n in (("width", iw), ("height", ih)):
-            if col not in size and not MIN_SIZE <= n // 8 * 8 <= MAX_SIZE:
-                fail(f"the storyboard image {images[0].name} is {iw}x{ih}: its {col} {n} is outside "
-                     f"{MIN_SIZE}..{MAX_SIZE}; give the shot's width and height (the images are scaled to fit)",
-                     ln, "keyframe_images")
-                break
-
-    prompt = v.get("prompt", "")
-    if not prompt and not (images and all(images)):
-        fail("is empty; a shot with keyframes to generate needs a prompt", ln, "prompt")
-
-    layout = {}
-    if v.get("layout"):
-        layout = _layout(v["layout"], characters, ln, fail)
-
-    control_type = (v.get("control_type") or "openpose").lower()
-    if control_type not in CONTROL_TYPES:
-        fail(f"'{v['control_type']}' is not one of {', '.join(CONTROL_TYPES)}", ln, "control_type")
-    control_image = _image_path(v["control_image"], base, ln, "control_image", fail, None, allow_outside) if v.get("control_image") else None
-    style_image = _image_path(v["style_image"], base, ln, "style_image", fail, None, allow_outside) if v.get("style_image") else None
-
-    strength = _number_in(v, "identity_strength", 0, 2, ln, fail)
-    hedge = _number_in(v, "hedge", 0, 1, ln, fail)
-
-    refine = True
-    if v.get("refine"):
-        flag = v["refine"].lower()
-        if flag in ("on", "yes", "true", "1"):
-            refine = True
-        elif flag in ("off", "no", "false", "0"):
-            refine = False
-        else:
-            fail(f"'{v['refine']}' is not on or off", ln, "refine")
-
+    row = RowContext(cells=v, line=ln, base=base, cast=cast, allow_outside=allow_outside, fail=fail)
+    for column in COLUMNS:  # in reading order: each parser sees the values of the columns above it
+        column.read(row)
     if len(fail) > n_before:
         return None
-    return Shot(
-        id=shot_id, scene=scene, line=ln, prompt=prompt,
-        negative_prompt=v.get("negative_prompt", ""), characters=characters,
-        frames=frames, fps=fps, keyframe_frames=keyframe_frames, seed=seed,
-        style=v.get("style", ""), style_image=style_image,
-        width=size.get("width"), height=size.get("height"), camera=v.get("camera", ""),
-        keyframe_images=tuple(images),
-        beats=tuple(b.strip() for b in v.get("beats", "").split(";") if b.strip()),
-        layout=layout, control_image=control_image, control_type=control_type,
-        identity_strength=strength, refine=refine, hedge=hedge, notes=v.get("notes", ""), row=dict(v),
-    )
+    values = {c.name if c.attr is None else c.attr: row[c.name] for c in COLUMNS if c.attr != ""}
+    return Shot(line=ln, row=dict(v), **values)
 
 
 class _Problems:
@@ -597,142 +350,6 @@ class _Problems:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-def _positive_int(text: str, ln: int, col: str, fail) -> int | None:
-    try:
-        f = parse_number(text)
-    except (ValueError, ZeroDivisionError) as exc:
-        fail(f"'{_clip(text)}' is not a number ({exc})" if str(exc) != "not a number" else f"'{_clip(text)}' is not a number", ln, col)
-        return None
-    if f.denominator != 1:
-        fail(f"'{text}' is not a whole number", ln, col)
-        return None
-    n = int(f)
-    if n <= 0:
-        fail(f"{text} must be positive", ln, col)
-        return None
-    return n
-
-
-def _image_path(entry: str, base: Path, ln: int, col: str, fail,
-                sizes: dict[Path, tuple[int, int]] | None = None, allow_outside: bool = False) -> Path | None:
-    p = Path(entry)
-    p = p if p.is_absolute() else base / p
-    if not allow_outside:
-        outside = _outside(entry, p, base)
-        if outside:
-            fail(f"'{entry}' {outside}, outside the shot list's folder {base.resolve()}: images are read from "
-                 "that folder only (to allow it: keyrender run --allow-outside-images, "
-                 "RenderOptions.allow_outside_images)", ln, col)
-            return None
-    if p.suffix.lower() not in IMAGE_SUFFIXES:
-        fail(f"'{entry}' is not an image file ({', '.join(IMAGE_SUFFIXES)})", ln, col)
-        return None
-    try:
-        header = check_image(p)  # header, limits and completeness; no pixel decoded
-    except InputError as exc:
-        reason = getattr(exc, "reason", str(exc))
-        fail(f"image '{entry}' not found (looked for {p})" if reason == "not found"
-             else f"'{entry}' is not a readable image ({reason})", ln, col)
-        return None
-    if sizes is not None:
-        sizes[p] = (header.width, header.height)
-    return p
-
-
-def _outside(entry: str, p: Path, base: Path) -> str | None:
-    """How the image path `entry` (joined to the shot list's folder as `p`) leaves that folder
-    (an absolute path, a '..', a symlink), or None when it stays inside."""
-    roots = (Path(os.path.abspath(base)), base.resolve())
-    lexical = Path(os.path.normpath(os.path.abspath(p)))
-    if not any(lexical.is_relative_to(r) for r in roots):
-        return "is an absolute path" if Path(entry).is_absolute() else "goes up with '..'"
-    try:
-        real = p.resolve()
-    except (OSError, ValueError, RuntimeError):  # a NUL byte, a link loop: reported as unreadable next
-        return None
-    if not real.is_relative_to(roots[1]):
-        return f"is a link to {real}"
-    return None
-
-
-def _keyframes(text: str, frames: int, fps: Fraction, n_images: int, ln: int, fail) -> tuple[int, ...]:
-    """Frame indices of the keyframes: from a count, from times in seconds, or the default."""
-    last = frames - 1
-    if frames == 1:
-        return (0,)
-    if not text:
-        count = max(2, n_images, int(math.ceil(frames / fps)) + 1)
-        return _spread(min(count, frames), last)
-    if ";" not in text:
-        try:
-            count = int(text)
-        except ValueError:
-            count = None
-        if count is not None:
-            if count < 2:
-                fail(f"{count} keyframes; a shot needs at least 2 (its first and last frame)", ln, "keyframes")
-                return ()
-            if count > frames:
-                fail(f"{count} keyframes for a shot of {frames} frames", ln, "keyframes")
-                return ()
-            return _spread(count, last)
-    out = []
-    for part in text.split(";"):
-        part = part.strip()
-        try:
-            t = parse_number(part)
-        except (ValueError, ZeroDivisionError):
-            fail(f"'{part}' is not a time in seconds (give a count like 4 or times like 0;1.5;3)", ln, "keyframes")
-            return ()
-        f = round(t * fps)
-        if t < 0 or f > frames:
-            fail(f"time {part}s is outside the shot (0..{float(frames / fps):g}s)", ln, "keyframes")
-            return ()
-        out.append(min(f, last))
-    if out != sorted(out) or len(set(out)) != len(out):
-        fail(f"times '{text}' must increase and fall on different frames at {float(fps):g} fps", ln, "keyframes")
-        return ()
-    if out[0] != 0 or out[-1] != last:
-        fail(f"times '{text}' must start at 0 and end at the shot's end ({float(frames / fps):g}s)", ln, "keyframes")
-        return ()
-    if len(out) < 2:
-        fail("a shot needs at least 2 keyframes (its first and last frame)", ln, "keyframes")
-        return ()
-    return tuple(out)
-
-
-def _spread(count: int, last: int) -> tuple[int, ...]:
-    return tuple(round(i * last / (count - 1)) for i in range(count))
-
-
-def _layout(text: str, characters: tuple[str, ...], ln: int, fail) -> dict[str, tuple[float, float, float, float]]:
-    out = {}
-    for part in text.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, where = part.partition(":")
-        name, where = name.strip(), where.strip().lower()
-        if not sep or not name:
-            fail(f"'{part}' is not name:region (e.g. anna:left or anna:0,0,0.5,1)", ln, "layout")
-            continue
-        if name not in characters:
-            fail(f"'{name}' is not among this shot's characters ({', '.join(characters) or 'none'})", ln, "layout")
-            continue
-        if where in NAMED_REGIONS:
-            out[name] = NAMED_REGIONS[where]
-            continue
-        try:
-            box = tuple(float(x) for x in where.split(","))
-        except ValueError:
-            box = ()
-        if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
-            fail(f"region '{where}' for {name} is neither a name ({', '.join(NAMED_REGIONS)}) nor x0,y0,x1,y1 with 0 <= x0 < x1 <= 1", ln, "layout")
-            continue
-        out[name] = box  # type: ignore[assignment]
-    return out
 
 
 def _group_scenes(shots: list[Shot], fail) -> list[Scene]:
