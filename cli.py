@@ -6,8 +6,6 @@ stay fast.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import sys
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from keyrender.errors import OUTPUT_ERRNOS, KeyrenderError
+from keyrender.errors import KeyrenderError, output_errors
 from keyrender.keyframes.presets import LAYER_GROUPS  # no numpy, no torch: --help stays light
 
 
@@ -535,27 +533,11 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         options = {"model": model, "flow_options": flow or None}
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
-    with _output_errors(out):
+    with output_errors(out, advice="Free space or choose another --out, then run again"):
         summary = _interpolate(inputs, n_frames, factor, out, interp, bar)
     if bar is not None:
         bar.close()
     click.echo(json.dumps({"out": str(out), **summary}))
-
-
-@contextlib.contextmanager
-def _output_errors(out: Path):
-    """A full disk or a read-only --out is one message (OutputError, exit 1), not a traceback."""
-    try:
-        yield
-    except OSError as exc:
-        ours = exc.errno in OUTPUT_ERRNOS or (
-            exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None
-            and Path(os.path.abspath(exc.filename)).is_relative_to(Path(os.path.abspath(out)).parent))
-        if not ours:
-            raise
-        from keyrender.errors import output_error
-
-        raise output_error(exc, out, advice="Free space or choose another --out, then run again") from None
 
 
 def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:
@@ -564,22 +546,29 @@ def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:
     if len(inputs) == 2:
         if n_frames is None or factor is not None:
             raise InputError("two images: give --frames N (and no --factor)")
-        summary = _interp_pair(inputs[0], inputs[1], n_frames, out, interp, bar)
+        from keyrender.interpolate.retime import interpolate_pair
+
+        summary = interpolate_pair(inputs[0], inputs[1], n_frames, out, interp, progress=_bar_progress(bar))
     elif len(inputs) == 1:
         if factor is None or n_frames is not None:
             raise InputError(f"{inputs[0]}: a video takes --factor K (and no --frames)")
         from keyrender.interpolate.retime import retime_video
 
-        def progress(done, total):
-            if bar is not None:
-                bar.total = total or None
-                bar.update(done - bar.n)
-
-        summary = retime_video(inputs[0], out, factor, interp, progress=progress)
+        summary = retime_video(inputs[0], out, factor, interp, progress=_bar_progress(bar))
         summary = {**summary, "fps_in": str(summary["fps_in"]), "fps_out": str(summary["fps_out"])}
     else:
         raise InputError(f"interpolate takes two images or one video, got {len(inputs)} inputs")
     return summary
+
+
+def _bar_progress(bar):
+    """progress(done, total) for the library, drawn on a tqdm bar (None: not a terminal)."""
+    def progress(done, total):
+        if bar is not None:
+            bar.total = total or None
+            bar.update(done - bar.n)
+
+    return progress
 
 
 def _interp_progress():
@@ -588,17 +577,6 @@ def _interp_progress():
     from tqdm import tqdm
 
     return tqdm(unit="frame", file=sys.stderr, leave=False)
-
-
-def _interp_pair(path_a: Path, path_b: Path, n: int, out: Path, interp, bar) -> dict:
-    from keyrender.interpolate.retime import interpolate_pair
-
-    def progress(done, total):
-        if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-    return interpolate_pair(path_a, path_b, n, out, interp, progress=progress)
 
 
 # ---- end interpolate -------------------------------------------------------------------------

@@ -6,8 +6,10 @@ the model folder, so that a user can fix the input without reading a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,6 +54,21 @@ def output_error(exc: OSError, out: "str | os.PathLike", advice: str | None = No
     advice = advice or ("Finished shots are kept; free space or choose another --out, then run again "
                         "(done shots are not rendered twice)")
     return OutputError(f"cannot write into {out}: {what}{where}. {advice}")
+
+
+@contextlib.contextmanager
+def output_errors(out: "str | os.PathLike", advice: str | None = None):
+    """Inside: an OSError that means the output cannot be written (full disk, quota, read-only,
+    or permission denied on `out` or inside it) becomes one OutputError naming the cause (exit 1),
+    not a traceback. Any other OSError passes through."""
+    try:
+        yield
+    except OSError as exc:
+        inside = exc.filename is not None and Path(os.path.abspath(exc.filename)).is_relative_to(
+            Path(os.path.abspath(out)).parent)
+        if not (exc.errno in OUTPUT_ERRNOS or (exc.errno in (errno.EACCES, errno.EPERM) and inside)):
+            raise
+        raise output_error(exc, out, advice=advice) from None
 
 
 class ShotFailedError(KeyrenderError):

@@ -89,7 +89,7 @@ def probe_image(path: str | os.PathLike) -> ImageHeader:
         many = f"{int(n.group(1)):,} pixels" if n else "too many pixels"
         raise ImageFileError(path, f"declares {many} (a decompression bomb?); at most "
                                    f"{MAX_IMAGE_PIXELS // 1_000_000} MP are read") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageFileError(path, "cannot decode: damaged, or not an image") from None
     if fmt not in FORMATS:
         raise ImageFileError(path, f"{fmt}, not one of PNG, JPEG, WebP, BMP")

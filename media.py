@@ -28,7 +28,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     The header is checked first (imagefile.probe_image: formats, byte and pixel limits), so an
     oversized or lying file costs no decode. A truncated file is an InputError, not grey rows.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     header = probe_image(path)
     try:

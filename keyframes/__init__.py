@@ -12,7 +12,10 @@ control (ControlNet maps), attention (consistent self-attention), tiny (the in-p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import KeyframeGenerator
 
 from .presets import (
     CONTROL_TYPES,
