@@ -26,7 +26,7 @@ import numpy as np
 from keyrender.errors import InputError, ModelNotFoundError
 from keyrender.fsutil import sha256_file
 
-from .base import Face
+from .base import Face, check_rgb
 from .dlib_backend import DLIB_MODELS, DlibFaceEmbedder, load_dlib_model
 
 DEFAULT_FACE_MODEL = "dlib"  # the judge when no face model is named (see README "Face models")
@@ -172,12 +172,7 @@ class InsightFaceEmbedder:
     # -- inference ---------------------------------------------------------------------------
     @staticmethod
     def _check_image(image: np.ndarray) -> np.ndarray:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-                or image.shape[2] != 3:
-            shape = getattr(image, "shape", None)
-            dtype = getattr(image, "dtype", type(image).__name__)
-            raise InputError(f"face backend expects an RGB uint8 H x W x 3 image, got {dtype} {shape}")
-        return np.ascontiguousarray(image[:, :, ::-1])  # RGB -> BGR for insightface
+        return np.ascontiguousarray(check_rgb(image)[:, :, ::-1])  # RGB -> BGR for insightface
 
     def _detect(self, bgr: np.ndarray):
         bboxes, kpss = self._det.detect(bgr, max_num=0)

@@ -7,6 +7,17 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from keyrender.errors import InputError
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """The image every face backend takes: RGB uint8 H x W x 3 (C-contiguous), else InputError."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise InputError(f"face backend expects an RGB uint8 H x W x 3 image, got {dtype} {shape}")
+    return np.ascontiguousarray(image)
+
 
 @dataclass(frozen=True)
 class Face:

@@ -26,7 +26,7 @@ import numpy as np
 
 from keyrender.errors import InputError, ModelNotFoundError
 
-from .base import Face
+from .base import Face, check_rgb
 
 DLIB_MODELS = ("dlib", "dlib-cnn")
 DETECTORS = {"dlib": "hog", "dlib-cnn": "cnn"}
@@ -154,12 +154,7 @@ class DlibFaceEmbedder:
     # -- inference ---------------------------------------------------------------------------
     @staticmethod
     def _check_image(image: np.ndarray) -> np.ndarray:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-                or image.shape[2] != 3:
-            shape = getattr(image, "shape", None)
-            dtype = getattr(image, "dtype", type(image).__name__)
-            raise InputError(f"face backend expects an RGB uint8 H x W x 3 image, got {dtype} {shape}")
-        return np.ascontiguousarray(image)
+        return check_rgb(image)
 
     def _upsample_for(self, image: np.ndarray) -> int:
         if self.upsample is not None:
