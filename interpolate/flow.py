@@ -126,6 +126,35 @@ def guard_pair(
     return PairGuard("flow" if plain >= cut_threshold else "check", max_diff, plain)
 
 
+def flow_suffices(frame_a: np.ndarray, frame_b: np.ndarray, side: int = 256, max_motion: float = 0.02,
+                  max_inconsistent: float = 0.01, max_residual: float = 0.01) -> bool:
+    """Whether DIS alone explains the pair, from `side` px thumbnails (a few ms): the motion is
+    small (99th percentile under `max_motion` of the long side), forward-backward consistent
+    (under `max_inconsistent` of the pixels fail) and B warped onto A leaves almost nothing
+    unexplained (under `max_residual` of the pixels differ by more than 30 levels, 5 px blurred).
+
+    Such a pair needs neither the camera solve nor the match hypothesis (SIFT on both frames, 20x
+    the cost of the flow): a camera this still is followed by the flow's own `global_motion`, and
+    the matches only propose motions of 4% of the frame or more. A subject that DIS loses at the
+    thumbnail's size leaves a residual where it was and where it is, so it fails the test. On the
+    benchmark's footage (thresholds chosen there): vtest.avi passes at 11 of 120 2-frame gaps and
+    at no gap of 4 or more (walking people), tree.avi at 26 of 33 2-frame gaps (shake, foliage)."""
+    ta = thumbnail(frame_a, side).astype(np.uint8)
+    tb = thumbnail(frame_b, side).astype(np.uint8)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    f_ab = dis_calc(dis, ta, tb)
+    h, w = ta.shape
+    if np.percentile(np.hypot(f_ab[..., 0], f_ab[..., 1]), 99) >= max_motion * max(h, w):
+        return False
+    f_ba = dis_calc(dis, tb, ta)
+    if (consistency(f_ab, f_ba) < 0.5).mean() >= max_inconsistent:
+        return False
+    gx, gy = _grid(h, w)
+    b_on_a = cv2.remap(tb, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    residual = cv2.blur(cv2.absdiff(b_on_a, ta).astype(np.float32), (5, 5))
+    return bool((residual > 30).mean() < max_residual)
+
+
 def compensated_similarity(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, c_a: np.ndarray) -> float:
     """NCC between A and B warped onto A by the flow A->B, over A's flow-consistent pixels
     (which must be at least 35% of the frame): high when the flow explains B from A (same scene moved),
@@ -728,14 +757,16 @@ class FlowInterpolator(CheckedInterpolator):
     `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
     `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
     see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
-    large; see `splat_flow`).
+    large; see `splat_flow`), `flow_gate` (skip the SIFT matching behind both when a thumbnail test
+    finds small motion that DIS explains; see `flow_suffices`).
     """
 
     name = "flow"
     #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it true)
     OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
                          "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
-                         "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal"})
+                         "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal",
+                         "flow_gate"})
 
     def __init__(
         self,
@@ -754,6 +785,7 @@ class FlowInterpolator(CheckedInterpolator):
         related_matches: int = 10,
         match_flow: bool = True,
         flow_reversal: bool = True,
+        flow_gate: bool = True,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -786,6 +818,7 @@ class FlowInterpolator(CheckedInterpolator):
         self.related_matches = int(related_matches)
         self.match_flow = bool(match_flow)
         self.flow_reversal = bool(flow_reversal)
+        self.flow_gate = bool(flow_gate)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:
@@ -802,7 +835,11 @@ class FlowInterpolator(CheckedInterpolator):
                 yield cross_fade(a, b, t)
             return
         h, w = a.shape[:2]
-        matches = match_features(a, b, self.feature_max_side) if self.camera_motion or self.match_flow else None
+        features = (self.camera_motion or self.match_flow) and not (
+            self.flow_gate and guard.mode == "flow" and flow_suffices(a, b))
+        if not features and (self.camera_motion or self.match_flow):
+            info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
+        matches = match_features(a, b, self.feature_max_side) if features else None
         fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion else None
         # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
         full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
