@@ -431,7 +431,7 @@ class FlowInterpolator(CheckedInterpolator):
         if not features and (self.camera_motion or self.match_flow):
             info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
         matches = match_features(a, b, self.feature_max_side) if features else None
-        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion else None
+        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion and features else None
         # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
         full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches
