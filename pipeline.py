@@ -59,8 +59,8 @@ STAGE_VERSION = "6"  # bump when a stage's output for the same inputs changes
 # 4: the camera between keyframes solved from feature matches (interpolate.camera), H^t, residual flow;
 #    cut / fallback guard
 # 5: large motion: a second flow from feature matches where DIS misses it, and flow reversal
-# 6: the flow backend skips the SIFT camera solve and the match hypothesis where a thumbnail test finds
-#    small motion that the flow explains (flow_suffices)
+# 6: the flow backend skips the SIFT camera solve and the match hypothesis where DIS explains a
+#    small motion (flow_suffices)
 
 
 

@@ -95,32 +95,42 @@ def guard_pair(
     return PairGuard("flow" if plain >= cut_threshold else "check", max_diff, plain)
 
 
-def flow_suffices(frame_a: np.ndarray, frame_b: np.ndarray, side: int = 256, max_motion: float = 0.02,
-                  max_inconsistent: float = 0.01, max_residual: float = 0.01) -> bool:
-    """Whether DIS alone explains the pair, from `side` px thumbnails (a few ms): the motion is
-    small (99th percentile under `max_motion` of the long side), forward-backward consistent
-    (under `max_inconsistent` of the pixels fail) and B warped onto A leaves almost nothing
-    unexplained (under `max_residual` of the pixels differ by more than 30 levels, 5 px blurred).
+def working_flows(a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pair's grey frames at the working resolution (long side <= `max_side`) and DIS's flows
+    A->B and B->A between them: (gray A, gray B, F_ab, F_ba)."""
+    h, w = a.shape[:2]
+    wh, ww = working_size(h, w, max_side)
+    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    if (wh, ww) != (h, w):
+        ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
+        gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
+    f_ab, f_ba = bidirectional_flow(ga, gb, preset, variational)
+    return ga, gb, f_ab, f_ba
 
-    Such a pair needs neither the camera solve nor the match hypothesis (SIFT on both frames, 20x
-    the cost of the flow): a camera this still is followed by the flow's own `global_motion`, and
-    the matches only propose motions of 4% of the frame or more. A subject that DIS loses at the
-    thumbnail's size leaves a residual where it was and where it is, so it fails the test. On the
-    benchmark's footage (thresholds chosen there): vtest.avi passes at 11 of 120 2-frame gaps and
-    at no gap of 4 or more (walking people), tree.avi at 26 of 33 2-frame gaps (shake, foliage)."""
-    ta = thumbnail(frame_a, side).astype(np.uint8)
-    tb = thumbnail(frame_b, side).astype(np.uint8)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    f_ab = dis_calc(dis, ta, tb)
-    h, w = ta.shape
+
+def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray,
+                  max_motion: float = 0.025, max_inconsistent: float = 0.05, max_residual: float = 0.01) -> bool:
+    """Whether DIS alone explains the pair (`working_flows`' output): the motion is small (99th
+    percentile under `max_motion` of the long side), forward-backward consistent (under
+    `max_inconsistent` of the pixels fail) and B warped onto A leaves almost nothing unexplained
+    (under `max_residual` of the pixels differ by more than 30 levels, 9 px blurred).
+
+    Such a pair needs neither the camera solve nor the match hypothesis (SIFT on both frames, about
+    10x the cost of the flow): a camera this still is followed by the flow's own `global_motion`,
+    and the matches only propose motions of 4% of the frame or more. A subject that DIS loses
+    leaves a residual where it was and where it is, and an inconsistent flow. Thresholds set on
+    the benchmark's footage: on vtest.avi (768x576, walking people) the largest 2-frame gap values
+    were 0.031 / 0.046 / 0.009 and the smallest 8-frame gap values 0.026 / 0.035 / 0.005."""
+    h, w = gray_a.shape
     if np.percentile(np.hypot(f_ab[..., 0], f_ab[..., 1]), 99) >= max_motion * max(h, w):
         return False
-    f_ba = dis_calc(dis, tb, ta)
     if (consistency(f_ab, f_ba) < 0.5).mean() >= max_inconsistent:
         return False
     gx, gy = _grid(h, w)
-    b_on_a = cv2.remap(tb, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    residual = cv2.blur(cv2.absdiff(b_on_a, ta).astype(np.float32), (5, 5))
+    b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    residual = cv2.blur(cv2.absdiff(b_on_a, gray_a).astype(np.float32), (9, 9))
     return bool((residual > 30).mean() < max_residual)
 
 
@@ -130,16 +140,12 @@ class _PairState:
     def __init__(
         self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
         camera: bool = True, check_cut: bool = False, matches: tuple[np.ndarray, np.ndarray] | None = None,
-        reversal: bool = True,
+        reversal: bool = True, flows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     ):
         h, w = a.shape[:2]
-        wh, ww = working_size(h, w, max_side)
-        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-        if (wh, ww) != (h, w):
-            ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
-            gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
-        self.f01, self.f10 = bidirectional_flow(ga, gb, preset, variational)
+        # (`flows`: `working_flows(a, b, ...)` when the caller has it already)
+        ga, gb, self.f01, self.f10 = flows if flows is not None else working_flows(a, b, max_side, preset, variational)
+        wh, ww = ga.shape
         self.flow_size = (wh, ww)
         # the scene-cut check (see `compensated_similarity`), at the flow's own resolution
         self.similarity = (compensated_similarity(ga, gb, self.f01, consistency(self.f01, self.f10))
@@ -348,8 +354,8 @@ class FlowInterpolator(CheckedInterpolator):
     `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
     `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
     see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
-    large; see `splat_flow`), `flow_gate` (skip the SIFT matching behind both when a thumbnail test
-    finds small motion that DIS explains; see `flow_suffices`).
+    large; see `splat_flow`), `flow_gate` (DIS first, and the SIFT matching behind both only where
+    the flow does not explain a small motion; see `flow_suffices`).
     """
 
     name = "flow"
@@ -426,10 +432,15 @@ class FlowInterpolator(CheckedInterpolator):
                 yield cross_fade(a, b, t)
             return
         h, w = a.shape[:2]
-        features = (self.camera_motion or self.match_flow) and not (
-            self.flow_gate and guard.mode == "flow" and flow_suffices(a, b))
-        if not features and (self.camera_motion or self.match_flow):
-            info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
+        flows = None
+        features = self.camera_motion or self.match_flow
+        if features and self.flow_gate and guard.mode == "flow":
+            # DIS first: where it explains a small motion, no SIFT (see `flow_suffices`); else the
+            # flows serve the still-camera state below, or are dropped for the camera's
+            flows = working_flows(a, b, self.flow_max_side, self.preset, self.variational_iterations)
+            if flow_suffices(*flows):
+                features = False
+                info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
         matches = match_features(a, b, self.feature_max_side) if features else None
         fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion and features else None
         # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
@@ -474,7 +485,7 @@ class FlowInterpolator(CheckedInterpolator):
                 return
         if state is None:
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               matches=full, reversal=self.flow_reversal)
+                               matches=full, reversal=self.flow_reversal, flows=flows)
         info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
                     occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
         for t in ts:
