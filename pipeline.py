@@ -50,7 +50,7 @@ __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "get_executor",
 ]
 
-STAGE_VERSION = "5"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "6"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
@@ -59,6 +59,8 @@ STAGE_VERSION = "5"  # bump when a stage's output for the same inputs changes
 # 4: the camera between keyframes solved from feature matches (interpolate.camera), H^t, residual flow;
 #    cut / fallback guard
 # 5: large motion: a second flow from feature matches where DIS misses it, and flow reversal
+# 6: the flow backend skips the SIFT camera solve and the match hypothesis where DIS explains a
+#    small motion (flow_suffices)
 
 
 

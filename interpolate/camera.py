@@ -20,6 +20,9 @@ The logarithm is taken once per pair (`CameraPath`).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -80,21 +83,48 @@ def _gray(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return g, s
 
 
+_FEATURES: "OrderedDict[tuple, tuple]" = OrderedDict()
+_FEATURES_LOCK = threading.Lock()
+
+
+def frame_features(frame: np.ndarray, max_side: int = 640, max_features: int = 4000) -> tuple[list, np.ndarray | None, float]:
+    """SIFT keypoints and descriptors of one RGB frame on its working copy (long side `max_side`):
+    (keypoints, descriptors or None, scale of the working copy).
+
+    The last two frames' features are kept (keyed by a hash of the pixels and the settings): a
+    sequence of pairs (a retimed clip, a shot's keyframes) shares each keyframe between two
+    neighbouring pairs, so each frame is detected once, not twice."""
+    key = (hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest(), frame.shape, frame.dtype.str,
+           int(max_side), int(max_features))
+    with _FEATURES_LOCK:
+        hit = _FEATURES.get(key)
+        if hit is not None:
+            _FEATURES.move_to_end(key)
+            return hit
+    g, s = _gray(frame, max_side)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
+    kp, desc = sift.detectAndCompute(g, None)
+    out = (kp, desc, s)
+    with _FEATURES_LOCK:
+        _FEATURES[key] = out
+        while len(_FEATURES) > 2:
+            _FEATURES.popitem(last=False)
+    return out
+
+
 def match_features(a: np.ndarray, b: np.ndarray, max_side: int = 640, max_features: int = 4000,
                    ratio: float = 0.8) -> tuple[np.ndarray, np.ndarray, float]:
     """SIFT matches between two RGB frames: (points in A, points in B, scale of the working copy),
     points in working-copy pixels (N x 2 float32 each). Ratio test and mutual nearest neighbours."""
-    ga, s = _gray(a, max_side)
-    gb, _ = _gray(b, max_side)
-    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
-    ka, da = sift.detectAndCompute(ga, None)
-    kb, db = sift.detectAndCompute(gb, None)
+    ka, da, s = frame_features(a, max_side, max_features)
+    kb, db, _ = frame_features(b, max_side, max_features)
     empty = np.zeros((0, 2), np.float32)
     if da is None or db is None or len(ka) < 2 or len(kb) < 2:
         return empty, empty, s
     bf = cv2.BFMatcher(cv2.NORM_L2)
     fwd = bf.knnMatch(da, db, k=2)
-    back = {m[0].queryIdx: m[0].trainIdx for m in bf.knnMatch(db, da, k=2) if m}
+    # (the mutual check needs B's nearest neighbour in A only)
+    back = {m.queryIdx: m.trainIdx for m in bf.match(db, da)}
     pa, pb = [], []
     for m in fwd:
         if len(m) < 2:

@@ -35,6 +35,12 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
    the whole image at once.
 
 Frames are produced lazily: nothing heavier than the input checks runs before the first `next()`.
+
+Where the parts live: the flow primitives (DIS, consistency, `global_motion`, the linear-motion
+approximation) in `flowcore`, the large-motion helpers (`match_flow`, `pick_flow`, `splat_flow`) in
+`largemotion`, the camera-aligned pair state in `camerapair` (the camera itself in `camera`); this
+module holds the pair guard, the still-camera pair state, the warp and the interpolator, and
+re-exports the helpers' public names.
 """
 
 from __future__ import annotations
@@ -47,12 +53,12 @@ import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
 from keyrender.interpolate.camera import fit_camera, match_features
-
-_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
+from keyrender.interpolate.camerapair import _CameraPairState, _apply, _field_scale  # noqa: F401
+from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
+    _PRESETS, _grid, _inside, _ncc, _pick_substitute, _shrink, bidirectional_flow, compensated_similarity,
+    consistency, dis_calc, global_motion, homography_flows, intermediate_flows, thumbnail, working_size,
+)
+from keyrender.interpolate.largemotion import match_flow, pick_flow, splat_flow  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -62,43 +68,6 @@ class PairGuard:
     mode: str
     max_diff: float  # largest thumbnail pixel difference, in 0..255 levels
     similarity: float  # normalized cross-correlation of the thumbnails after motion compensation
-
-
-def thumbnail(frame: np.ndarray, max_side: int) -> np.ndarray:
-    """Grayscale float32 thumbnail whose long side is at most `max_side` (area averaging)."""
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    h, w = gray.shape
-    s = min(1.0, max_side / max(h, w))
-    if s < 1.0:
-        gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return gray.astype(np.float32)
-
-
-def dis_calc(dis, a: np.ndarray, b: np.ndarray, pad: int = 16) -> np.ndarray:
-    """`dis.calc(a, b)` on images padded by `pad` px (mirrored), the flow cropped back.
-
-    DIS's patches near the border have little support and its coarse levels are tiny on small
-    frames; a mirrored margin roughly halves the wrong vectors along the borders (measured on a
-    translated texture). It also lets any size through: DIS itself needs a side >= 12 px.
-    """
-    h, w = a.shape[:2]
-    py, px = max(pad, (17 - h) // 2 + 1, 0), max(pad, (17 - w) // 2 + 1, 0)
-    if py or px:
-        mode = cv2.BORDER_REFLECT101 if min(h, w) > max(py, px) else cv2.BORDER_REPLICATE
-        a = cv2.copyMakeBorder(a, py, py, px, px, mode)
-        b = cv2.copyMakeBorder(b, py, py, px, px, mode)
-        return np.ascontiguousarray(dis.calc(a, b, None)[py : py + h, px : px + w])
-    return dis.calc(a, b, None)
-
-
-def _ncc(x: np.ndarray, y: np.ndarray) -> float:
-    x = x - x.mean()
-    y = y - y.mean()
-    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    if den < 1e-6:
-        # both flat: related if they have the same level
-        return 1.0 if np.allclose(x, y, atol=1e-3) else 0.0
-    return float((x * y).sum() / den)
 
 
 def guard_pair(
@@ -126,250 +95,43 @@ def guard_pair(
     return PairGuard("flow" if plain >= cut_threshold else "check", max_diff, plain)
 
 
-def compensated_similarity(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, c_a: np.ndarray) -> float:
-    """NCC between A and B warped onto A by the flow A->B, over A's flow-consistent pixels
-    (which must be at least 35% of the frame): high when the flow explains B from A (same scene moved),
-    near 0 for unrelated pictures (a cut)."""
+def working_flows(a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pair's grey frames at the working resolution (long side <= `max_side`) and DIS's flows
+    A->B and B->A between them: (gray A, gray B, F_ab, F_ba)."""
+    h, w = a.shape[:2]
+    wh, ww = working_size(h, w, max_side)
+    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    if (wh, ww) != (h, w):
+        ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
+        gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
+    f_ab, f_ba = bidirectional_flow(ga, gb, preset, variational)
+    return ga, gb, f_ab, f_ba
+
+
+def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray,
+                  max_motion: float = 0.025, max_inconsistent: float = 0.05, max_residual: float = 0.01) -> bool:
+    """Whether DIS alone explains the pair (`working_flows`' output): the motion is small (99th
+    percentile under `max_motion` of the long side), forward-backward consistent (under
+    `max_inconsistent` of the pixels fail) and B warped onto A leaves almost nothing unexplained
+    (under `max_residual` of the pixels differ by more than 30 levels, 9 px blurred).
+
+    Such a pair needs neither the camera solve nor the match hypothesis (SIFT on both frames, about
+    10x the cost of the flow): a camera this still is followed by the flow's own `global_motion`,
+    and the matches only propose motions of 4% of the frame or more. A subject that DIS loses
+    leaves a residual where it was and where it is, and an inconsistent flow. Thresholds set on
+    the benchmark's footage: on vtest.avi (768x576, walking people) the largest 2-frame gap values
+    were 0.031 / 0.046 / 0.009 and the smallest 8-frame gap values 0.026 / 0.035 / 0.005."""
     h, w = gray_a.shape
+    if np.percentile(np.hypot(f_ab[..., 0], f_ab[..., 1]), 99) >= max_motion * max(h, w):
+        return False
+    if (consistency(f_ab, f_ba) < 0.5).mean() >= max_inconsistent:
+        return False
     gx, gy = _grid(h, w)
     b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    mask = c_a > 0.5
-    if mask.mean() < 0.35:  # the flow cannot be followed back over most of the frame
-        return 0.0
-    return _ncc(gray_a[mask].astype(np.float32), b_on_a[mask].astype(np.float32))
-
-
-def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(h, w) of the flow resolution: the frame scaled so that its long side is <= `max_side`."""
-    s = max_side / max(height, width)
-    if s >= 1.0:
-        return height, width
-    return max(8, round(height * s)), max(8, round(width * s))
-
-
-def bidirectional_flow(
-    gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "fast", variational_iterations: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """DIS optical flow A->B and B->A (float32 H x W x 2, in pixels of the given images)."""
-    if preset not in _PRESETS:
-        raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
-    dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
-    if variational_iterations is not None:
-        dis.setVariationalRefinementIterations(int(variational_iterations))
-    f_ab = dis_calc(dis, gray_a, gray_b)
-    f_ba = dis_calc(dis, gray_b, gray_a)
-    return f_ab, f_ba
-
-
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-
-
-def consistency(f_ab: np.ndarray, f_ba: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Forward-backward consistency of A's pixels, in [0, 1]: ~1 where A->B->A returns home.
-
-    c(x) = exp(-|F_ab(x) + F_ba(x + F_ab(x))|^2 / (sigma^2 + 0.01 (|F_ab|^2 + |F_ba(..)|^2)))
-    (the tolerance grows with the motion, as in Sundaram et al., ECCV 2010). Low values mark the
-    pixels of A that are occluded in B or that leave the frame.
-    """
-    h, w = f_ab.shape[:2]
-    gx, gy = _grid(h, w)
-    fx, fy = f_ab[..., 0], f_ab[..., 1]
-    mx, my = gx + fx, gy + fy
-    back = cv2.remap(f_ba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    bx, by = back[..., 0], back[..., 1]
-    ex, ey = fx + bx, fy + by
-    err = ex * ex + ey * ey
-    mag = fx * fx + fy * fy + bx * bx + by * by
-    c = np.exp(-err / (sigma * sigma + 0.01 * mag))
-    c[(mx < -0.5) | (mx > w - 0.5) | (my < -0.5) | (my > h - 0.5)] = 0.0
-    return c.astype(np.float32, copy=False)
-
-
-def global_motion(
-    f_ab: np.ndarray, c_a: np.ndarray, step: int | None = None, min_inliers: float = 0.5,
-    tolerance: float = 1.0, min_move: float = 1.0,
-) -> np.ndarray | None:
-    """The camera's motion A->B as a homography (3x3, working-resolution pixels), or None when no
-    single homography explains at least `min_inliers` of A's flow-consistent samples, or when it
-    moves no corner of the frame by `min_move` px or more (a still camera).
-
-    Fitted robustly (RANSAC, `tolerance` px) to the flow on a grid of every `step`-th pixel
-    (default: about 1200 samples) where the forward-backward check passed. A pan gives a
-    translation, a push-in a scale: the motion that the pixels without a usable flow of their
-    own (leaving the frame, occluded) most likely share.
-    """
-    h, w = c_a.shape
-    step = step or max(2, int(np.sqrt(h * w / 1200)))
-    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
-    ok = c_a[ys, xs] > 0.8
-    if ok.sum() < 32 or ok.mean() < 0.25:
-        return None
-    src = np.stack([xs[ok], ys[ok]], axis=-1).astype(np.float32)
-    dst = src + f_ab[ys[ok], xs[ok]]
-    hom, inl = cv2.findHomography(src, dst, cv2.RANSAC, tolerance, maxIters=500, confidence=0.99)
-    if hom is None or inl is None or inl.mean() < min_inliers:
-        return None
-    corners = np.float32([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]]).reshape(-1, 1, 2)
-    if np.abs(cv2.perspectiveTransform(corners, hom) - corners).max() < min_move:
-        return None  # a still camera: nothing leaves the frame, the plain substitute is better
-    return hom
-
-
-def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, camera: np.ndarray,
-                     grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Per pixel, `camera` where it lands outside the frame or matches `g_to` better (smoothed
-    absolute difference) than `flow` does, else `flow`; a soft choice, so no seams. `grid` is
-    `_grid` of the frame."""
-    h, w = g_from.shape
-    gx, gy = grid
-    src = g_from.astype(np.float32)
-
-    def err(f):
-        x, y = gx + f[..., 0], gy + f[..., 1]
-        warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        return cv2.blur(np.abs(warped - src), (7, 7)), _inside(x, y, w, h)
-
-    e_flow, in_flow = err(flow)
-    e_cam, in_cam = err(camera)
-    # a candidate that leaves the frame cannot be checked; the camera decides about leaving
-    better = 1.0 / (1.0 + np.exp(np.clip((e_cam - e_flow) / 2.0, -30.0, 30.0)))
-    take_cam = np.where((in_cam < 0.5) | (in_flow < 0.5), 1.0, better).astype(np.float32)[..., None]
-    return flow + take_cam * (camera - flow)
-
-
-def match_flow(pa: np.ndarray, pb: np.ndarray, flow: np.ndarray, radius: float,
-               min_miss: float = 3.0, min_move: float = 0.0, min_support: int = 1) -> np.ndarray | None:
-    """A second flow hypothesis A->B from sparse feature matches (`pa` -> `pb`, N x 2, in the
-    flow's pixels), for the motions that DIS's coarse-to-fine search cannot follow (a small
-    subject moving many times its size: at DIS's coarsest level it is gone).
-
-    Only matches that move at least `min_move` px, that the flow misses (their displacement
-    differs from the flow's by more than `min_miss` px and 10% of its length) and that `min_support` other such matches within
-    2 `radius` confirm (a displacement within 2 px and 25%) are kept: a stray wrong match
-    proposes nothing. Each
-    pixel within `radius` of a kept match takes the displacement of the nearest one (a Voronoi
-    partition, so neighbouring subjects' motions are never averaged); the others keep `flow`.
-    None when no match is kept. Which hypothesis a pixel follows is decided by warping error
-    (`pick_flow`)."""
-    h, w = flow.shape[:2]
-    if len(pa) < 2:
-        return None
-    d = (pb - pa).astype(np.float32)
-    ix = np.clip(np.round(pa[:, 0]).astype(int), 0, w - 1)
-    iy = np.clip(np.round(pa[:, 1]).astype(int), 0, h - 1)
-    miss = np.linalg.norm(d - flow[iy, ix], axis=1)
-    mag = np.linalg.norm(d, axis=1)
-    keep = (miss > np.maximum(min_miss, 0.1 * mag)) & (mag >= min_move)
-    if keep.sum() < 2:
-        return None
-    pa, d, ix, iy, mag = pa[keep], d[keep], ix[keep], iy[keep], mag[keep]
-    near = np.linalg.norm(pa[:, None] - pa[None], axis=2) < 2 * radius
-    agree = np.linalg.norm(d[:, None] - d[None], axis=2) < np.maximum(2.0, 0.25 * mag)[:, None]
-    np.fill_diagonal(near, False)
-    ok = (near & agree).sum(1) >= min_support
-    if not ok.any():
-        return None
-    ix, iy, d = ix[ok], iy[ok], d[ok]
-    seeds = np.ones((h, w), np.uint8)
-    seeds[iy, ix] = 0
-    dist, labels = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    # labels number the zero pixels in row-major order
-    order = np.argsort(iy * w + ix, kind="stable")
-    lut = np.zeros((len(d) + 1, 2), np.float32)
-    uniq = np.unique(iy[order] * w + ix[order], return_index=True)[1]
-    lut[1 : len(uniq) + 1] = d[order][uniq]
-    prop = lut[labels]
-    return np.where((dist <= radius)[..., None], prop, flow).astype(np.float32)
-
-
-def pick_flow(g_from: np.ndarray, g_to: np.ndarray, flows: list[np.ndarray], grid: tuple[np.ndarray, np.ndarray],
-              window: int = 9, bias: float = 4.0) -> np.ndarray:
-    """Per pixel, the flow hypothesis whose warp of `g_to` best matches `g_from` (absolute grey
-    difference smoothed over `window` px; a hypothesis that leaves the frame counts as a 
-    mismatch of 255), blended softly (so no seams); the first hypothesis wins ties."""
-    h, w = g_from.shape
-    gx, gy = grid
-    src = g_from.astype(np.float32)
-    errs = []
-    for i, f in enumerate(flows):
-        x, y = gx + f[..., 0], gy + f[..., 1]
-        warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        e = np.abs(warped - src)
-        e = np.where(_inside(x, y, w, h) > 0.5, e, 255.0)
-        errs.append(cv2.blur(e, (window, window)) + (bias if i else 0.0))
-    e = np.stack(errs)
-    wts = np.exp(-(e - e.min(0)) / 1.5)
-    wts /= wts.sum(0)
-    return np.einsum("khw,khwc->hwc", wts.astype(np.float32), np.stack(flows)).astype(np.float32)
-
-
-def homography_flows(hom: np.ndarray, h: int, w: int, grid: tuple[np.ndarray, np.ndarray] | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B); `grid`: `_grid(h, w)`
-    if the caller has it."""
-    gx, gy = grid if grid is not None else _grid(h, w)
-    pts = np.stack([gx, gy], axis=-1).reshape(-1, 1, 2)
-    fwd = cv2.perspectiveTransform(pts, hom).reshape(h, w, 2) - pts.reshape(h, w, 2)
-    bwd = cv2.perspectiveTransform(pts, np.linalg.inv(hom)).reshape(h, w, 2) - pts.reshape(h, w, 2)
-    return fwd.astype(np.float32), bwd.astype(np.float32)
-
-
-def _shrink(flow: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A flow field resized to h x w (area averaging), its vectors scaled to the new pixels."""
-    sy, sx = h / flow.shape[0], w / flow.shape[1]
-    out = cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA)
-    out[..., 0] *= sx
-    out[..., 1] *= sy
-    return out
-
-
-def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """Super SloMo's linear-motion approximation of the flows from time t to A (F_t0) and to B (F_t1)."""
-    ft0 = (-(1.0 - t) * t) * f01 + (t * t) * f10
-    ft1 = ((1.0 - t) * (1.0 - t)) * f01 + (-t * (1.0 - t)) * f10
-    return ft0, ft1
-
-
-def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray, np.ndarray],
-               front: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """Flow reversal (Xu et al., "Quadratic Video Interpolation", NeurIPS 2019): the flow from
-    time t back to frame 0, by forward-splatting each pixel p of frame 0 to p + t F01(p) with the
-    value -t F01(p) (bilinear weights). Returns (flow F_t0, coverage in [0, 1]). F01 is the flow
-    before the occlusion substitutes (an occluded pixel's own estimate).
-
-    Unlike the linear-motion approximation (which reads F01 at the pixel of frame t itself), it
-    puts a subject that moves many times its own size where it is at time t. Each sample is
-    weighted by 0.2 + its forward-backward consistency `c0` and, where samples collide, the one
-    that moves more wins (weight exp(min(|t F01|, 30) / `front`)): moving subjects pass in front
-    of the background they cross. Coverage is the bilinear mass that landed on the pixel; where
-    it is low (disocclusions, the frame's edges) the caller keeps the linear approximation."""
-    h, w = c0.shape
-    gx, gy = grid
-    vx, vy = -t * f01[..., 0], -t * f01[..., 1]
-    qx, qy = gx - vx, gy - vy
-    mag = np.sqrt(vx * vx + vy * vy)
-    z = (0.2 + c0) * np.exp(np.minimum(mag, 30.0) / front)
-    x0, y0 = np.floor(qx), np.floor(qy)
-    fx, fy = qx - x0, qy - y0
-    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-    n = h * w
-    den = np.zeros(n)
-    num_x = np.zeros(n)
-    num_y = np.zeros(n)
-    cov = np.zeros(n)
-    for dx, dy, wb in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = x0 + dx, y0 + dy
-        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        idx = (yi * w + xi)[ok]
-        wz = (wb * z)[ok]
-        den += np.bincount(idx, wz, n)
-        num_x += np.bincount(idx, wz * vx[ok], n)
-        num_y += np.bincount(idx, wz * vy[ok], n)
-        cov += np.bincount(idx, wb[ok], n)
-    safe = np.maximum(den, 1e-12)
-    out = np.dstack([(num_x / safe).reshape(h, w), (num_y / safe).reshape(h, w)]).astype(np.float32)
-    return out, np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
+    residual = cv2.blur(cv2.absdiff(b_on_a, gray_a).astype(np.float32), (9, 9))
+    return bool((residual > 30).mean() < max_residual)
 
 
 class _PairState:
@@ -378,16 +140,12 @@ class _PairState:
     def __init__(
         self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
         camera: bool = True, check_cut: bool = False, matches: tuple[np.ndarray, np.ndarray] | None = None,
-        reversal: bool = True,
+        reversal: bool = True, flows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     ):
         h, w = a.shape[:2]
-        wh, ww = working_size(h, w, max_side)
-        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-        if (wh, ww) != (h, w):
-            ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
-            gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
-        self.f01, self.f10 = bidirectional_flow(ga, gb, preset, variational)
+        # (`flows`: `working_flows(a, b, ...)` when the caller has it already)
+        ga, gb, self.f01, self.f10 = flows if flows is not None else working_flows(a, b, max_side, preset, variational)
+        wh, ww = ga.shape
         self.flow_size = (wh, ww)
         # the scene-cut check (see `compensated_similarity`), at the flow's own resolution
         self.similarity = (compensated_similarity(ga, gb, self.f01, consistency(self.f01, self.f10))
@@ -493,138 +251,6 @@ class _PairState:
         return ft0, ft1, wa.astype(np.float32, copy=False), fade if fade is None else fade.astype(np.float32, copy=False)
 
 
-def _field_scale(h: int, w: int, fh: int, fw: int) -> np.ndarray:
-    """The map from a field's pixel (u, v, 1) to the frame's (x, y, 1), pixel centres aligned (as
-    `_strip` samples the fields)."""
-    sx, sy = w / fw, h / fh
-    return np.float64([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
-def _apply(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The homography m applied to the coordinate maps x, y (float32)."""
-    x64, y64 = x.astype(np.float64), y.astype(np.float64)
-    d = m[2, 0] * x64 + m[2, 1] * y64 + m[2, 2]
-    return (((m[0, 0] * x64 + m[0, 1] * y64 + m[0, 2]) / d).astype(np.float32),
-            ((m[1, 0] * x64 + m[1, 1] * y64 + m[1, 2]) / d).astype(np.float32))
-
-
-class _CameraPairState:
-    """A pair whose camera moved (see `keyrender.interpolate.camera`): the camera at constant
-    velocity, the subject by residual flow on the pre-aligned pair.
-
-    Both keyframes are carried to the camera's half-way view (A by H^(1/2), B by H^(-1/2)); the
-    residual flow between them is what the camera does not explain (a subject's motion, parallax).
-    Where one aligned frame has no content (it was outside that keyframe's view) the other's is
-    put in its place before the flow, so the residual there is zero: such content simply follows
-    the camera. For frame t, pixel x sits at y = H^(1/2 - t) x in the half-way view; the residual
-    flows of Super SloMo's linear-motion approximation at time t carry y to the aligned A and B,
-    and H^(-1/2), H^(1/2) carry those to A's and B's pixels. A pixel that only one keyframe sees
-    (content entering or leaving the frame) is taken from that keyframe by the in-frame weights.
-    """
-
-    def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, max_side: int, preset: str,
-                 variational: int | None):
-        from keyrender.interpolate.camera import CameraPath
-
-        h, w = a.shape[:2]
-        fh, fw = working_size(h, w, max_side)
-        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-        if (fh, fw) != (h, w):
-            ga = cv2.resize(ga, (fw, fh), interpolation=cv2.INTER_AREA)
-            gb = cv2.resize(gb, (fw, fh), interpolation=cv2.INTER_AREA)
-        cf = _field_scale(h, w, fh, fw)
-        path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
-        half, half_inv = path_f.at(0.5), path_f.at(-0.5)
-        am = cv2.warpPerspective(ga, half, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        bm = cv2.warpPerspective(gb, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ones = np.ones((fh, fw), np.float32)
-        va = cv2.warpPerspective(ones, half, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
-        vb = cv2.warpPerspective(ones, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
-        am_f = np.where(va > 0.5, am, np.where(vb > 0.5, bm, am))
-        bm_f = np.where(vb > 0.5, bm, np.where(va > 0.5, am, bm))
-        r01, r10 = bidirectional_flow(am_f, bm_f, preset, variational)
-        self.flow_size = (fh, fw)
-        self.overlap = float(((va > 0.5) & (vb > 0.5)).mean())
-        wh, ww = fh, fw
-        if min(wh, ww) >= 32:
-            wh, ww = (wh + 1) // 2, (ww + 1) // 2
-            r01, r10 = _shrink(r01, wh, ww), _shrink(r10, wh, ww)
-            am_f = cv2.resize(am_f, (ww, wh), interpolation=cv2.INTER_AREA)
-            bm_f = cv2.resize(bm_f, (ww, wh), interpolation=cv2.INTER_AREA)
-            va = cv2.resize(va, (ww, wh), interpolation=cv2.INTER_AREA)
-            vb = cv2.resize(vb, (ww, wh), interpolation=cv2.INTER_AREA)
-        c0 = consistency(r01, r10)
-        c1 = consistency(r10, r01)
-        self.gx, self.gy = _grid(wh, ww)
-        grid = (self.gx, self.gy)
-        # the similarity of the aligned pair once the residual is applied, over what both see
-        both = (va > 0.5) & (vb > 0.5)
-        b_on_a = cv2.remap(bm_f, self.gx + r01[..., 0], self.gy + r01[..., 1], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        sel = both & (c0 > 0.5)
-        self.similarity = _ncc(am_f[sel].astype(np.float32), b_on_a[sel].astype(np.float32)) if sel.mean() > 0.05 else 0.0
-        # untrusted residuals: the other direction's (negated) or none (the camera's), whichever
-        # matches the other frame better (see `_pick_substitute`)
-        zero = np.zeros_like(r01)
-        sub01 = _pick_substitute(am_f, bm_f, -r10, zero, grid)
-        sub10 = _pick_substitute(bm_f, am_f, -r01, zero, grid)
-        c0v, c1v = (c0 * va)[..., None], (c1 * vb)[..., None]
-        self.r01 = c0v * r01 + (1.0 - c0v) * sub01
-        self.r10 = c1v * r10 + (1.0 - c1v) * sub10
-        self.c0, self.c1 = c0 * va, c1 * vb
-        self.gray = (am_f, bm_f)
-        self.size = (h, w)
-        self.wsize = (wh, ww)
-        cw = _field_scale(h, w, wh, ww)
-        self.path = CameraPath(np.linalg.inv(cw) @ matrix @ cw)
-        self.half, self.half_inv = self.path.at(0.5), self.path.at(-0.5)
-
-    def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0):
-        """As `_PairState.fields`, plus the camera-only flows and A's weight for the hedge's fade."""
-        wh, ww = self.wsize
-        gx, gy = self.gx, self.gy
-        yx, yy = _apply(self.path.at(0.5 - t), gx, gy)  # frame t -> half-way view
-        rt0, rt1 = intermediate_flows(self.r01, self.r10, t)
-        r0 = cv2.remap(rt0, yx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        r1 = cv2.remap(rt1, yx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        max_, may_ = yx + r0[..., 0], yy + r0[..., 1]  # in the aligned A
-        mbx, mby = yx + r1[..., 0], yy + r1[..., 1]
-        ax, ay = _apply(self.half_inv, max_, may_)
-        bx, by = _apply(self.half, mbx, mby)
-        vis_a = cv2.remap(self.c0, max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        vis_b = cv2.remap(self.c1, mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        in_a, in_b = _inside(ax, ay, ww, wh), _inside(bx, by, ww, wh)
-        w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
-        w_b = t * (0.05 + vis_a) * in_b + 1e-4
-        wa = (w_a / (w_a + w_b)).astype(np.float32)
-        ft0 = np.dstack([ax - gx, ay - gy])
-        ft1 = np.dstack([bx - gx, by - gy])
-        fade = None
-        if hedge > 0:
-            a_at_t = cv2.remap(self.gray[0], max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            b_at_t = cv2.remap(self.gray[1], mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            k = max(3, int(round(9 * ww / self.size[1])) | 1)
-            diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
-            fade = (hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b).astype(np.float32)
-        return ft0, ft1, wa, fade
-
-    def fade_fields(self, t: float):
-        """The camera-only flows from frame t to A and B and A's weight: the hedge's cross-fade
-        of the camera-aligned keyframes (a ghost of the subject, not of the whole picture)."""
-        wh, ww = self.wsize
-        gx, gy = self.gx, self.gy
-        ax, ay = _apply(self.path.at(-t), gx, gy)
-        bx, by = _apply(self.path.at(1.0 - t), gx, gy)
-        w_a = (1.0 - t) * _inside(ax, ay, ww, wh) + 1e-4
-        w_b = t * _inside(bx, by, ww, wh) + 1e-4
-        return np.dstack([ax - gx, ay - gy]), np.dstack([bx - gx, by - gy]), (w_a / (w_a + w_b)).astype(np.float32)
-
-
-def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
-    return (((x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) & (y <= h - 1 + margin))).astype(np.float32)
-
-
 def render_time(
     a: np.ndarray, b: np.ndarray, state: _PairState, t: float, strip_rows: int = 256,
     hedge: float = 0.0, hedge_level: float = 50.0,
@@ -728,14 +354,16 @@ class FlowInterpolator(CheckedInterpolator):
     `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
     `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
     see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
-    large; see `splat_flow`).
+    large; see `splat_flow`), `flow_gate` (DIS first, and the SIFT matching behind both only where
+    the flow does not explain a small motion; see `flow_suffices`).
     """
 
     name = "flow"
     #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it true)
     OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
                          "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
-                         "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal"})
+                         "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal",
+                         "flow_gate"})
 
     def __init__(
         self,
@@ -754,6 +382,7 @@ class FlowInterpolator(CheckedInterpolator):
         related_matches: int = 10,
         match_flow: bool = True,
         flow_reversal: bool = True,
+        flow_gate: bool = True,
     ):
         if preset not in _PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
@@ -786,6 +415,7 @@ class FlowInterpolator(CheckedInterpolator):
         self.related_matches = int(related_matches)
         self.match_flow = bool(match_flow)
         self.flow_reversal = bool(flow_reversal)
+        self.flow_gate = bool(flow_gate)
 
     def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
         if not ts:
@@ -802,8 +432,17 @@ class FlowInterpolator(CheckedInterpolator):
                 yield cross_fade(a, b, t)
             return
         h, w = a.shape[:2]
-        matches = match_features(a, b, self.feature_max_side) if self.camera_motion or self.match_flow else None
-        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion else None
+        flows = None
+        features = self.camera_motion or self.match_flow
+        if features and self.flow_gate and guard.mode == "flow":
+            # DIS first: where it explains a small motion, no SIFT (see `flow_suffices`); else the
+            # flows serve the still-camera state below, or are dropped for the camera's
+            flows = working_flows(a, b, self.flow_max_side, self.preset, self.variational_iterations)
+            if flow_suffices(*flows):
+                features = False
+                info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
+        matches = match_features(a, b, self.feature_max_side) if features else None
+        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion and features else None
         # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
         full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches
@@ -846,7 +485,7 @@ class FlowInterpolator(CheckedInterpolator):
                 return
         if state is None:
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               matches=full, reversal=self.flow_reversal)
+                               matches=full, reversal=self.flow_reversal, flows=flows)
         info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
                     occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
         for t in ts:

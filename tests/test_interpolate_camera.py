@@ -202,3 +202,51 @@ def test_sample_shot_1b_renders_as_a_pan_matching_the_exact_views():
     ours = [psnr(o, exact(150 + 106 * t)) for o, t in zip(outs, times)]
     fades = [psnr(cross_fade(a, b, t), exact(150 + 106 * t)) for t in times]
     assert min(ours) > 28.0 and np.mean(ours) > np.mean(fades) + 8.0, (ours, fades)
+
+
+# ---- the SIFT matching only where it is needed ---------------------------------------------------
+
+
+def test_small_explained_motion_skips_the_features_and_a_pan_does_not(photo, monkeypatch):
+    """DIS first: a 1.5 px pan (what a 2-frame gap of a steady shot looks like) is explained by
+    the flow and pays no SIFT; a 30% pan fails `flow_suffices` and is solved as a camera move."""
+    from keyrender.interpolate import flow as flow_mod
+
+    calls = []
+    real = flow_mod.match_features
+    monkeypatch.setattr(flow_mod, "match_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = render(photo, view_matrix(300, 200, 300))
+    small = render(photo, view_matrix(303, 200, 300))  # 3 photo px = 2.56 frame px
+    info: dict = {}
+    out = list(inbetween(a, small, [0.5], info=info))
+    assert info["mode"] == "flow" and "skipped" in info["features"] and calls == []
+    exact = render(photo, view_matrix(301.5, 200, 300))
+    assert psnr(out[0], exact) > 30
+    # the gate off: same mode, the features computed
+    info_off: dict = {}
+    list(inbetween(a, small, [0.5], backend=FlowInterpolator(flow_gate=False), info=info_off))
+    assert "features" not in info_off and calls == [1]
+    pan = render(photo, view_matrix(300 + 0.3 * 300, 200, 300))
+    info = {}
+    list(inbetween(a, pan, [0.5], info=info))
+    assert info["mode"] == "camera" and "features" not in info and calls == [1, 1]
+
+
+def test_features_of_a_frame_shared_by_two_pairs_are_detected_once(photo, monkeypatch):
+    from keyrender.interpolate import camera
+
+    frames = [render(photo, view_matrix(250 + 40 * i, 200, 300)) for i in range(3)]
+    camera._FEATURES.clear()
+    grays = []
+    real = camera._gray
+    monkeypatch.setattr(camera, "_gray", lambda f, s: grays.append(1) or real(f, s))
+    m01 = camera.match_features(frames[0], frames[1])
+    m12 = camera.match_features(frames[1], frames[2])
+    assert len(grays) == 3  # frame 1 once, not twice
+    # the cached features give the same matches as fresh ones
+    camera._FEATURES.clear()
+    again = camera.match_features(frames[1], frames[2])
+    assert np.array_equal(again[0], m12[0]) and np.array_equal(again[1], m12[1]) and len(m01[0]) > 50
+    # a frame with the same pixels but another size setting is not a hit
+    camera.match_features(frames[1], frames[2], max_side=320)
+    assert len(grays) == 3 + 2 + 2
