@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.flowcore import (
-    _grid, _inside, _ncc, _pick_substitute, _shrink, bidirectional_flow, consistency, intermediate_flows,
+    pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, consistency, intermediate_flows,
     working_size,
 )
 
@@ -28,7 +28,7 @@ def _apply(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
             ((m[1, 0] * x64 + m[1, 1] * y64 + m[1, 2]) / d).astype(np.float32))
 
 
-class _CameraPairState:
+class CameraPairState:
     """A pair whose camera moved (see `keyrender.interpolate.camera`): the camera at constant
     velocity, the subject by residual flow on the pre-aligned pair.
 
@@ -69,26 +69,26 @@ class _CameraPairState:
         wh, ww = fh, fw
         if min(wh, ww) >= 32:
             wh, ww = (wh + 1) // 2, (ww + 1) // 2
-            r01, r10 = _shrink(r01, wh, ww), _shrink(r10, wh, ww)
+            r01, r10 = shrink_flow(r01, wh, ww), shrink_flow(r10, wh, ww)
             am_f = cv2.resize(am_f, (ww, wh), interpolation=cv2.INTER_AREA)
             bm_f = cv2.resize(bm_f, (ww, wh), interpolation=cv2.INTER_AREA)
             va = cv2.resize(va, (ww, wh), interpolation=cv2.INTER_AREA)
             vb = cv2.resize(vb, (ww, wh), interpolation=cv2.INTER_AREA)
         c0 = consistency(r01, r10)
         c1 = consistency(r10, r01)
-        self.gx, self.gy = _grid(wh, ww)
+        self.gx, self.gy = pixel_grid(wh, ww)
         grid = (self.gx, self.gy)
         # the similarity of the aligned pair once the residual is applied, over what both see
         both = (va > 0.5) & (vb > 0.5)
         b_on_a = cv2.remap(bm_f, self.gx + r01[..., 0], self.gy + r01[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
         sel = both & (c0 > 0.5)
-        self.similarity = _ncc(am_f[sel].astype(np.float32), b_on_a[sel].astype(np.float32)) if sel.mean() > 0.05 else 0.0
+        self.similarity = ncc(am_f[sel].astype(np.float32), b_on_a[sel].astype(np.float32)) if sel.mean() > 0.05 else 0.0
         # untrusted residuals: the other direction's (negated) or none (the camera's), whichever
-        # matches the other frame better (see `_pick_substitute`)
+        # matches the other frame better (see `pick_substitute`)
         zero = np.zeros_like(r01)
-        sub01 = _pick_substitute(am_f, bm_f, -r10, zero, grid)
-        sub10 = _pick_substitute(bm_f, am_f, -r01, zero, grid)
+        sub01 = pick_substitute(am_f, bm_f, -r10, zero, grid)
+        sub10 = pick_substitute(bm_f, am_f, -r01, zero, grid)
         c0v, c1v = (c0 * va)[..., None], (c1 * vb)[..., None]
         self.r01 = c0v * r01 + (1.0 - c0v) * sub01
         self.r10 = c1v * r10 + (1.0 - c1v) * sub10
@@ -114,7 +114,7 @@ class _CameraPairState:
         bx, by = _apply(self.half, mbx, mby)
         vis_a = cv2.remap(self.c0, max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         vis_b = cv2.remap(self.c1, mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        in_a, in_b = _inside(ax, ay, ww, wh), _inside(bx, by, ww, wh)
+        in_a, in_b = inside_frame(ax, ay, ww, wh), inside_frame(bx, by, ww, wh)
         w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
         w_b = t * (0.05 + vis_a) * in_b + 1e-4
         wa = (w_a / (w_a + w_b)).astype(np.float32)
@@ -136,7 +136,7 @@ class _CameraPairState:
         gx, gy = self.gx, self.gy
         ax, ay = _apply(self.path.at(-t), gx, gy)
         bx, by = _apply(self.path.at(1.0 - t), gx, gy)
-        w_a = (1.0 - t) * _inside(ax, ay, ww, wh) + 1e-4
-        w_b = t * _inside(bx, by, ww, wh) + 1e-4
+        w_a = (1.0 - t) * inside_frame(ax, ay, ww, wh) + 1e-4
+        w_b = t * inside_frame(bx, by, ww, wh) + 1e-4
         return np.dstack([ax - gx, ay - gy]), np.dstack([bx - gx, by - gy]), (w_a / (w_a + w_b)).astype(np.float32)
 

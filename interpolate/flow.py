@@ -53,9 +53,9 @@ import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
 from keyrender.interpolate.camera import fit_camera, match_features
-from keyrender.interpolate.camerapair import _CameraPairState, _apply, _field_scale  # noqa: F401
+from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
-    _PRESETS, _grid, _inside, _ncc, _pick_substitute, _shrink, bidirectional_flow, compensated_similarity,
+    DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
     consistency, dis_calc, global_motion, homography_flows, intermediate_flows, thumbnail, working_size,
 )
 from keyrender.interpolate.largemotion import match_flow, pick_flow, splat_flow  # noqa: F401
@@ -91,7 +91,7 @@ def guard_pair(
         return PairGuard("static", max_diff, 1.0)
     # a low plain correlation is either a cut or large motion: the flow decides (see
     # `compensated_similarity`), at the working resolution, once it is computed anyway
-    plain = _ncc(thumbnail(frame_a, 64), thumbnail(frame_b, 64))
+    plain = ncc(thumbnail(frame_a, 64), thumbnail(frame_b, 64))
     return PairGuard("flow" if plain >= cut_threshold else "check", max_diff, plain)
 
 
@@ -128,7 +128,7 @@ def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba
         return False
     if (consistency(f_ab, f_ba) < 0.5).mean() >= max_inconsistent:
         return False
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     residual = cv2.blur(cv2.absdiff(b_on_a, gray_a).astype(np.float32), (9, 9))
     return bool((residual > 30).mean() < max_residual)
@@ -155,8 +155,8 @@ class _PairState:
         # the resolution (vtest.avi: -0.01 dB) and cost a quarter.
         if min(wh, ww) >= 32:
             wh, ww = (wh + 1) // 2, (ww + 1) // 2
-            self.f01 = _shrink(self.f01, wh, ww)
-            self.f10 = _shrink(self.f10, wh, ww)
+            self.f01 = shrink_flow(self.f01, wh, ww)
+            self.f10 = shrink_flow(self.f10, wh, ww)
             ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
             gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
         if matches is not None and len(matches[0]) >= 2:
@@ -166,7 +166,7 @@ class _PairState:
             pa = (matches[0] + 0.5) * [sx, sy] - 0.5
             pb = (matches[1] + 0.5) * [sx, sy] - 0.5
             radius = max(4.0, 0.07 * max(wh, ww))
-            grid = _grid(wh, ww)
+            grid = pixel_grid(wh, ww)
             # (motions of a few pixels DIS follows; there a match's hypothesis only adds noise)
             move = 0.04 * max(wh, ww)
             m01 = match_flow(pa, pb, self.f01, radius, min_move=move)
@@ -186,7 +186,7 @@ class _PairState:
         # place, before the linear-motion approximation mixes both (it reads F_01 and F_10 at
         # the same location): fixes the bands entering the frame and the edges of occlusions.
         c0, c1 = self.c0[..., None], self.c1[..., None]
-        self.gx, self.gy = _grid(wh, ww)
+        self.gx, self.gy = pixel_grid(wh, ww)
         # (RANSAC tolerance: one pixel of the flow resolution)
         self.global_motion = global_motion(self.f01, self.c0, tolerance=ww / self.flow_size[1]) if camera else None
         sub01, sub10 = -self.f10, -self.f01
@@ -199,8 +199,8 @@ class _PairState:
             # flow usually matches better and stays.
             grid = (self.gx, self.gy)
             g01, g10 = homography_flows(self.global_motion, wh, ww, grid)
-            sub01 = _pick_substitute(ga, gb, sub01, g01, grid)
-            sub10 = _pick_substitute(gb, ga, sub10, g10, grid)
+            sub01 = pick_substitute(ga, gb, sub01, g01, grid)
+            sub10 = pick_substitute(gb, ga, sub10, g10, grid)
         f01 = c0 * self.f01 + (1.0 - c0) * sub01
         f10 = c1 * self.f10 + (1.0 - c1) * sub10
         self.f01, self.f10 = f01, f10
@@ -229,8 +229,8 @@ class _PairState:
         bx, by = self.gx + ft1[..., 0], self.gy + ft1[..., 1]
         vis_a = cv2.remap(self.c0, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         vis_b = cv2.remap(self.c1, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        in_a = _inside(ax, ay, ww, wh)
-        in_b = _inside(bx, by, ww, wh)
+        in_a = inside_frame(ax, ay, ww, wh)
+        in_b = inside_frame(bx, by, ww, wh)
         # A's sample is trusted unless B sees the point and A's pixel is not visible in B, etc.
         w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
         w_b = t * (0.05 + vis_a) * in_b + 1e-4
@@ -290,7 +290,7 @@ def render_time(
                 e[:, -1] = 2 * e[:, -2] - e[:, -3]
             return e
 
-        linear = cam is not None or isinstance(state, _CameraPairState)
+        linear = cam is not None or isinstance(state, CameraPairState)
         layers = [ext(f, sx if i % 2 == 0 else sy, linear) for i, f in enumerate(flows)] + [ext(f) for f in weights]
         pad = 1
         xs = np.arange(w, dtype=np.float32)[None, :]
@@ -384,8 +384,8 @@ class FlowInterpolator(CheckedInterpolator):
         flow_reversal: bool = True,
         flow_gate: bool = True,
     ):
-        if preset not in _PRESETS:
-            raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
+        if preset not in DIS_PRESETS:
+            raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(DIS_PRESETS)}")
         if on_cut not in ("hold", "fade"):
             raise ValueError(f"on_cut: expected 'hold' or 'fade', got {on_cut!r}")
         if flow_max_side < 16:
@@ -450,8 +450,8 @@ class FlowInterpolator(CheckedInterpolator):
         if fit is not None:
             info["camera"] = {**fit.summary(h, w), "explains": cam is not None}
         if cam is not None and cam.corner_motion(h, w) >= self.camera_min_move * float(np.hypot(h, w)):
-            # 1. the camera moved: it explains B from A (see `_CameraPairState`)
-            state = _CameraPairState(a, b, cam.matrix, self.flow_max_side, self.preset, self.variational_iterations)
+            # 1. the camera moved: it explains B from A (see `CameraPairState`)
+            state = CameraPairState(a, b, cam.matrix, self.flow_max_side, self.preset, self.variational_iterations)
             info.update(mode="camera", similarity=round(state.similarity, 4), flow_size=list(state.flow_size),
                         overlap=round(state.overlap, 4), camera_motion=True,
                         occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-_PRESETS = {
+DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
@@ -41,7 +41,7 @@ def dis_calc(dis, a: np.ndarray, b: np.ndarray, pad: int = 16) -> np.ndarray:
     return dis.calc(a, b, None)
 
 
-def _ncc(x: np.ndarray, y: np.ndarray) -> float:
+def ncc(x: np.ndarray, y: np.ndarray) -> float:
     x = x - x.mean()
     y = y - y.mean()
     den = float(np.sqrt((x * x).sum() * (y * y).sum()))
@@ -56,12 +56,12 @@ def compensated_similarity(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndar
     (which must be at least 35% of the frame): high when the flow explains B from A (same scene moved),
     near 0 for unrelated pictures (a cut)."""
     h, w = gray_a.shape
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mask = c_a > 0.5
     if mask.mean() < 0.35:  # the flow cannot be followed back over most of the frame
         return 0.0
-    return _ncc(gray_a[mask].astype(np.float32), b_on_a[mask].astype(np.float32))
+    return ncc(gray_a[mask].astype(np.float32), b_on_a[mask].astype(np.float32))
 
 
 def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -76,9 +76,9 @@ def bidirectional_flow(
     gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "fast", variational_iterations: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """DIS optical flow A->B and B->A (float32 H x W x 2, in pixels of the given images)."""
-    if preset not in _PRESETS:
-        raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(_PRESETS)}")
-    dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+    if preset not in DIS_PRESETS:
+        raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(DIS_PRESETS)}")
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
     if variational_iterations is not None:
         dis.setVariationalRefinementIterations(int(variational_iterations))
     f_ab = dis_calc(dis, gray_a, gray_b)
@@ -86,7 +86,7 @@ def bidirectional_flow(
     return f_ab, f_ba
 
 
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
 
 
@@ -98,7 +98,7 @@ def consistency(f_ab: np.ndarray, f_ba: np.ndarray, sigma: float = 1.0) -> np.nd
     pixels of A that are occluded in B or that leave the frame.
     """
     h, w = f_ab.shape[:2]
-    gx, gy = _grid(h, w)
+    gx, gy = pixel_grid(h, w)
     fx, fy = f_ab[..., 0], f_ab[..., 1]
     mx, my = gx + fx, gy + fy
     back = cv2.remap(f_ba, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -141,11 +141,11 @@ def global_motion(
     return hom
 
 
-def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, camera: np.ndarray,
+def pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, camera: np.ndarray,
                      grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Per pixel, `camera` where it lands outside the frame or matches `g_to` better (smoothed
     absolute difference) than `flow` does, else `flow`; a soft choice, so no seams. `grid` is
-    `_grid` of the frame."""
+    `pixel_grid` of the frame."""
     h, w = g_from.shape
     gx, gy = grid
     src = g_from.astype(np.float32)
@@ -153,7 +153,7 @@ def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, cam
     def err(f):
         x, y = gx + f[..., 0], gy + f[..., 1]
         warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        return cv2.blur(np.abs(warped - src), (7, 7)), _inside(x, y, w, h)
+        return cv2.blur(np.abs(warped - src), (7, 7)), inside_frame(x, y, w, h)
 
     e_flow, in_flow = err(flow)
     e_cam, in_cam = err(camera)
@@ -165,16 +165,16 @@ def _pick_substitute(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, cam
 
 def homography_flows(hom: np.ndarray, h: int, w: int, grid: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B); `grid`: `_grid(h, w)`
+    """Dense flows A->B and B->A (H x W x 2) of the homography `hom` (A->B); `grid`: `pixel_grid(h, w)`
     if the caller has it."""
-    gx, gy = grid if grid is not None else _grid(h, w)
+    gx, gy = grid if grid is not None else pixel_grid(h, w)
     pts = np.stack([gx, gy], axis=-1).reshape(-1, 1, 2)
     fwd = cv2.perspectiveTransform(pts, hom).reshape(h, w, 2) - pts.reshape(h, w, 2)
     bwd = cv2.perspectiveTransform(pts, np.linalg.inv(hom)).reshape(h, w, 2) - pts.reshape(h, w, 2)
     return fwd.astype(np.float32), bwd.astype(np.float32)
 
 
-def _shrink(flow: np.ndarray, h: int, w: int) -> np.ndarray:
+def shrink_flow(flow: np.ndarray, h: int, w: int) -> np.ndarray:
     """A flow field resized to h x w (area averaging), its vectors scaled to the new pixels."""
     sy, sx = h / flow.shape[0], w / flow.shape[1]
     out = cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA)
@@ -190,6 +190,6 @@ def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.n
     return ft0, ft1
 
 
-def _inside(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
+def inside_frame(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
     return (((x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) & (y <= h - 1 + margin))).astype(np.float32)
 

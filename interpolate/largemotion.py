@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from keyrender.interpolate.flowcore import _inside
+from keyrender.interpolate.flowcore import inside_frame
 
 
 def match_flow(pa: np.ndarray, pb: np.ndarray, flow: np.ndarray, radius: float,
@@ -70,7 +70,7 @@ def pick_flow(g_from: np.ndarray, g_to: np.ndarray, flows: list[np.ndarray], gri
         x, y = gx + f[..., 0], gy + f[..., 1]
         warped = cv2.remap(g_to, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         e = np.abs(warped - src)
-        e = np.where(_inside(x, y, w, h) > 0.5, e, 255.0)
+        e = np.where(inside_frame(x, y, w, h) > 0.5, e, 255.0)
         errs.append(cv2.blur(e, (window, window)) + (bias if i else 0.0))
     e = np.stack(errs)
     wts = np.exp(-(e - e.min(0)) / 1.5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keyrender.interpolate import inbetween
-from keyrender.interpolate.flow import FlowInterpolator, _grid, match_flow, pick_flow
+from keyrender.interpolate.flow import FlowInterpolator, pixel_grid, match_flow, pick_flow
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -61,6 +61,6 @@ def test_pick_flow_takes_the_hypothesis_that_warps_better_per_pixel():
     right = np.zeros(g.shape + (2,), np.float32)
     right[..., 0] = 7
     wrong = np.zeros_like(right)
-    picked = pick_flow(g, shifted, [wrong, right], _grid(*g.shape))
+    picked = pick_flow(g, shifted, [wrong, right], pixel_grid(*g.shape))
     inner = picked[20:-20, 20:-20, 0]
     assert np.median(inner) > 6.5
