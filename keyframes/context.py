@@ -16,7 +16,8 @@ CONTEXT_INDEX_BASE = 10_000
 
 def encode_latents(pipe, image: np.ndarray, dtype) -> torch.Tensor:
     """Deterministic VAE latents (mode of the posterior, scaled) of an RGB uint8 image."""
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    # a copy: the image may be a read-only view (a decoded frame, a cached keyframe)
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
     vae = pipe.vae
     upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
     vdtype = torch.float32 if upcast else vae.dtype
