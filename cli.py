@@ -76,7 +76,7 @@ def _step_range(ctx, param, value):
 @click.option("--allow-download", is_flag=True, help="Let insightface download a missing face model pack.")
 @click.option("--offline/--online", default=None, help="Never / may look up the Hugging Face hub (default: HF_HUB_OFFLINE).")
 @click.option("--no-refine", is_flag=True, help="Skip the identity check-and-repair loop.")
-@click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: automatic).")
+@click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: every 3rd, and about 240 checks at most per shot; keyframes are always checked).")
 @click.option("--keyframe-attempts", type=click.IntRange(min=0), default=3, show_default=True,
               help="Re-rolls of a keyframe that fails identity checks.")
 @click.option("--budget", type=click.IntRange(min=0), default=12, show_default=True,
