@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.flowcore import (
-    pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, consistency, intermediate_flows,
-    working_size,
+    bidirectional_flow, consistency, gray_pair, inside_frame, intermediate_flows, ncc, pick_substitute, pixel_grid,
+    shrink_flow, working_size,
 )
 
 
@@ -48,11 +48,7 @@ class CameraPairState:
 
         h, w = a.shape[:2]
         fh, fw = working_size(h, w, max_side)
-        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-        if (fh, fw) != (h, w):
-            ga = cv2.resize(ga, (fw, fh), interpolation=cv2.INTER_AREA)
-            gb = cv2.resize(gb, (fw, fh), interpolation=cv2.INTER_AREA)
+        ga, gb = gray_pair(a, b, (fh, fw))
         cf = _field_scale(h, w, fh, fw)
         path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
         half, half_inv = path_f.at(0.5), path_f.at(-0.5)

@@ -56,7 +56,7 @@ from keyrender.interpolate.camera import fit_camera, match_features
 from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
     DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
-    consistency, dis_calc, global_motion, homography_flows, intermediate_flows, thumbnail, working_size,
+    consistency, dis_calc, global_motion, gray_pair, homography_flows, intermediate_flows, thumbnail, working_size,
 )
 from keyrender.interpolate.largemotion import match_flow, pick_flow, splat_flow  # noqa: F401
 
@@ -101,11 +101,7 @@ def working_flows(a: np.ndarray, b: np.ndarray, max_side: int, preset: str, vari
     A->B and B->A between them: (gray A, gray B, F_ab, F_ba)."""
     h, w = a.shape[:2]
     wh, ww = working_size(h, w, max_side)
-    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
-    if (wh, ww) != (h, w):
-        ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
-        gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
+    ga, gb = gray_pair(a, b, (wh, ww))
     f_ab, f_ba = bidirectional_flow(ga, gb, preset, variational)
     return ga, gb, f_ab, f_ba
 

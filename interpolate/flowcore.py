@@ -72,6 +72,18 @@ def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     return max(8, round(height * s)), max(8, round(width * s))
 
 
+def gray_pair(a: np.ndarray, b: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Two RGB frames as grey images of `size` (h, w): area-resampled when it is not their own."""
+    h, w = size
+    out = []
+    for frame in (a, b):
+        g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if g.shape != (h, w):
+            g = cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA)
+        out.append(g)
+    return out[0], out[1]
+
+
 def bidirectional_flow(
     gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "fast", variational_iterations: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
