@@ -5,9 +5,9 @@ cache, an anchor) shows up as resident memory growing shot after shot. Each case
 subprocess; after every shot the process's resident set (VmRSS) and its peak (VmHWM) are read
 from /proc/self/status. "flat" means the peak after the last 50 shots is within 10% of the peak
 after the first 50. Cases: no face model (identity checks off: the default state before a face
-pack is installed, where issue 14 measured +18 MB per shot) and the tiny insightface-shaped pack
+pack is installed, where issue 14 measured +18 MB per shot), the tiny insightface-shaped pack
 (identity/testing.py: real ONNX detector + recognizer, random weights; every keyframe and
-checked in-between goes through detection and embedding).
+checked in-between goes through detection and embedding) and the built-in dlib judge (the default).
 
     .venv/bin/python benchmarks/soak.py                    # 1000 shots, both cases
     .venv/bin/python benchmarks/soak.py --shots 200 --case none
@@ -86,14 +86,15 @@ def run_case(shots: int, face: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shots", type=int, default=1000)
-    ap.add_argument("--case", choices=["none", "tiny"], action="append")
+    ap.add_argument("--case", choices=["none", "tiny", "dlib"], action="append")
     args = ap.parse_args()
-    rows = [run_case(args.shots, c) for c in (args.case or ["none", "tiny"])]
+    rows = [run_case(args.shots, c) for c in (args.case or ["none", "tiny", "dlib"])]
     print(f"| face model | shots | wall s | peak after first 50 (MiB) | peak after last (MiB) | growth | "
           f"mean RSS first 50 / last 50 (MiB) | RSS per shot | flat (<10%) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        name = "none (checks off)" if r["case"] == "none" else "tiny pack (checks on)"
+        name = {"none": "none (checks off)", "tiny": "tiny pack (checks on)",
+                "dlib": "dlib, the default (checks on)"}[r["case"]]
         print(f"| {name} | {r['shots']} | {r['seconds']:.0f} | {r['peak_first']:.0f} | {r['peak_last']:.0f} | "
               f"{100 * r['growth']:+.1f}% | {r['rss_first']:.0f} / {r['rss_last']:.0f} | "
               f"{r['per_shot_kib']:+.1f} KiB | {'yes' if r['growth'] < 0.10 else 'NO'} |")
