@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.flowcore import (
-    bidirectional_flow, consistency, gray_pair, inside_frame, intermediate_flows, ncc, pick_substitute, pixel_grid,
+    bidirectional_flow, blend_fields, consistency, gray_pair, inside_frame, intermediate_flows, ncc, pick_substitute, pixel_grid,
     shrink_flow, working_size,
 )
 
@@ -108,21 +108,12 @@ class CameraPairState:
         mbx, mby = yx + r1[..., 0], yy + r1[..., 1]
         ax, ay = _apply(self.half_inv, max_, may_)
         bx, by = _apply(self.half, mbx, mby)
-        vis_a = cv2.remap(self.c0, max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        vis_b = cv2.remap(self.c1, mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         in_a, in_b = inside_frame(ax, ay, ww, wh), inside_frame(bx, by, ww, wh)
-        w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
-        w_b = t * (0.05 + vis_a) * in_b + 1e-4
-        wa = (w_a / (w_a + w_b)).astype(np.float32)
         ft0 = np.dstack([ax - gx, ay - gy])
         ft1 = np.dstack([bx - gx, by - gy])
-        fade = None
-        if hedge > 0:
-            a_at_t = cv2.remap(self.gray[0], max_, may_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            b_at_t = cv2.remap(self.gray[1], mbx, mby, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            k = max(3, int(round(9 * ww / self.size[1])) | 1)
-            diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
-            fade = (hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b).astype(np.float32)
+        k = max(3, int(round(9 * ww / self.size[1])) | 1)
+        wa, fade = blend_fields(t, (self.c0, self.c1), self.gray, (max_, may_), (mbx, mby), in_a, in_b,
+                                hedge, hedge_level, k)
         return ft0, ft1, wa, fade
 
     def fade_fields(self, t: float):

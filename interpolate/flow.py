@@ -56,7 +56,7 @@ from keyrender.interpolate.camera import fit_camera, match_features
 from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
     DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
-    consistency, dis_calc, global_motion, gray_pair, homography_flows, intermediate_flows, thumbnail, working_size,
+    blend_fields, consistency, dis_calc, global_motion, gray_pair, homography_flows, intermediate_flows, thumbnail, working_size,
 )
 from keyrender.interpolate.largemotion import match_flow, pick_flow, splat_flow  # noqa: F401
 
@@ -223,28 +223,10 @@ class _PairState:
         wh, ww = self.wsize
         ax, ay = self.gx + ft0[..., 0], self.gy + ft0[..., 1]
         bx, by = self.gx + ft1[..., 0], self.gy + ft1[..., 1]
-        vis_a = cv2.remap(self.c0, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        vis_b = cv2.remap(self.c1, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        in_a = inside_frame(ax, ay, ww, wh)
-        in_b = inside_frame(bx, by, ww, wh)
-        # A's sample is trusted unless B sees the point and A's pixel is not visible in B, etc.
-        w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
-        w_b = t * (0.05 + vis_a) * in_b + 1e-4
-        # where both are doubtful fall back to the time weights
-        wa = w_a / (w_a + w_b)
-        fade = None
-        if hedge > 0:
-            # Where A and B, both warped to t, still disagree, the flow is wrong there (people
-            # crossing, limbs, motion beyond the search): a confidently wrong warp tears and
-            # costs more than a ghost. Mix in the plain cross-fade, up to `hedge`, in proportion
-            # to the disagreement (smoothed over ~9 px of the frame) up to `hedge_level` levels.
-            a_at_t = cv2.remap(self.gray[0], ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            b_at_t = cv2.remap(self.gray[1], bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            k = max(3, int(round(9 * ww / self.size[1])) | 1)
-            diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
-            # (not where one of them falls outside its frame: they differ there by construction)
-            fade = hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b
-        return ft0, ft1, wa.astype(np.float32, copy=False), fade if fade is None else fade.astype(np.float32, copy=False)
+        k = max(3, int(round(9 * ww / self.size[1])) | 1)  # the hedge's smoothing: ~9 px of the frame
+        wa, fade = blend_fields(t, (self.c0, self.c1), self.gray, (ax, ay), (bx, by),
+                                inside_frame(ax, ay, ww, wh), inside_frame(bx, by, ww, wh), hedge, hedge_level, k)
+        return ft0, ft1, wa, fade
 
 
 def render_time(

@@ -84,6 +84,36 @@ def gray_pair(a: np.ndarray, b: np.ndarray, size: tuple[int, int]) -> tuple[np.n
     return out[0], out[1]
 
 
+def blend_fields(t: float, vis: tuple[np.ndarray, np.ndarray], gray: tuple[np.ndarray, np.ndarray],
+                 maps_a: tuple[np.ndarray, np.ndarray], maps_b: tuple[np.ndarray, np.ndarray],
+                 in_a: np.ndarray, in_b: np.ndarray, hedge: float, hedge_level: float, k: int
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A's weight at time t and the hedge's cross-fade field, from where frame t samples A and B.
+
+    `vis`: each keyframe's consistency (is its pixel visible in the other), `gray`: the grey
+    keyframes, `maps_a`/`maps_b`: the (x, y) sample maps into them, `in_a`/`in_b`: whether a sample
+    falls inside its frame. A's sample is trusted unless B sees the point and A's pixel is not
+    visible in B, and the reverse; where both are doubtful the time weights decide.
+
+    Hedge: where A and B, both warped to t, still disagree, the flow is wrong there (people
+    crossing, limbs, motion beyond the search): a confidently wrong warp tears and costs more than a
+    ghost. The plain cross-fade is mixed in, up to `hedge`, in proportion to the disagreement
+    (smoothed over a k x k box) up to `hedge_level` levels; not where a sample falls outside its
+    frame (they differ there by construction). None when hedge is 0."""
+    vis_a = cv2.remap(vis[0], *maps_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    vis_b = cv2.remap(vis[1], *maps_b, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4
+    w_b = t * (0.05 + vis_a) * in_b + 1e-4
+    wa = (w_a / (w_a + w_b)).astype(np.float32, copy=False)
+    if hedge <= 0:
+        return wa, None
+    a_at_t = cv2.remap(gray[0], *maps_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    b_at_t = cv2.remap(gray[1], *maps_b, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    diff = cv2.blur(cv2.absdiff(a_at_t, b_at_t).astype(np.float32), (k, k))
+    fade = hedge * np.minimum(diff * (1.0 / hedge_level), 1.0) * in_a * in_b
+    return wa, fade.astype(np.float32, copy=False)
+
+
 def bidirectional_flow(
     gray_a: np.ndarray, gray_b: np.ndarray, preset: str = "fast", variational_iterations: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
