@@ -11,20 +11,12 @@ PSNR of each in-between against the real frame printed underneath.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-if __package__ in (None, ""):
-    try:
-        import keyrender  # noqa: F401
-    except ImportError:  # pragma: no cover
-        sys.path.insert(0, str(REPO.parent))
-
-from interpolation import EXTRA, decode_distinct, psnr  # noqa: E402
+# the benchmark module first: run from a checkout, it is what makes `keyrender` importable
+from interpolation import EXTRA, REPO, decode_distinct, psnr
 
 from keyrender.interpolate import inbetween  # noqa: E402
 from keyrender.interpolate.flow import FlowInterpolator, cross_fade  # noqa: E402
