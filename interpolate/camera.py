@@ -40,11 +40,17 @@ class CameraModel:
     inliers: int  # matches consistent with the model
     matches: int  # matches after the ratio and cross checks
     coverage: float  # share of the matched area (8 x 8 cells of the frame) that the inliers span
+    #: "features" (SIFT matches, this module) or "photometric" (direct alignment of frames too
+    #: plain for features, `keyrender.interpolate.direct`; verified there, so it explains the pair)
+    source: str = "features"
+    score: float | None = None  # photometric: the overlap's normalized cross-correlation
 
     def explains(self, min_inliers: int = 15, min_ratio: float = 0.5, min_coverage: float = 0.6) -> bool:
         """Whether the model is the camera of the pair: supported by `min_inliers` matches and by
         `min_ratio` of them, or spanning `min_coverage` of the matched area (a background with a
-        textured subject in front)."""
+        textured subject in front). A photometric model was verified when it was found."""
+        if self.source == "photometric":
+            return True
         return self.inliers >= min_inliers and (self.inlier_ratio >= min_ratio or self.coverage >= min_coverage)
 
     @property
@@ -63,8 +69,9 @@ class CameraModel:
         scale = float(np.sqrt(abs(np.linalg.det(a))))
         centre = np.float32([[[(width - 1) / 2, (height - 1) / 2]]])
         shift = cv2.perspectiveTransform(centre, m)[0, 0] - centre[0, 0]
+        extra = {} if self.source == "features" else {"source": self.source, "score": self.score}
         return {
-            "model": self.kind, "inliers": self.inliers, "matches": self.matches,
+            "model": self.kind, "inliers": self.inliers, "matches": self.matches, **extra,
             "pan_x": round(float(shift[0]) / width, 4), "pan_y": round(float(shift[1]) / height, 4),
             "zoom": round(scale, 4),
             "roll_deg": round(float(np.degrees(np.arctan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))), 2),

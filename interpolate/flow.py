@@ -54,6 +54,7 @@ import numpy as np
 from keyrender.interpolate.base import CheckedInterpolator
 from keyrender.interpolate.camera import fit_camera, match_features
 from keyrender.interpolate.camerapair import CameraPairState
+from keyrender.interpolate.direct import CUT_COLOUR_DISTANCE, colour_distance, direct_camera, few_keypoints
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
     DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
     blend_fields, consistency, dis_calc, global_motion, gray_pair, homography_flows, intermediate_flows, thumbnail, working_size,
@@ -425,6 +426,15 @@ class FlowInterpolator(CheckedInterpolator):
         full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches
         cam = fit if fit is not None and fit.explains() else None
+        # a keyframe too plain for feature matches (a wall, the sky): no matches is no evidence
+        plain = few_keypoints(a, b, self.feature_max_side) if features else None
+        if cam is None and self.camera_motion and (plain is not None or (fit is not None and fit.inliers >= 4)):
+            # ... so the camera is sought by aligning the frames themselves, and a feature model
+            # with too few matches to be trusted alone is refined and checked the same way (see
+            # `direct_camera`; the global search only for plain frames)
+            direct = direct_camera(a, b, seed=fit.matrix if fit is not None else None, search=plain is not None)
+            if direct is not None:
+                fit = cam = direct
         if fit is not None:
             info["camera"] = {**fit.summary(h, w), "explains": cam is not None}
         if cam is not None and cam.corner_motion(h, w) >= self.camera_min_move * float(np.hypot(h, w)):
@@ -447,7 +457,11 @@ class FlowInterpolator(CheckedInterpolator):
                 # 3. neither the camera nor the flow explains B from A: a cut when the pictures
                 # share nothing (no camera model, different colours), else a fallback cross-fade
                 shared = fit.inliers if fit is not None else 0
-                if shared < self.related_matches:
+                # related: enough matches agree on one camera model, or fewer that are most of the
+                # matches (between unrelated pictures 1-5 of 27-48 agree by chance: <= 17%)
+                related = shared >= self.related_matches or (shared >= 5 and fit.inlier_ratio >= 0.5)
+                # (frames too plain to match are a cut only when their colours differ too)
+                if not related and (plain is None or colour_distance(a, b) >= CUT_COLOUR_DISTANCE):
                     info.update(mode="cut", on_cut=self.on_cut)
                     for t in ts:
                         if self.on_cut == "fade":
@@ -455,9 +469,11 @@ class FlowInterpolator(CheckedInterpolator):
                         else:
                             yield (a if t < 0.5 else b).copy()
                     return
+                why = (f"{shared} of {fit.matches} feature matches agree on one camera model" if related else
+                       f"one keyframe is too plain for feature matches ({plain} keypoints) and their colours agree")
                 info.update(mode="fallback", fallback="cross-fade",
-                            why="neither the camera nor the flow explains B from A, but the pictures are related "
-                                f"({shared} feature matches agree on one camera model): not a cut")
+                            why=f"neither the camera nor the flow explains B from A, but the pictures are related "
+                                f"({why}): not a cut")
                 for t in ts:
                     yield cross_fade(a, b, t)
                 return
