@@ -231,7 +231,7 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence]
     cast_names = None if cast is None else (dict(cast) if isinstance(cast, Mapping) else set(cast))
     base = path.parent
     shots: list[Shot] = []
-    ids: dict[str, int] = {}
+    ids: dict[str, tuple[int, str]] = {}  # case-folded id -> (line, id as written)
     for lineno, row in data:
         swallowed = _swallowed_row(row, len(header))
         if swallowed is not None:
@@ -247,10 +247,16 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence]
         shot = _parse_row(values, lineno, base, cast_names, fail, allow_outside_images)
         if shot is None:
             continue
-        if shot.id in ids:
-            fail(f"duplicate shot id '{shot.id}' (first on line {ids[shot.id]})", lineno, "shot")
+        # (ids are compared case-folded: each shot's folder is named by its id, and on a
+        # case-insensitive file system, macOS's and Windows' default, '1a' and '1A' are one folder)
+        first = ids.get(shot.id.casefold())
+        if first is not None:
+            same = first[1] == shot.id
+            fail(f"duplicate shot id '{shot.id}' (first on line {first[0]}"
+                 + ("" if same else f" as '{first[1]}': shot folders are named by id, and on a case-insensitive "
+                    "file system the two would be one folder") + ")", lineno, "shot")
             continue
-        ids[shot.id] = lineno
+        ids[shot.id.casefold()] = (lineno, shot.id)
         shots.append(shot)
 
     scenes = _group_scenes(shots, fail)

@@ -196,3 +196,12 @@ def test_hedge_column_parses_and_every_bad_value_is_located(tmp_path):
         f"{bad}:4: column 'hedge': 'abc' is not a number in 0..1",
         f"{bad}:5: column 'hedge': 'nan' is not a number in 0..1",
     ]
+
+
+def test_shot_ids_that_differ_only_in_case_are_refused(tmp_path):
+    # each shot's folder is named by its id: on macOS's and Windows' default (case-insensitive)
+    # file systems '1a' and '1A' would be one folder, the second shot overwriting the first
+    p = write(tmp_path, "scene,shot,prompt,duration\n1,1a,x,2\n1,1A,y,2\n")
+    errs = errors_of(p)
+    assert len(errs) == 1 and errs[0].startswith(f"{p}:3: column 'shot'"), errs
+    assert "duplicate shot id '1A' (first on line 2 as '1a'" in errs[0] and "case-insensitive" in errs[0]
