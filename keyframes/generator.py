@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, ShotFailedError
 from ..weights import quiet_hf
 from .adapters import default_regions, region_masks
 from .attention import ConsistentAttentionState, install_consistent_attention, uninstall_consistent_attention
@@ -438,7 +438,7 @@ class DiffusersKeyframeGenerator:
 
                 kwargs["image"] = Image.fromarray(control[1])
                 kwargs["controlnet_conditioning_scale"] = float(self.controlnet_strength)
-            out = self._run(pipe, kwargs, masks)
+            out = self._run(pipe, kwargs, masks, request.shot)
         images = _to_uint8(np.asarray(out)[:n_gen])
         return {i: np.ascontiguousarray(images[k]) for k, i in enumerate(indices)}
 
@@ -519,17 +519,26 @@ class DiffusersKeyframeGenerator:
                     callback_on_step_end=on_step_end,
                 )
                 self._arm(opts, rows, steps, t_start, seed)
-            out = self._run(pipe, kwargs, masks)
+            out = self._run(pipe, kwargs, masks, request.shot)
         return np.ascontiguousarray(_to_uint8(np.asarray(out))[0])
 
-    def _run(self, pipe, kwargs: dict, masks):
-        """One pipeline call with the joint-attention state armed; disarmed whatever happens."""
+    def _run(self, pipe, kwargs: dict, masks, shot: str) -> np.ndarray:
+        """One pipeline call with the joint-attention state armed; disarmed whatever happens.
+        Pixels that are not finite (a half-precision overflow, typically in the VAE) fail the
+        shot: cast to uint8 they would be black keyframes, saved and judged as pictures."""
         if masks is not None:
             kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
         try:
             # CLIP reads 77 tokens: diffusers and transformers would print their own notices
             # about longer prompts mid-progress; `prompt_warnings` reports them per shot instead
             with torch.inference_mode(), quiet_hf():
-                return pipe(**kwargs).images
+                images = np.asarray(pipe(**kwargs).images)
         finally:
             self._state.active = False
+        if not np.isfinite(images).all():
+            bad = [i for i in range(len(images)) if not np.isfinite(images[i]).all()]
+            dtype = str(self.dtype).replace("torch.", "")
+            raise ShotFailedError(shot, f"the keyframe model returned non-finite pixels (NaN or inf) in image(s) {bad} "
+                                        f"on {self.device} in {dtype}: a numeric overflow, usually float16 in the VAE "
+                                        "(try --device cpu, which runs float32); nothing of this shot was written")
+        return images

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keyframe_requests import diff as _diff, emb as _emb, request as _request
-from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.errors import InputError, ModelNotFoundError, ShotFailedError
 from keyrender.keyframes import (
     CharacterCondition,
     ConsistentAttentionOptions,
@@ -223,6 +223,24 @@ def test_bad_requests_name_the_shot(gen):
         gen.generate(_request(width=60))
     with pytest.raises(InputError, match="shot s1.*'ana'"):
         gen.generate(_request(characters=[CharacterCondition("ana", np.ones(128, np.float32))]))
+
+
+def test_non_finite_pixels_fail_the_shot_instead_of_black_keyframes(gen):
+    # a float16 overflow in the VAE gives NaN pixels, which uint8 would turn into black keyframes:
+    # poison the real VAE decoder's last layer and the shot must fail, naming itself and the cause
+    import torch
+
+    conv = gen.pipe.vae.decoder.conv_out
+    saved = conv.bias.detach().clone()
+    with torch.no_grad():
+        conv.bias[0] = float("nan")
+    try:
+        with pytest.raises(ShotFailedError, match=r"shot s1: the keyframe model returned non-finite pixels.*image\(s\) \[0\]"):
+            gen.generate(_request(), indices=[0])
+    finally:
+        with torch.no_grad():
+            conv.bias.copy_(saved)
+    assert np.isfinite(gen.generate(_request(), indices=[0])[0]).all()
 
 
 @pytest.mark.gpu
