@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
-from keyrender.interpolate.camera import fit_camera, match_features
+from keyrender.interpolate.camera import match_features, pair_camera
 from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
     DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
@@ -419,8 +419,11 @@ class FlowInterpolator(CheckedInterpolator):
             if flow_suffices(*flows):
                 features = False
                 info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
-        matches = match_features(a, b, self.feature_max_side) if features else None
-        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion and features else None
+        matches = fit = None
+        if features and self.camera_motion:
+            matches, fit = pair_camera(a, b, self.feature_max_side)
+        elif features:
+            matches = match_features(a, b, self.feature_max_side, own_size=True)
         # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
         full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches

@@ -213,8 +213,8 @@ def test_small_explained_motion_skips_the_features_and_a_pan_does_not(photo, mon
     from keyrender.interpolate import flow as flow_mod
 
     calls = []
-    real = flow_mod.match_features
-    monkeypatch.setattr(flow_mod, "match_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = flow_mod.pair_camera
+    monkeypatch.setattr(flow_mod, "pair_camera", lambda *a, **k: calls.append(1) or real(*a, **k))
     a = render(photo, view_matrix(300, 200, 300))
     small = render(photo, view_matrix(303, 200, 300))  # 3 photo px = 2.56 frame px
     info: dict = {}
@@ -250,3 +250,43 @@ def test_features_of_a_frame_shared_by_two_pairs_are_detected_once(photo, monkey
     # a frame with the same pixels but another size setting is not a hit
     camera.match_features(frames[1], frames[2], max_side=320)
     assert len(grays) == 3 + 2 + 2
+
+
+def test_mutual_nearest_is_the_brute_force_ratio_and_cross_check(photo):
+    """One distance matrix for both directions gives the matches of OpenCV's brute-force matcher
+    (knnMatch A -> B with Lowe's ratio test, B's nearest in A for the mutual check)."""
+    from keyrender.interpolate.camera import frame_features, mutual_nearest
+
+    a = render(photo, view_matrix(280, 200, 300))
+    b = render(photo, view_matrix(330, 190, 260, 8))
+    _, da, _ = frame_features(a)
+    _, db, _ = frame_features(b)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    back = {m.queryIdx: m.trainIdx for m in bf.match(db, da)}
+    want = {(m.queryIdx, m.trainIdx) for m, n in bf.knnMatch(da, db, k=2)
+            if m.distance < 0.8 * n.distance and back[m.trainIdx] == m.queryIdx}
+    ia, ib = mutual_nearest(da, db, 0.8, block=700)  # several blocks of A's rows
+    assert set(zip(ia.tolist(), ib.tolist())) == want and len(want) > 100
+    # by hand: a0 -> b0 passes; a1's two nearest are equally near (ratio test fails); a2's
+    # nearest is b0, whose nearest is a0 (not mutual)
+    da = np.float32([[0, 0], [10, 10], [1, 1]])
+    db = np.float32([[0, 0.1], [9, 11], [11, 9]])
+    ia, ib = mutual_nearest(da, db)
+    assert ia.tolist() == [0] and ib.tolist() == [0]
+    # too few descriptors: no matches, no error
+    assert len(mutual_nearest(da, db[:1])[0]) == 0 and len(mutual_nearest(da[:0], db)[0]) == 0
+
+
+def test_small_frames_are_matched_at_their_own_size_unless_that_is_too_little(photo):
+    """A pan between two 256 x 144 frames is solved from matches at their own size; a 2.5x zoom,
+    where the views share few keypoints at that size, from the copies enlarged to 640 px."""
+    from keyrender.interpolate.camera import pair_camera
+
+    ma, mb = view_matrix(280, 200, 300), view_matrix(280 + 0.3 * 300, 200, 300)
+    (pa, _, s), cam = pair_camera(render(photo, ma), render(photo, mb))
+    assert s == 1.0 and cam is not None and cam.kind == "translation" and len(pa) >= 50
+    assert abs(cam.matrix[0, 2] + 0.3 * W) < 0.5 and abs(cam.matrix[1, 2]) < 0.5
+    ma, mb = view_matrix(300, 200, 450), view_matrix(300, 200, 180)
+    (_, _, s), cam = pair_camera(render(photo, ma), render(photo, mb))
+    assert s == 640 / W and cam is not None and cam.explains()
+    assert abs(cam.summary(H, W)["zoom"] - 2.5) < 0.03
