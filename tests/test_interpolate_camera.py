@@ -56,6 +56,29 @@ def test_camera_power_pans_linearly_zooms_geometrically_and_ends_on_h():
         CameraPath(np.diag([-1.0, 1.0, 1.0]))
 
 
+def test_camera_power_agrees_with_scipy_and_a_conjugated_path_with_a_fresh_one():
+    """The path's own 3 x 3 logarithm and exponential (`camera._logm`, `_expm`) against scipy's
+    expm(t logm(H)), for a
+    pan, a zoom, a roll with a pan and a mild perspective; `conjugate` against a new path."""
+    from scipy.linalg import expm, logm
+
+    c, s = np.cos(0.26), np.sin(0.26)
+    for h in (np.array([[1, 0, -176.0], [0, 1, 0.3], [0, 0, 1]]), np.array([[2.5, 0, -300.0], [0, 2.5, -200], [0, 0, 1]]),
+              np.array([[c, -s, 40.0], [s, c, -30], [0, 0, 1]]),
+              np.array([[1.2, 0.05, 30.0], [-0.04, 1.18, -5.0], [1e-4, 0, 1.0]])):
+        path = CameraPath(h)
+        log = logm(h / np.cbrt(np.linalg.det(h))).real
+        for t in (-1.0, -0.5, 0.1, 0.5, 0.9, 1.5):
+            want = expm(t * log)
+            assert np.allclose(path.at(t), want / want[2, 2], rtol=1e-10, atol=1e-9)
+        cmap = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])
+        fresh = CameraPath(np.linalg.inv(cmap) @ h @ cmap)
+        for t in (-0.5, 0.3, 1.0):
+            assert np.allclose(path.conjugate(cmap).at(t), fresh.at(t), rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="no real logarithm"):
+        CameraPath(np.diag([-1.0, -1.0, 1.0]))  # a roll of 180 degrees
+
+
 # ---- the camera solved from matches --------------------------------------------------------------
 
 CASES = {
