@@ -93,7 +93,7 @@ class CameraPairState:
         self.size = (h, w)
         self.wsize = (wh, ww)
         cw = _field_scale(h, w, wh, ww)
-        self.path = CameraPath(np.linalg.inv(cw) @ matrix @ cw)
+        self.path = path_f.conjugate(np.linalg.inv(cf) @ cw)  # (one matrix logarithm per pair)
         self.half, self.half_inv = self.path.at(0.5), self.path.at(-0.5)
 
     def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0):

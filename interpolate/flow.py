@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.base import CheckedInterpolator
-from keyrender.interpolate.camera import fit_camera, match_features
+from keyrender.interpolate.camera import match_features, pair_camera
 from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.direct import CUT_COLOUR_DISTANCE, colour_distance, direct_camera, few_keypoints
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
@@ -420,14 +420,19 @@ class FlowInterpolator(CheckedInterpolator):
             if flow_suffices(*flows):
                 features = False
                 info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
-        matches = match_features(a, b, self.feature_max_side) if features else None
-        fit = fit_camera(a, b, self.feature_max_side, matches=matches) if self.camera_motion and features else None
+        matches = fit = None
+        if features and self.camera_motion:
+            matches, fit = pair_camera(a, b, self.feature_max_side)
+        elif features:
+            matches = match_features(a, b, self.feature_max_side, own_size=True)
         # feature matches in the frame's pixels, for the large-motion hypothesis (see `match_flow`)
         full = (matches[0] / matches[2], matches[1] / matches[2]) if matches is not None and self.match_flow else None
         # the camera explains the pair when its model is supported by enough of the matches
         cam = fit if fit is not None and fit.explains() else None
         # a keyframe too plain for feature matches (a wall, the sky): no matches is no evidence
-        plain = few_keypoints(a, b, self.feature_max_side) if features else None
+        # (counted on the matching's working copy, whose features are cached: no second SIFT)
+        side = round(max(h, w) * matches[2]) if matches is not None else self.feature_max_side
+        plain = few_keypoints(a, b, side) if features and cam is None else None
         if cam is None and self.camera_motion and (plain is not None or (fit is not None and fit.inliers >= 4)):
             # ... so the camera is sought by aligning the frames themselves, and a feature model
             # with too few matches to be trusted alone is refined and checked the same way (see

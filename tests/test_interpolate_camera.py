@@ -56,6 +56,29 @@ def test_camera_power_pans_linearly_zooms_geometrically_and_ends_on_h():
         CameraPath(np.diag([-1.0, 1.0, 1.0]))
 
 
+def test_camera_power_agrees_with_scipy_and_a_conjugated_path_with_a_fresh_one():
+    """The path's own 3 x 3 logarithm and exponential (`camera._logm`, `_expm`) against scipy's
+    expm(t logm(H)), for a
+    pan, a zoom, a roll with a pan and a mild perspective; `conjugate` against a new path."""
+    from scipy.linalg import expm, logm
+
+    c, s = np.cos(0.26), np.sin(0.26)
+    for h in (np.array([[1, 0, -176.0], [0, 1, 0.3], [0, 0, 1]]), np.array([[2.5, 0, -300.0], [0, 2.5, -200], [0, 0, 1]]),
+              np.array([[c, -s, 40.0], [s, c, -30], [0, 0, 1]]),
+              np.array([[1.2, 0.05, 30.0], [-0.04, 1.18, -5.0], [1e-4, 0, 1.0]])):
+        path = CameraPath(h)
+        log = logm(h / np.cbrt(np.linalg.det(h))).real
+        for t in (-1.0, -0.5, 0.1, 0.5, 0.9, 1.5):
+            want = expm(t * log)
+            assert np.allclose(path.at(t), want / want[2, 2], rtol=1e-10, atol=1e-9)
+        cmap = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])
+        fresh = CameraPath(np.linalg.inv(cmap) @ h @ cmap)
+        for t in (-0.5, 0.3, 1.0):
+            assert np.allclose(path.conjugate(cmap).at(t), fresh.at(t), rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="no real logarithm"):
+        CameraPath(np.diag([-1.0, -1.0, 1.0]))  # a roll of 180 degrees
+
+
 # ---- the camera solved from matches --------------------------------------------------------------
 
 CASES = {
@@ -213,8 +236,8 @@ def test_small_explained_motion_skips_the_features_and_a_pan_does_not(photo, mon
     from keyrender.interpolate import flow as flow_mod
 
     calls = []
-    real = flow_mod.match_features
-    monkeypatch.setattr(flow_mod, "match_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = flow_mod.pair_camera
+    monkeypatch.setattr(flow_mod, "pair_camera", lambda *a, **k: calls.append(1) or real(*a, **k))
     a = render(photo, view_matrix(300, 200, 300))
     small = render(photo, view_matrix(303, 200, 300))  # 3 photo px = 2.56 frame px
     info: dict = {}
@@ -250,3 +273,43 @@ def test_features_of_a_frame_shared_by_two_pairs_are_detected_once(photo, monkey
     # a frame with the same pixels but another size setting is not a hit
     camera.match_features(frames[1], frames[2], max_side=320)
     assert len(grays) == 3 + 2 + 2
+
+
+def test_mutual_nearest_is_the_brute_force_ratio_and_cross_check(photo):
+    """One distance matrix for both directions gives the matches of OpenCV's brute-force matcher
+    (knnMatch A -> B with Lowe's ratio test, B's nearest in A for the mutual check)."""
+    from keyrender.interpolate.camera import frame_features, mutual_nearest
+
+    a = render(photo, view_matrix(280, 200, 300))
+    b = render(photo, view_matrix(330, 190, 260, 8))
+    _, da, _ = frame_features(a)
+    _, db, _ = frame_features(b)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    back = {m.queryIdx: m.trainIdx for m in bf.match(db, da)}
+    want = {(m.queryIdx, m.trainIdx) for m, n in bf.knnMatch(da, db, k=2)
+            if m.distance < 0.8 * n.distance and back[m.trainIdx] == m.queryIdx}
+    ia, ib = mutual_nearest(da, db, 0.8, block=700)  # several blocks of A's rows
+    assert set(zip(ia.tolist(), ib.tolist())) == want and len(want) > 100
+    # by hand: a0 -> b0 passes; a1's two nearest are equally near (ratio test fails); a2's
+    # nearest is b0, whose nearest is a0 (not mutual)
+    da = np.float32([[0, 0], [10, 10], [1, 1]])
+    db = np.float32([[0, 0.1], [9, 11], [11, 9]])
+    ia, ib = mutual_nearest(da, db)
+    assert ia.tolist() == [0] and ib.tolist() == [0]
+    # too few descriptors: no matches, no error
+    assert len(mutual_nearest(da, db[:1])[0]) == 0 and len(mutual_nearest(da[:0], db)[0]) == 0
+
+
+def test_small_frames_are_matched_at_their_own_size_unless_that_is_too_little(photo):
+    """A pan between two 256 x 144 frames is solved from matches at their own size; a 2.5x zoom,
+    where the views share few keypoints at that size, from the copies enlarged to 640 px."""
+    from keyrender.interpolate.camera import pair_camera
+
+    ma, mb = view_matrix(280, 200, 300), view_matrix(280 + 0.3 * 300, 200, 300)
+    (pa, _, s), cam = pair_camera(render(photo, ma), render(photo, mb))
+    assert s == 1.0 and cam is not None and cam.kind == "translation" and len(pa) >= 50
+    assert abs(cam.matrix[0, 2] + 0.3 * W) < 0.5 and abs(cam.matrix[1, 2]) < 0.5
+    ma, mb = view_matrix(300, 200, 450), view_matrix(300, 200, 180)
+    (_, _, s), cam = pair_camera(render(photo, ma), render(photo, mb))
+    assert s == 640 / W and cam is not None and cam.explains()
+    assert abs(cam.summary(H, W)["zoom"] - 2.5) < 0.03
