@@ -50,7 +50,7 @@ __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "get_executor",
 ]
 
-STAGE_VERSION = "6"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "7"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
