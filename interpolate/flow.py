@@ -353,8 +353,9 @@ class FlowInterpolator(CheckedInterpolator):
     flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
     still disagree, mix in the plain cross-fade: up to `hedge` of it, reached at a disagreement of
     `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
-    `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
-    see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
+    `match_flow` (a second flow hypothesis from feature matches, and block matches where DIS
+    fails, where DIS misses a large motion, and DIS refined from it; see `match_flow`,
+    `block_matches`, `dis_refine`) and `flow_reversal` (flows to time t splatted forward where the motion is
     large; see `splat_flow`), `flow_gate` (DIS first, and the SIFT matching behind both only where
     the flow does not explain a small motion; see `flow_suffices`).
     """
