@@ -134,7 +134,8 @@ def run_clip(frames: list[np.ndarray], k: int, n_times: int, interp: FlowInterpo
         for j, t, o in zip(js, ts, ours):
             truth = frames[p + j]
             row = {"cross-fade": cross_fade(a, b, t), "keyrender": o,
-                   "keyrender's flows + oracle blend": ours_oracle_blend(a, b, state, truth, t), **oracle(a, b, truth, t)}
+                   "keyrender's flows + oracle blend": ours_oracle_blend(a, b, state, truth, t),
+                   **oracle(a, b, truth, t)}
             for name, img in row.items():
                 res.setdefault(name, []).append(psnr(img, truth))
     return res

@@ -59,7 +59,8 @@ from keyrender.interpolate.camera import fit_camera, match_features
 from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
     DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
-    blend_fields, consistency, dis_calc, dis_refine, global_motion, gray_pair, homography_flows, intermediate_flows, thumbnail, working_size,
+    blend_fields, consistency, dis_calc, dis_refine, global_motion, gray_pair, homography_flows, intermediate_flows,
+    thumbnail, working_size,
 )
 from keyrender.interpolate.largemotion import block_matches, match_flow, pick_flow, splat_flow  # noqa: F401
 

@@ -1,8 +1,8 @@
 """Large subject motion for the flow backend: a second flow hypothesis from feature matches where
 DIS's coarse-to-fine search loses a small subject that moves many times its size (`match_flow`),
-more correspondences by block matching where the flow fails (`block_matches`), the per-pixel choice between hypotheses by warping error (`pick_flow`) and flow reversal
-(`splat_flow`: the flows to time t splatted forward, so a far-moving subject is put where it is
-at t)."""
+more correspondences by block matching where the flow fails (`block_matches`), the per-pixel
+choice between hypotheses by warping error (`pick_flow`) and flow reversal (`splat_flow`: the
+flows to time t splatted forward, so a far-moving subject is put where it is at t)."""
 
 from __future__ import annotations
 

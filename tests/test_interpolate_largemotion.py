@@ -1,6 +1,7 @@
-"""Large subject motion (flow.match_flow / pick_flow / block_matches / dis_refine): a small textured subject that moves many
-times its own size over a still background, as people do between keyframes a second apart. DIS's
-coarse-to-fine search loses it; the feature-match hypothesis must carry it to the right place."""
+"""Large subject motion (flow.match_flow / pick_flow / block_matches / dis_refine): a small
+textured subject that moves many times its own size over a still background, as people do between
+keyframes a second apart. DIS's coarse-to-fine search loses it; the feature-match hypothesis (and,
+where no feature match names it, the block matches) must carry it to the right place."""
 
 from __future__ import annotations
 
@@ -81,6 +82,10 @@ def test_block_matches_find_a_far_moving_textured_block_and_nothing_on_flat_imag
     assert len(block_matches(ga, ga, zero, pixel_grid(*ga.shape))[0]) == 0
     flat = np.full_like(ga, 90)
     assert len(block_matches(flat, np.full_like(ga, 160), zero, pixel_grid(*ga.shape))[0]) == 0
+    # an image smaller than a block: nothing, no error
+    tiny = np.ascontiguousarray(ga[:10, :12])
+    pa, pb = block_matches(tiny, 255 - tiny, zero[:10, :12], pixel_grid(10, 12))
+    assert pa.shape == pb.shape == (0, 2)
 
 
 def test_dis_refine_follows_a_displacement_beyond_dis_search_from_its_start():
