@@ -12,8 +12,11 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
    half the flow resolution, and the fields are upsampled strip by strip while warping.
    Large motion: a small subject that moves many times its own size (people a second apart)
    vanishes at DIS's coarse levels. SIFT matches (computed once per pair, shared with the camera
-   solve) that DIS misses, confirmed by a neighbour, propose a second flow (`match_flow`); each
-   pixel keeps the hypothesis that warps better (`pick_flow`).
+   solve) that DIS misses, confirmed by a neighbour, propose a second flow (`match_flow`); where
+   DIS fails, block matching by normalised cross-correlation adds the correspondences SIFT misses
+   (`block_matches`: a walker's torso still correlates when his limbs have changed), and DIS
+   started from the match hypothesis refines it to the subject's shape (`dis_refine`, a third
+   hypothesis). Each pixel keeps the hypothesis that warps better (`pick_flow`).
 3. Forward-backward consistency (Sundaram et al., ECCV 2010) marks the pixels of A that are not
    visible in B and vice versa; they become soft occlusion maps. Those pixels get a substitute
    flow: when one homography (fitted with RANSAC to the trusted flow) explains most of the frame,
@@ -57,9 +60,10 @@ from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.direct import CUT_COLOUR_DISTANCE, colour_distance, direct_camera, few_keypoints
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
     DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
-    blend_fields, consistency, dis_calc, global_motion, gray_pair, homography_flows, intermediate_flows, thumbnail, working_size,
+    blend_fields, consistency, dis_calc, dis_refine, global_motion, gray_pair, homography_flows, intermediate_flows,
+    thumbnail, working_size,
 )
-from keyrender.interpolate.largemotion import match_flow, pick_flow, splat_flow  # noqa: F401
+from keyrender.interpolate.largemotion import block_matches, match_flow, pick_flow, splat_flow  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,10 @@ class _PairState:
         self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
         camera: bool = True, check_cut: bool = False, matches: tuple[np.ndarray, np.ndarray] | None = None,
         reversal: bool = True, flows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+        densify: bool = True,
     ):
+        # (`densify`: the block matches and the refined hypothesis beside the feature matches;
+        # off only for measuring what they add)
         h, w = a.shape[:2]
         # (`flows`: `working_flows(a, b, ...)` when the caller has it already)
         ga, gb, self.f01, self.f10 = flows if flows is not None else working_flows(a, b, max_side, preset, variational)
@@ -150,13 +157,14 @@ class _PairState:
         # DIS estimates its flow at its finest scale (half the input size or less for every
         # preset) and upsamples it bilinearly: the fields below lose nothing measurable at half
         # the resolution (vtest.avi: -0.01 dB) and cost a quarter.
+        work = (ga, gb)  # the grey pair at the flow's resolution (see `dis_refine` below)
         if min(wh, ww) >= 32:
             wh, ww = (wh + 1) // 2, (ww + 1) // 2
             self.f01 = shrink_flow(self.f01, wh, ww)
             self.f10 = shrink_flow(self.f10, wh, ww)
             ga = cv2.resize(ga, (ww, wh), interpolation=cv2.INTER_AREA)
             gb = cv2.resize(gb, (ww, wh), interpolation=cv2.INTER_AREA)
-        if matches is not None and len(matches[0]) >= 2:
+        if matches is not None:
             # large motion: a second hypothesis from the feature matches, kept where it warps
             # better (see `match_flow`)
             sx, sy = ww / w, wh / h
@@ -164,14 +172,30 @@ class _PairState:
             pb = (matches[1] + 0.5) * [sx, sy] - 0.5
             radius = max(4.0, 0.07 * max(wh, ww))
             grid = pixel_grid(wh, ww)
+            if densify:
+                # where DIS fails, block matching adds the correspondences SIFT misses (see
+                # `block_matches`), both ways
+                ba, bb = block_matches(ga, gb, self.f01, grid)
+                rb, ra = block_matches(gb, ga, self.f10, grid)
+                pa = np.concatenate([pa, ba, ra]).astype(np.float32)
+                pb = np.concatenate([pb, bb, rb]).astype(np.float32)
             # (motions of a few pixels DIS follows; there a match's hypothesis only adds noise)
             move = 0.04 * max(wh, ww)
             m01 = match_flow(pa, pb, self.f01, radius, min_move=move)
             m10 = match_flow(pb, pa, self.f10, radius, min_move=move)
-            if m01 is not None:
-                self.f01 = pick_flow(ga, gb, [self.f01, m01], grid)
-            if m10 is not None:
-                self.f10 = pick_flow(gb, ga, [self.f10, m10], grid)
+            for m, fwd in ((m01, True), (m10, False)):
+                if m is None:
+                    continue
+                hyps = [self.f01 if fwd else self.f10, m]
+                if densify:
+                    # a third hypothesis: DIS started from the matches' (piecewise constant)
+                    # displacement, which it refines to the subject's shape (see `dis_refine`)
+                    g0, g1 = work if fwd else work[::-1]
+                    hyps.append(shrink_flow(dis_refine(g0, g1, m, preset, variational), wh, ww))
+                if fwd:
+                    self.f01 = pick_flow(ga, gb, hyps, grid)
+                else:
+                    self.f10 = pick_flow(gb, ga, hyps, grid)
         self.c0 = consistency(self.f01, self.f10)
         self.c1 = consistency(self.f10, self.f01)
         # the flows before the occlusion substitutes below, for the flow reversal (an occluded
@@ -331,8 +355,9 @@ class FlowInterpolator(CheckedInterpolator):
     flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
     still disagree, mix in the plain cross-fade: up to `hedge` of it, reached at a disagreement of
     `hedge_level` grey levels; 0 turns it off: crisper where the flow is right, torn where not),
-    `match_flow` (a second flow hypothesis from feature matches where DIS misses a large motion;
-    see `match_flow`) and `flow_reversal` (flows to time t splatted forward where the motion is
+    `match_flow` (a second flow hypothesis from feature matches, and block matches where DIS
+    fails, where DIS misses a large motion, and DIS refined from it; see `match_flow`,
+    `block_matches`, `dis_refine`) and `flow_reversal` (flows to time t splatted forward where the motion is
     large; see `splat_flow`), `flow_gate` (DIS first, and the SIFT matching behind both only where
     the flow does not explain a small motion; see `flow_suffices`).
     """

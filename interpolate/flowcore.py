@@ -128,6 +128,23 @@ def bidirectional_flow(
     return f_ab, f_ba
 
 
+def dis_refine(gray_a: np.ndarray, gray_b: np.ndarray, init: np.ndarray, preset: str = "medium",
+               variational_iterations: int | None = None) -> np.ndarray:
+    """DIS optical flow A->B started from `init` (a flow of any size, resized to the images'):
+    DIS's coarse-to-fine search refines a given hypothesis instead of starting from zero, so a
+    displacement far beyond its search range (from matches) is followed to the subject's edges."""
+    h, w = gray_a.shape[:2]
+    start = cv2.resize(init, (w, h), interpolation=cv2.INTER_LINEAR)
+    start[..., 0] *= w / init.shape[1]
+    start[..., 1] *= h / init.shape[0]
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+    if variational_iterations is not None:
+        dis.setVariationalRefinementIterations(int(variational_iterations))
+    if hasattr(dis, "setUseInitialFlow"):  # OpenCV 4; OpenCV 5 starts from any flow it is given
+        dis.setUseInitialFlow(True)
+    return dis.calc(gray_a, gray_b, np.ascontiguousarray(start, dtype=np.float32))
+
+
 def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
 

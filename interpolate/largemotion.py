@@ -1,8 +1,8 @@
 """Large subject motion for the flow backend: a second flow hypothesis from feature matches where
 DIS's coarse-to-fine search loses a small subject that moves many times its size (`match_flow`),
-the per-pixel choice between hypotheses by warping error (`pick_flow`) and flow reversal
-(`splat_flow`: the flows to time t splatted forward, so a far-moving subject is put where it is
-at t)."""
+more correspondences by block matching where the flow fails (`block_matches`), the per-pixel
+choice between hypotheses by warping error (`pick_flow`) and flow reversal (`splat_flow`: the
+flows to time t splatted forward, so a far-moving subject is put where it is at t)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,58 @@ def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray
     out = np.dstack([(num_x / safe).reshape(h, w), (num_y / safe).reshape(h, w)]).astype(np.float32)
     return out, np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
 
+
+
+def block_matches(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
+                  block: int = 15, stride: int = 8, search: float = 0.3, min_err: float = 20.0,
+                  min_score: float = 0.8, max_back: float = 2.0, max_blocks: int = 600
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Correspondences by block matching where `flow` fails: the large motions that DIS loses and
+    that feature matching misses too (a walker a second or two later has moved his limbs, so few
+    SIFT descriptors survive the ratio test, but his torso and head still correlate).
+
+    Blocks of `g_from` (`block` px square, centres every `stride` px) whose texture is not flat
+    and that `flow` does not explain (its warp of `g_to` differs by more than `min_err` grey
+    levels, averaged over the block; at most `max_blocks` of them, the worst first) are searched
+    for in `g_to` within `search` of the long side by normalised cross-correlation
+    (`cv2.matchTemplate`). A match is kept when its score is at least `min_score` and the reverse
+    search, from where it landed back into `g_from`, returns within `max_back` px (a mutual
+    check, as for the feature matches). Returns (points in g_from, points in g_to), N x 2 float32,
+    in the images' pixels; they join the feature matches of `match_flow`."""
+    h, w = g_from.shape
+    empty = np.zeros((0, 2), np.float32)
+    half = block // 2
+    if h < block or w < block:
+        return empty, empty
+    gx, gy = grid
+    warped = cv2.remap(g_to, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    err = cv2.blur(cv2.absdiff(warped, g_from).astype(np.float32), (block, block))
+    src, dst = g_from.astype(np.float32), g_to.astype(np.float32)
+    mean = cv2.blur(src, (block, block))
+    std = np.sqrt(np.maximum(cv2.blur(src * src, (block, block)) - mean * mean, 0.0))
+    ys, xs = np.mgrid[half : h - half : stride, half : w - half : stride]
+    ok = (err[ys, xs] >= min_err) & (std[ys, xs] >= 8.0)
+    ys, xs = ys[ok], xs[ok]
+    order = np.argsort(-err[ys, xs], kind="stable")[:max_blocks]
+    r = max(1, int(search * max(h, w)))
+
+    def find(a, b, x, y):
+        tpl = a[y - half : y + half + 1, x - half : x + half + 1]
+        x0, y0 = max(0, x - r - half), max(0, y - r - half)
+        x1, y1 = min(w, x + r + half + 1), min(h, y + r + half + 1)
+        _, score, _, loc = cv2.minMaxLoc(cv2.matchTemplate(b[y0:y1, x0:x1], tpl, cv2.TM_CCOEFF_NORMED))
+        return score, loc[0] + x0 + half, loc[1] + y0 + half
+
+    pa, pb = [], []
+    for i in order:
+        x, y = int(xs[i]), int(ys[i])
+        score, bx, by = find(src, dst, x, y)
+        if score < min_score:
+            continue
+        _, rx, ry = find(dst, src, bx, by)
+        if abs(rx - x) <= max_back and abs(ry - y) <= max_back:
+            pa.append((x, y))
+            pb.append((bx, by))
+    if not pa:
+        return empty, empty
+    return np.float32(pa), np.float32(pb)

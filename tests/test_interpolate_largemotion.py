@@ -1,6 +1,7 @@
-"""Large subject motion (flow.match_flow / pick_flow): a small textured subject that moves many
-times its own size over a still background, as people do between keyframes a second apart. DIS's
-coarse-to-fine search loses it; the feature-match hypothesis must carry it to the right place."""
+"""Large subject motion (flow.match_flow / pick_flow / block_matches / dis_refine): a small
+textured subject that moves many times its own size over a still background, as people do between
+keyframes a second apart. DIS's coarse-to-fine search loses it; the feature-match hypothesis (and,
+where no feature match names it, the block matches) must carry it to the right place."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from keyrender.interpolate import inbetween
-from keyrender.interpolate.flow import FlowInterpolator, pixel_grid, match_flow, pick_flow
+from keyrender.interpolate.flow import (
+    FlowInterpolator, _PairState, block_matches, dis_refine, match_flow, pick_flow, pixel_grid, render_time,
+)
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -64,3 +67,49 @@ def test_pick_flow_takes_the_hypothesis_that_warps_better_per_pixel():
     picked = pick_flow(g, shifted, [wrong, right], pixel_grid(*g.shape))
     inner = picked[20:-20, 20:-20, 0]
     assert np.median(inner) > 6.5
+
+
+def test_block_matches_find_a_far_moving_textured_block_and_nothing_on_flat_images():
+    a, b = scene(60), scene(180)  # 120 px: within the search (30% of the long side)
+    ga, gb = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (a, b))
+    zero = np.zeros(ga.shape + (2,), np.float32)
+    pa, pb = block_matches(ga, gb, zero, pixel_grid(*ga.shape))
+    on_subject = (pa[:, 0] >= 60) & (pa[:, 0] < 108) & (pa[:, 1] >= 200) & (pa[:, 1] < 248)
+    assert on_subject.sum() >= 3
+    d = pb[on_subject] - pa[on_subject]
+    assert np.allclose(np.median(d, axis=0), [120, 0], atol=1.0), d
+    # nothing where the flow already explains the pair, nothing on a flat picture
+    assert len(block_matches(ga, ga, zero, pixel_grid(*ga.shape))[0]) == 0
+    flat = np.full_like(ga, 90)
+    assert len(block_matches(flat, np.full_like(ga, 160), zero, pixel_grid(*ga.shape))[0]) == 0
+    # an image smaller than a block: nothing, no error
+    tiny = np.ascontiguousarray(ga[:10, :12])
+    pa, pb = block_matches(tiny, 255 - tiny, zero[:10, :12], pixel_grid(10, 12))
+    assert pa.shape == pb.shape == (0, 2)
+
+
+def test_dis_refine_follows_a_displacement_beyond_dis_search_from_its_start():
+    ga, gb = (cv2.cvtColor(scene(x), cv2.COLOR_RGB2GRAY) for x in (60, 180))
+    start = np.zeros(ga.shape + (2,), np.float32)
+    start[176:272, 36:132, 0] = 120  # a match's displacement, over a box twice the subject's size
+    plain = dis_refine(ga, gb, np.zeros_like(start), "medium", 1)
+    refined = dis_refine(ga, gb, start, "medium", 1)
+    inner = (slice(210, 238), slice(70, 98))
+    assert abs(np.median(plain[inner][..., 0])) < 20  # DIS alone stays on the background
+    assert abs(np.median(refined[inner][..., 0]) - 120) < 1.0
+    # the background inside the box is brought back to its own (zero) motion: the subject's shape
+    for y, x in ((180, 40), (268, 128), (224, 45)):
+        assert np.abs(refined[y, x]).max() < 1.0, (y, x, refined[y, x])
+
+
+def test_densify_carries_a_subject_that_no_feature_match_names():
+    """The pair state with SIFT run but no match surviving (as on a walker whose limbs changed):
+    block matching and the refined hypothesis still put the subject where it is at t = 0.5."""
+    a, b, truth = scene(60), scene(180), scene(120)
+    none = (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
+    roi = (slice(200, 248), slice(120, 168))
+    out = {}
+    for densify in (False, True):
+        state = _PairState(a, b, 640, "medium", 1, matches=none, densify=densify)
+        out[densify] = psnr(render_time(a, b, state, 0.5, hedge=0.5)[roi], truth[roi])
+    assert out[True] > out[False] + 4.0, out
