@@ -79,7 +79,7 @@ def pick_flow(g_from: np.ndarray, g_to: np.ndarray, flows: list[np.ndarray], gri
 
 
 def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray, np.ndarray],
-               front: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+               front: float = 3.0, fill: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Flow reversal (Xu et al., "Quadratic Video Interpolation", NeurIPS 2019): the flow from
     time t back to frame 0, by forward-splatting each pixel p of frame 0 to p + t F01(p) with the
     value -t F01(p) (bilinear weights). Returns (flow F_t0, coverage in [0, 1]). F01 is the flow
@@ -90,7 +90,15 @@ def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray
     weighted by 0.2 + its forward-backward consistency `c0` and, where samples collide, the one
     that moves more wins (weight exp(min(|t F01|, 30) / `front`)): moving subjects pass in front
     of the background they cross. Coverage is the bilinear mass that landed on the pixel; where
-    it is low (disocclusions, the frame's edges) the caller keeps the linear approximation."""
+    it is low (disocclusions, the frame's edges) the caller keeps the linear approximation.
+
+    No sample lands where a subject was (and where a stretching motion pulls samples apart); there
+    the caller's fallback, the linear approximation, reads the subject's motion at that pixel and
+    samples the keyframes part of the way along it, which drew dark speckles and contours around
+    walkers. Holes up to about 3 `fill` px wide are filled from their neighbours instead
+    (normalized convolution with a Gaussian of `fill` px; the coverage closed over 3 `fill` px):
+    the place a subject left takes the motion around it. 0 turns it off. vtest.avi, every pair
+    at t = 1/4, 1/2, 3/4: +0.03 dB at k=8 and k=24, and fewer contours."""
     h, w = c0.shape
     gx, gy = grid
     vx, vy = -t * f01[..., 0], -t * f01[..., 1]
@@ -116,7 +124,14 @@ def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray
         cov += np.bincount(idx, wb[ok], n)
     safe = np.maximum(den, 1e-12)
     out = np.dstack([(num_x / safe).reshape(h, w), (num_y / safe).reshape(h, w)]).astype(np.float32)
-    return out, np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
+    cov = np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
+    if fill > 0:
+        near = cv2.GaussianBlur(cov, (0, 0), fill) + 1e-6
+        filled = np.dstack([cv2.GaussianBlur(out[..., i] * cov, (0, 0), fill) / near for i in range(2)])
+        out = np.where((cov > 0.9)[..., None], out, filled).astype(np.float32)
+        size = 2 * int(round(1.5 * fill)) + 1
+        cov = cv2.morphologyEx(cov, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return out, cov
 
 
 

@@ -113,3 +113,24 @@ def test_densify_carries_a_subject_that_no_feature_match_names():
         state = _PairState(a, b, 640, "medium", 1, matches=none, densify=densify)
         out[densify] = psnr(render_time(a, b, state, 0.5, hedge=0.5)[roi], truth[roi])
     assert out[True] > out[False] + 4.0, out
+
+
+def test_the_place_a_subject_left_takes_the_motion_around_it_in_the_splat():
+    from keyrender.interpolate.largemotion import splat_flow
+
+    # an 8 px wide band moving 40 px right over a still background: splatted to t = 1, no sample
+    # lands where the band was, and there the caller would fall back to the linear approximation
+    # (which reads the band's motion at that pixel and samples the keyframes 10-30 px away)
+    h, w = 60, 200
+    f = np.zeros((h, w, 2), np.float32)
+    f[:, 60:68, 0] = 40.0
+    c = np.ones((h, w), np.float32)
+    grid = pixel_grid(h, w)
+    left = (slice(0, h), slice(61, 67))  # where the band was
+    landed = (slice(0, h), slice(101, 107))  # where it is at t = 1
+    _, cov = splat_flow(f, c, 1.0, grid, fill=0)
+    assert cov[left].max() < 0.1
+    flow, cov = splat_flow(f, c, 1.0, grid)
+    assert cov[left].min() > 0.9  # filled from the neighbours: the still background on both sides
+    assert np.abs(flow[left]).max() < 1.0
+    assert np.allclose(flow[landed][..., 0], -40.0, atol=0.01) and np.abs(flow[landed][..., 1]).max() < 1e-3
