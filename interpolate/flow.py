@@ -59,7 +59,7 @@ from keyrender.interpolate.camera import match_features, pair_camera
 from keyrender.interpolate.camerapair import CameraPairState
 from keyrender.interpolate.direct import CUT_COLOUR_DISTANCE, colour_distance, direct_camera, few_keypoints
 from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay importable from here)
-    DIS_PRESETS, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
+    DIS_PRESETS, despeckle, pixel_grid, inside_frame, ncc, pick_substitute, shrink_flow, bidirectional_flow, compensated_similarity,
     blend_fields, consistency, dis_calc, dis_refine, global_motion, gray_pair, homography_flows, intermediate_flows,
     thumbnail, working_size,
 )
@@ -245,6 +245,9 @@ class _PairState:
             k1 = k1 * np.clip((np.abs(s1).max(-1) - 1.5) / 3.0, 0.0, 1.0)
             ft0 = ft0 + k0[..., None] * (s0 - ft0)
             ft1 = ft1 + k1[..., None] * (s1 - ft1)
+        # (isolated wrong vectors, e.g. where a match's region meets a splatted one, would each
+        # fetch a few pixels from far away: vtest.avi +0.01 dB at k=8, +0.07 at k=24, fewer specks)
+        ft0, ft1 = despeckle(ft0), despeckle(ft1)
         wh, ww = self.wsize
         ax, ay = self.gx + ft0[..., 0], self.gy + ft0[..., 1]
         bx, by = self.gx + ft1[..., 0], self.gy + ft1[..., 1]

@@ -249,6 +249,16 @@ def intermediate_flows(f01: np.ndarray, f10: np.ndarray, t: float) -> tuple[np.n
     return ft0, ft1
 
 
+def despeckle(flow: np.ndarray, size: int = 5) -> np.ndarray:
+    """The flow (H x W x 2, float32) median-filtered per component over `size` x `size` (3 or 5):
+    removes isolated wrong vectors, which warp a few pixels from far away (dark specks and broken
+    contours around moving people at large keyframe gaps), and keeps the edges between motions.
+    Fields smaller than the window are returned as they are."""
+    if min(flow.shape[:2]) < size:
+        return flow
+    return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., i]), size) for i in range(2)])
+
+
 def inside_frame(x: np.ndarray, y: np.ndarray, w: int, h: int, margin: float = 0.5) -> np.ndarray:
     return (((x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) & (y <= h - 1 + margin))).astype(np.float32)
 

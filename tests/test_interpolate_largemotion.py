@@ -134,3 +134,16 @@ def test_the_place_a_subject_left_takes_the_motion_around_it_in_the_splat():
     assert cov[left].min() > 0.9  # filled from the neighbours: the still background on both sides
     assert np.abs(flow[left]).max() < 1.0
     assert np.allclose(flow[landed][..., 0], -40.0, atol=0.01) and np.abs(flow[landed][..., 1]).max() < 1e-3
+
+
+def test_despeckle_removes_isolated_wrong_vectors_and_keeps_the_edge_between_motions():
+    from keyrender.interpolate.flowcore import despeckle
+
+    f = np.zeros((40, 60, 2), np.float32)
+    f[:, 30:, 0] = 12.0  # two motions side by side
+    f[10:12, 10:12] = (-50.0, 35.0)  # a 2 x 2 speck of nonsense in the still half
+    out = despeckle(f)
+    assert np.abs(out[:, :29]).max() == 0.0
+    assert np.all(out[:, 31:, 0] == 12.0) and np.all(out[..., 1] == 0.0)
+    tiny = np.ones((3, 3, 2), np.float32)
+    assert despeckle(tiny) is tiny  # smaller than the window: as it is
