@@ -147,3 +147,27 @@ def test_despeckle_removes_isolated_wrong_vectors_and_keeps_the_edge_between_mot
     assert np.all(out[:, 31:, 0] == 12.0) and np.all(out[..., 1] == 0.0)
     tiny = np.ones((3, 3, 2), np.float32)
     assert despeckle(tiny) is tiny  # smaller than the window: as it is
+
+
+def test_the_splat_runs_only_where_the_motion_to_t_can_reach_the_reversal(monkeypatch):
+    import keyrender.interpolate.flow as flow
+
+    calls = []
+    real = flow.splat_flow
+
+    def counting(f, c, t, grid, **kw):
+        calls.append(t)
+        return real(f, c, t, grid, **kw)
+
+    monkeypatch.setattr(flow, "splat_flow", counting)
+    # the subject moves 96 px: every in-between splats both ways
+    list(inbetween(scene(60), scene(156), [0.25, 0.5], backend=FlowInterpolator()))
+    assert len(calls) == 4
+    # a shift of one pixel: t times the largest motion stays under the reversal's threshold, and
+    # the splat (which could change nothing there) is skipped
+    calls.clear()
+    a = scene(60)
+    b = a.copy()
+    b[:, 1:] = a[:, :-1]
+    list(inbetween(a, b, [0.25, 0.5, 0.75], backend=FlowInterpolator(flow_gate=False)))
+    assert calls == []
