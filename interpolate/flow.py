@@ -3,8 +3,12 @@
 The algorithm, per keyframe pair (A at t=0, B at t=1):
 
 1. Pair guard on small thumbnails (as RIFE does): a *static* pair (nothing moved) is cross-faded
-   without computing flow; an *unrelated* pair (a scene cut: flow cannot explain B from A) is not
-   morphed but held (A for t < 0.5, B from t >= 0.5) and reported in `info`.
+   without computing flow; an *unrelated* pair (a scene cut: neither a camera model nor the flow
+   explains B from A, the feature matches do not relate the pictures, and frames too plain to
+   match differ in colour too; see `_generate`) is not morphed but held (A for t < 0.5, B from
+   t >= 0.5) and reported in `info`; a related pair that nothing explains is a reported
+   cross-fade (`fallback`). A moving camera is solved first (`camera.pair_camera`, or
+   `direct.direct_camera` for keyframes too plain for features) and handled by `CameraPairState`.
 2. Bidirectional flow A->B and B->A with OpenCV's DIS (Kroeger et al., "Fast Optical Flow using
    Dense Inverse Search", ECCV 2016), computed once per pair at a working resolution (frames are
    downscaled so that the long side is at most `flow_max_side`). DIS estimates at its finest
