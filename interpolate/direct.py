@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.camera import CameraModel, frame_features
+from keyrender.interpolate.flowcore import gray_pair, ncc, working_size
 
 #: below this many SIFT keypoints (on the 640 px working copy) a frame is too plain for matches
 #: to decide anything: the benchmark's real footage has 2,600-4,000, plain walls 0-50
@@ -52,11 +53,10 @@ def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(cv2.compareHist(hist(a), hist(b), cv2.HISTCMP_BHATTACHARYYA))
 
 
-def _grey(frame: np.ndarray, scale: float) -> np.ndarray:
-    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    h, w = g.shape
-    g = cv2.resize(g, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(g.astype(np.float32), (0, 0), 1.0)
+def _grey_pair(a: np.ndarray, b: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both frames grey at long side `max_side` (or their own, if smaller), float32, blurred by 1 px."""
+    ga, gb = gray_pair(a, b, working_size(*a.shape[:2], max_side))
+    return cv2.GaussianBlur(ga.astype(np.float32), (0, 0), 1.0), cv2.GaussianBlur(gb.astype(np.float32), (0, 0), 1.0)
 
 
 def _zoom_roll(zoom: float, degrees: float, cx: float, cy: float) -> np.ndarray:
@@ -68,15 +68,12 @@ def _shift(dx: float, dy: float) -> np.ndarray:
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
 
-def _ncc(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+def _masked_ncc(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+    """`flowcore.ncc` over the pixels where `mask` > 0.5; -1 for fewer than 50 of them."""
     m = mask > 0.5
     if m.sum() < 50:
         return -1.0
-    p, q = x[m].astype(np.float64), y[m].astype(np.float64)
-    p -= p.mean()
-    q -= q.mean()
-    d = np.sqrt((p * p).sum() * (q * q).sum())
-    return float((p * q).sum() / d) if d > 1e-9 else -1.0
+    return ncc(x[m].astype(np.float64), y[m].astype(np.float64))
 
 
 def overlap_score(ga: np.ndarray, gb: np.ndarray, m: np.ndarray, min_overlap: float = 0.25) -> float:
@@ -91,8 +88,8 @@ def overlap_score(ga: np.ndarray, gb: np.ndarray, m: np.ndarray, min_overlap: fl
     if max(in_b.mean(), in_a.mean()) < min_overlap:
         return -1.0
     if in_b.mean() >= in_a.mean():
-        return _ncc(cv2.warpPerspective(ga, m, (w, h), flags=cv2.INTER_LINEAR), gb, in_b)
-    return _ncc(cv2.warpPerspective(gb, inv, (w, h), flags=cv2.INTER_LINEAR), ga, in_a)
+        return _masked_ncc(cv2.warpPerspective(ga, m, (w, h), flags=cv2.INTER_LINEAR), gb, in_b)
+    return _masked_ncc(cv2.warpPerspective(gb, inv, (w, h), flags=cv2.INTER_LINEAR), ga, in_a)
 
 
 def _hypotheses(sa: np.ndarray, sb: np.ndarray) -> list[np.ndarray]:
@@ -154,11 +151,11 @@ def direct_camera(a: np.ndarray, b: np.ndarray, seed: np.ndarray | None = None, 
     refines only the seed."""
     h, w = a.shape[:2]
     s1 = min(1.0, 256 / max(h, w))
-    ra, rb = _grey(a, s1), _grey(b, s1)
+    ra, rb = _grey_pair(a, b, 256)
     starts = []
     if search:
         s0 = min(1.0, 128 / max(h, w))
-        sa, sb = _grey(a, s0), _grey(b, s0)
+        sa, sb = _grey_pair(a, b, 128)
         cands = _hypotheses(sa, sb) + [np.linalg.inv(m) for m in _hypotheses(sb, sa)]
         ranked = sorted(cands, key=lambda m: -overlap_score(sa, sb, m))[:keep]
         up = np.diag([s1 / s0, s1 / s0, 1.0])

@@ -252,15 +252,14 @@ class _PairState:
             # is under REVERSAL_FROM it could change nothing, and is skipped (tree.avi: most
             # in-betweens; the splat was 40% of a pair's time there)
             grid = (self.gx, self.gy)
+            fts = [ft0, ft1]
             for i, (tt, vis) in enumerate(((t, self.c0), (1.0 - t, self.c1))):
                 if tt * self.raw_max[i] <= REVERSAL_FROM:
                     continue
                 s, k = splat_flow(self.raw[i], vis, tt, grid)
                 k = k * np.clip((np.abs(s).max(-1) - REVERSAL_FROM) / REVERSAL_RAMP, 0.0, 1.0)
-                if i == 0:
-                    ft0 = ft0 + k[..., None] * (s - ft0)
-                else:
-                    ft1 = ft1 + k[..., None] * (s - ft1)
+                fts[i] = fts[i] + k[..., None] * (s - fts[i])
+            ft0, ft1 = fts
         # (isolated wrong vectors, e.g. where a match's region meets a splatted one, would each
         # fetch a few pixels from far away: vtest.avi +0.01 dB at k=8, +0.07 at k=24, fewer specks)
         ft0, ft1 = despeckle(ft0), despeckle(ft1)
