@@ -15,14 +15,14 @@ _LAZY = {
     "render": ("keyrender.pipeline", "render"),
     "plan": ("keyrender.pipeline", "plan"),
     "RenderOptions": ("keyrender.options", "RenderOptions"),
-    "RunResult": ("keyrender.manifest", "RunResult"),
-    "ShotResult": ("keyrender.manifest", "ShotResult"),
-    "Manifest": ("keyrender.manifest", "Manifest"),
+    "RunResult": ("keyrender.core.jobs", "RunResult"),
+    "ShotResult": ("keyrender.core.jobs", "ShotResult"),
+    "Manifest": ("keyrender.outputs.manifest", "Manifest"),
     "LocalExecutor": ("keyrender.pipeline", "LocalExecutor"),
     "RayExecutor": ("keyrender.pipeline", "RayExecutor"),
-    "load_shotlist": ("keyrender.shotlist", "load_shotlist"),
-    "write_report": ("keyrender.report", "write_report"),
-    "write_otio": ("keyrender.timeline", "write_otio"),
+    "load_shotlist": ("keyrender.core.shotlist", "load_shotlist"),
+    "write_report": ("keyrender.outputs.report", "write_report"),
+    "write_otio": ("keyrender.outputs.timeline", "write_otio"),
 }
 
 __all__ = sorted(_LAZY)

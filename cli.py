@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from keyrender.errors import KeyrenderError, output_errors
+from keyrender.core.errors import KeyrenderError, output_errors
 from keyrender.keyframes.presets import LAYER_GROUPS  # no numpy, no torch: --help stays light
 
 
@@ -167,7 +167,7 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
     flows = {j.shot.id: interpolation_options(j.shot, options, backend) for j in jobs}
     inbetweens = None  # what generated keyframes get (the video model when its weights are here)
     if options.interpolator is None and any(not j.shot.storyboard for j in jobs):
-        from keyrender.keyframes.presets import choose_inbetweener
+        from keyrender.options import choose_inbetweener
 
         inbetweens = choose_inbetweener(get_preset(options.preset))
     if as_json:
@@ -309,7 +309,7 @@ def _identity_load_model(face_model, recognizer, allow_download, lazy=False):
 def _identity_echo_json(obj) -> None:
     import json
 
-    from keyrender.fsutil import json_default
+    from keyrender.core.fsutil import json_default
 
     click.echo(json.dumps(obj, indent=2, default=json_default))
 
@@ -456,7 +456,7 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
     """
     from pathlib import Path
 
-    from keyrender.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED, InputError
+    from keyrender.core.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED, InputError
     from keyrender.identity import FaceChecker, IdentityStore, audit_video, write_plot
 
     if not Path(video).is_file():
@@ -541,7 +541,7 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
 
 
 def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:
-    from keyrender.errors import InputError
+    from keyrender.core.errors import InputError
 
     if len(inputs) == 2:
         if n_frames is None or factor is not None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keyrender.errors import InputError
-from keyrender.shotlist import Shot
+from keyrender.core.errors import InputError
+from keyrender.core.shotlist import Shot
 
 # the flow interpolator's own defaults (interpolate.flow.FlowInterpolator; a test checks they agree).
 # A shot interpolated with exactly these keeps the cache key it had before they were options.
@@ -139,12 +139,74 @@ def check_interpolation_options(options: RenderOptions) -> None:
         raise InputError(f"camera_motion: must be True or False, got {options.camera_motion!r}")
 
 
-def inbetween_choice(preset, memo: dict):
-    """The in-betweener of spans that touch a generated keyframe (keyframes.presets.
-    choose_inbetweener: the preset's video model when its weights are on this machine, else flow
-    with the reason), decided once per `memo` (a plan, a run). Imports no torch."""
-    if preset.name not in memo:
-        from keyrender.keyframes.presets import choose_inbetweener
+@dataclass(frozen=True)
+class InbetweenChoice:
+    """Which in-betweener the spans that touch a generated keyframe get, and why.
 
+    backend: "flow", "ltx" or "wan"; model: where the video model's weights are (a local folder,
+    a hub id found in the Hugging Face cache, or "tiny"), None for flow; wanted: the preset's
+    video backend; fallback: why flow was chosen instead of `wanted` (what to fetch, which
+    variable points elsewhere), None when there is no fallback."""
+
+    backend: str
+    model: str | None = None
+    wanted: str | None = None
+    fallback: str | None = None
+
+    @property
+    def video(self) -> bool:
+        return self.backend != "flow"
+
+    def cache_record(self) -> dict:
+        """For the cache keys of shots with generated keyframes: the backend and where its weights
+        are (fetching the weights, or pointing the variable elsewhere, renders those shots again)."""
+        return {"backend": self.backend, "model": self.model}
+
+    def manifest(self) -> dict:
+        return {"backend": self.backend, "model": self.model, "wanted": self.wanted, "fallback": self.fallback}
+
+
+def choose_inbetweener(preset, cache_dir: str | None = None) -> InbetweenChoice:
+    """The in-betweener for spans that touch a generated keyframe (two generated keyframes a
+    second apart differ in pose and framing, not by a camera move: flow between them is a morph).
+
+    A preset whose `interpolator` is not flow uses it everywhere (its loader reports missing
+    weights). Else its `video_interpolator` when its weights are on this machine: `video_model`,
+    else the backend's KEYRENDER_MODEL_* variable (a local folder), else its hub id in the
+    Hugging Face cache (`cache_dir`, default `weights.hub_cache_dir`). Nothing is downloaded: the
+    check is `weights.resolve` offline (no network, no torch). Otherwise flow, with the reason."""
+    from keyrender.core import weights
+    from keyrender.core.errors import ModelNotFoundError
+
+    if preset.interpolator != "flow":
+        return InbetweenChoice(preset.interpolator, None, preset.interpolator)
+    family = preset.video_interpolator
+    if family is None:
+        return InbetweenChoice("flow", None, None, f"preset {preset.name!r} names no keyframe-conditioned video model")
+    from keyrender.interpolate.generative import model_spec
+
+    spec = model_spec(family)
+    location = weights.source(spec.weights, spec.env_var, preset.video_model)
+    if location == "tiny":
+        return InbetweenChoice(family, "tiny", family)
+    what, cache = f"interpolation model {family!r}", weights.hub_cache_dir(cache_dir)
+    try:
+        found = weights.resolve(what, location, spec.weights, offline=True, cache_dir=cache,
+                                probe_file="model_index.json", env_var=spec.env_var)
+    except ModelNotFoundError as exc:
+        why = str(exc)
+        if not weights.looks_local(location):  # not "offline mode": a run never downloads it
+            why = str(weights.missing_weights(
+                what, location, spec.weights, f"in the Hugging Face cache {cache} (keyrender run uses a video "
+                "model whose weights are on this machine and never downloads one)", spec.env_var))
+        return InbetweenChoice("flow", None, family, why)
+    return InbetweenChoice(family, found, family)
+
+
+def inbetween_choice(preset, memo: dict):
+    """The in-betweener of spans that touch a generated keyframe (`choose_inbetweener`: the
+    preset's video model when its weights are on this machine, else flow with the reason), decided
+    once per `memo` (a plan, a run). Imports no torch."""
+    if preset.name not in memo:
         memo[preset.name] = choose_inbetweener(preset)
     return memo[preset.name]

@@ -6,11 +6,12 @@ timeline), under a lock on the output folder.
     plan(shotlist, options)          -> [ShotJob]
     render(shotlist_path, options)   -> RunResult               renders the jobs that are not done
 
-The layers below (ARCHITECTURE.md, "The house"): executors.py runs the jobs (the only module that
-imports it is this one); shot.py renders one shot (render_shot: keyframes -> checked keyframes ->
-written keyframes -> filled video -> manifest) with the models of context.RenderContext;
-manifest.py holds ShotJob, ShotResult, RunResult, the typed manifest and the staging helpers;
-options.py RenderOptions. Their public names are re-exported here for library users
+The layers below (ARCHITECTURE.md, "The house"): workers/ runs the jobs (the only module
+that imports it is this one); shot/render.py renders one shot (render_shot: keyframes -> checked
+keyframes -> written keyframes -> filled video -> manifest) with the models of
+shot.models.RenderContext; core/jobs.py holds ShotJob, ShotResult and RunResult,
+outputs/manifest.py the typed manifest, outputs/staging.py the staging helpers, options.py
+RenderOptions. Their public names are re-exported here for library users
 (`from keyrender.pipeline import RenderOptions, render, render_shot, is_done, ...`).
 """
 
@@ -26,21 +27,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from keyrender.context import RenderContext
-from keyrender.executors import Executor, LocalExecutor, RayExecutor, get_executor
-from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
-from keyrender.fsutil import atomic_write_json, sha256_file
+from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
+from keyrender.core.fsutil import atomic_write_json, sha256_file
+from keyrender.core.jobs import MANIFEST, VIDEO, Callback, Event, RunResult, ShotJob, ShotResult
+from keyrender.core.shotlist import Scene, Shot, ShotList, load_shotlist
 from keyrender.identity.cast import find_cast
-from keyrender.manifest import (
-    LEFTOVER, MANIFEST, SCHEMA as MANIFEST_SCHEMA, VIDEO, Callback, Event, Manifest, RunResult, ShotJob, ShotResult,
-    cached_result, is_done, read_manifest, written_by_keyrender,
-)
 from keyrender.options import (
     DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
     face_model_name, inbetween_choice, interpolation_options,
 )
-from keyrender.shot import render_shot, render_shot_safely
-from keyrender.shotlist import Scene, Shot, ShotList, load_shotlist
+from keyrender.outputs.manifest import cached_result, is_done, Manifest, read_manifest, SCHEMA as MANIFEST_SCHEMA
+from keyrender.outputs.staging import LEFTOVER, written_by_keyrender
+from keyrender.shot.models import RenderContext
+from keyrender.shot.render import render_shot, render_shot_safely
+from keyrender.workers import Executor, LocalExecutor, RayExecutor, get_executor
 
 __all__ = [
     "STAGE_VERSION", "MANIFEST_SCHEMA", "MANIFEST", "VIDEO", "DEFAULT_HEDGE", "DEFAULT_CAMERA_MOTION",
@@ -89,7 +89,7 @@ def _check_outputs_are_ours(shotlist: ShotList, jobs: list[ShotJob]) -> None:
     """Every shot folder a job would replace is one keyrender wrote; anything else in the output
     folder under a shot's name (the cast, the storyboard, a user's file) is never touched: the
     run is refused, naming each such shot, before anything is written."""
-    from keyrender.shotlist import Issue, ShotListError
+    from keyrender.core.shotlist import Issue, ShotListError
 
     issues = [
         Issue(shotlist.path, j.shot.line, "shot",
@@ -201,7 +201,7 @@ def _shot_size(shot: Shot, preset) -> tuple[int, int]:
         return shot.width, shot.height
     w, h = preset.width, preset.height
     if shot.storyboard:
-        from keyrender.media import image_size
+        from keyrender.outputs.media import image_size
 
         iw, ih = image_size(shot.keyframe_images[0])
         w, h = max(64, iw // 8 * 8), max(64, ih // 8 * 8)
@@ -249,8 +249,8 @@ def _write_run_files(run: RunResult, shotlist: ShotList, emit: Callback,
     to write them is a warning: the shots are rendered and the exit code says how they went.
     `unselected`: finished shots that --only left out; the files show them too, in shot-list
     order, so a partial rerun does not shrink the report and the timeline to its own shots."""
-    from keyrender.report import write_report
-    from keyrender.timeline import write_otio
+    from keyrender.outputs.report import write_report
+    from keyrender.outputs.timeline import write_otio
 
     shown = run
     if unselected:

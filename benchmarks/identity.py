@@ -44,7 +44,7 @@ if __package__ in (None, ""):
     except ImportError:
         sys.path.insert(0, str(REPO.parent))
 
-from keyrender.errors import ModelNotFoundError  # noqa: E402
+from keyrender.core.errors import ModelNotFoundError  # noqa: E402
 from keyrender.identity import FaceChecker, Identity, Reference, check_frame, load_face_model, read_image  # noqa: E402
 
 FACES = REPO.parent / "shared" / "faces"

@@ -25,9 +25,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 
-from keyrender.media import read_frames
+from keyrender.outputs.media import read_frames
 
 from .check import FaceChecker, check_frame
 from .identity import get_metric
@@ -230,7 +230,7 @@ def write_plot(result: AuditResult, path: str | Path) -> Path:
     """Write the plot as PNG (atomically)."""
     import cv2
 
-    from keyrender.fsutil import atomic_write_bytes
+    from keyrender.core.fsutil import atomic_write_bytes
 
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(render_plot(result)[:, :, ::-1]))
     if not ok:

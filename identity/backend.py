@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from keyrender.errors import InputError, ModelNotFoundError
-from keyrender.fsutil import sha256_file
+from keyrender.core.errors import InputError, ModelNotFoundError
+from keyrender.core.fsutil import sha256_file
 
 from .base import Face, check_rgb
 from .dlib_backend import DLIB_MODELS, DlibFaceEmbedder, load_dlib_model

@@ -7,7 +7,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 
 
 def check_rgb(image: np.ndarray) -> np.ndarray:

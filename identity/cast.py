@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keyrender.errors import InputError
-from keyrender.imagefile import IMAGE_SUFFIXES
+from keyrender.core.errors import InputError
+from keyrender.core.imagefile import IMAGE_SUFFIXES
 
 
 def find_cast(cast_dir: str | Path) -> dict[str, list[Path]]:

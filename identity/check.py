@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 
 from .base import CharacterResult, Face, FaceEmbedder, FrameCheck
 from .identity import Identity

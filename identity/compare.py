@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 
 from .base import FaceEmbedder
 from .identity import Identity, get_metric, prepare, similarity_to

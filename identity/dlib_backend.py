@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.core.errors import InputError, ModelNotFoundError
 
 from .base import Face, check_rgb
 
@@ -71,7 +71,7 @@ def _model_file(key: str) -> Path:
 
 
 def _file_digest(path: Path, _cache: dict = {}) -> str:  # noqa: B006 - process-wide cache
-    from keyrender.fsutil import sha256_file
+    from keyrender.core.fsutil import sha256_file
 
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)

@@ -28,8 +28,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from keyrender.errors import InputError
-from keyrender.fsutil import atomic_path, atomic_write_json, cache_root, sha256_file, writable_dir
+from keyrender.core.errors import InputError
+from keyrender.core.fsutil import atomic_path, atomic_write_json, cache_root, sha256_file, writable_dir
 
 from .base import FaceEmbedder
 from .cast import check_cast_name, find_cast
@@ -60,7 +60,7 @@ class BuildEvent:
 
 def read_image(path: Path) -> np.ndarray:
     """An RGB uint8 image from disk; InputError naming the file when it cannot be read."""
-    from keyrender.media import load_image  # the package's one image reader (EXIF, limits)
+    from keyrender.outputs.media import load_image  # the package's one image reader (EXIF, limits)
 
     return load_image(path)
 

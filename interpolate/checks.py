@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 
 
 class InterpolationInputError(InputError, ValueError):

@@ -7,7 +7,7 @@ cannot (large motion, occlusions, things appearing). Wan 2.1's first-last-frame 
 (`WanImageToVideoPipeline` with `last_image`) is the alternative ("wan"; no flow start).
 
 torch, diffusers and transformers are imported inside the functions: importing this module is
-cheap. Weights are found by `keyrender.weights`, as for the keyframe models: the `model`
+cheap. Weights are found by `keyrender.core.weights`, as for the keyframe models: the `model`
 argument (a local folder, a hub id, or "tiny"), else the env var (KEYRENDER_MODEL_LTX /
 KEYRENDER_MODEL_WAN), else the default hub id through the Hugging Face cache. Downloads happen only
 if allowed (`weights.offline`: the `offline` option, else KEYRENDER_OFFLINE / HF_HUB_OFFLINE); a
@@ -25,8 +25,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from keyrender import weights
-from keyrender.weights import WeightSpec, quiet_hf
+from keyrender.core import weights
+from keyrender.core.weights import WeightSpec, quiet_hf
 from keyrender.interpolate.base import CheckedInterpolator
 from keyrender.interpolate.checks import InterpolationInputError
 
@@ -51,7 +51,7 @@ class ModelSpec:
 
     @property
     def weights(self) -> WeightSpec:
-        """Where the weights are (the whole diffusers repo), for keyrender.weights."""
+        """Where the weights are (the whole diffusers repo), for keyrender.core.weights."""
         return WeightSpec(self.repo_id)
 
 
@@ -100,8 +100,8 @@ def _load_dtype(family: str, dtype):
 def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None,
                   local_only: bool | None = None, cache_dir: str | None = None):
     """Load the diffusers pipeline for `family` (see the module docstring for where from).
-    `local_only`: never download (None: as the environment says, see `keyrender.weights.offline`);
-    `cache_dir`: the Hugging Face hub cache (default: `keyrender.weights.hub_cache_dir`)."""
+    `local_only`: never download (None: as the environment says, see `keyrender.core.weights.offline`);
+    `cache_dir`: the Hugging Face hub cache (default: `keyrender.core.weights.hub_cache_dir`)."""
     import torch
 
     spec = model_spec(family)

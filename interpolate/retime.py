@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from keyrender.errors import InputError
-from keyrender.media import VideoWriter, truncation
+from keyrender.core.errors import InputError
 from keyrender.interpolate.base import Interpolator
 from keyrender.interpolate.checks import even_times
+from keyrender.outputs.media import VideoWriter, truncation
 
 
 def retime_video(
@@ -151,9 +151,9 @@ def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: st
     not write. Returns {"frames": count, "info": the interpolator's decisions}."""
     import json
 
-    from keyrender.errors import InputError
-    from keyrender.fsutil import atomic_write_json
-    from keyrender.media import load_image, save_image
+    from keyrender.core.errors import InputError
+    from keyrender.core.fsutil import atomic_write_json
+    from keyrender.outputs.media import load_image, save_image
 
     a, b = load_image(path_a), load_image(path_b)  # the package's reader: EXIF, limits, truncation
     if a.shape != b.shape:

@@ -1,7 +1,7 @@
 """Where a keyframe preset's weights are, and the IP-Adapters that condition generation.
 
 `resolve_component` finds one component of a preset (base, faceid, style, controlnet_<kind>,
-annotators) through `keyrender.weights` (the environment override, local folders, the hub cache,
+annotators) through `keyrender.core.weights` (the environment override, local folders, the hub cache,
 the offline switch) and raises the missing-weights message in the preset's terms.
 `load_ip_adapters` loads FaceID (and the style adapter) through diffusers' own `load_ip_adapter`;
 `region_masks` routes each character's identity to its part of the frame.
@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ModelNotFoundError
-from ..weights import load_errors, looks_local, missing_weights, resolve
+from ..core.errors import ModelNotFoundError
+from ..core.weights import load_errors, looks_local, missing_weights, resolve
 from .presets import ENV_VARS, Preset
 
 _TINY_HINT = "or run with --preset tiny for a smoke run without weights"
@@ -28,14 +28,14 @@ def _what(preset: Preset, component: str) -> str:
 
 
 def missing(preset: Preset, component: str, location: str, where: str) -> ModelNotFoundError:
-    """The missing-weights error for one component of a preset (keyrender.weights.missing_weights)."""
+    """The missing-weights error for one component of a preset (keyrender.core.weights.missing_weights)."""
     return missing_weights(_what(preset, component), location, preset.spec(component), where,
                            ENV_VARS.get(component), "" if preset.tiny else _TINY_HINT)
 
 
 def resolve_component(preset: Preset, component: str, offline: bool, cache_dir: str,
                       probe_file: str | None = None) -> str:
-    """The location to load `component` of `preset` from (keyrender.weights.resolve): a local
+    """The location to load `component` of `preset` from (keyrender.core.weights.resolve): a local
     folder or file, or a repo id in the cache (offline) or to download (online)."""
     location = preset.source(component)
     if location is None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError, ModelNotFoundError
+from ..core.errors import InputError, ModelNotFoundError
 
 KINDS = ("openpose", "canny", "depth")
 #: what the shot list's control_type "none" ("the image is already a control map") means here

@@ -29,8 +29,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError, ShotFailedError
-from ..weights import quiet_hf
+from ..core.errors import InputError, ShotFailedError
+from ..core.weights import quiet_hf
 from .adapters import default_regions, region_masks
 from .attention import ConsistentAttentionState, install_consistent_attention, uninstall_consistent_attention
 from .base import KeyframeRequest, derive_seed

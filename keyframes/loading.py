@@ -1,7 +1,7 @@
 """Loading a keyframe preset's models, once per run: `load_generator` and its small cache.
 
 The real presets load with diffusers' `from_pretrained` and `load_ip_adapter` from a hub id in
-the Hugging Face cache or a local folder (`adapters.resolve_component`, `keyrender.weights`);
+the Hugging Face cache or a local folder (`adapters.resolve_component`, `keyrender.core.weights`);
 `tiny` builds the same classes from tiny configs in-process (`keyframes.tiny`). The ControlNets,
 the annotators and the style adapter load on first use.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError, ModelNotFoundError
-from ..weights import hub_cache_dir, looks_local, offline as offline_switch, quiet_hf
+from ..core.errors import InputError, ModelNotFoundError
+from ..core.weights import hub_cache_dir, looks_local, offline as offline_switch, quiet_hf
 from .adapters import AdapterFiles, component_errors, load_ip_adapters, resolve_component, resolve_style
 from .generator import DiffusersKeyframeGenerator
 from .presets import Preset, get_preset
@@ -197,7 +197,7 @@ def load_generator(
 ) -> DiffusersKeyframeGenerator:
     """Load (once per run: a small cache) the KeyframeGenerator of `preset` (default sdxl).
 
-    offline (default: $KEYRENDER_OFFLINE / $HF_HUB_OFFLINE, see keyrender.weights) ->
+    offline (default: $KEYRENDER_OFFLINE / $HF_HUB_OFFLINE, see keyrender.core.weights) ->
     local_files_only; the components' locations can be overridden by KEYRENDER_MODEL_* variables.
     Missing weights raise ModelNotFoundError naming the model, its size and the command that
     fetches it. A cached generator is shared: per-call options go in the request

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..fsutil import cache_root
+from ..core.fsutil import cache_root
 
 TINY_VERSION = "tiny-v1"
 TINY_CROSS_ATTENTION_DIM = 64

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from keyrender.errors import InputError
-from keyrender.executors import RayExecutor, get_executor, scene_dependencies
-from keyrender.media import probe_video
+from keyrender.core.errors import InputError
+from keyrender.core.shotlist import load_shotlist
+from keyrender.outputs.media import probe_video
 from keyrender.pipeline import RenderOptions, is_done, plan, render
-from keyrender.shotlist import load_shotlist
+from keyrender.workers import RayExecutor, get_executor, scene_dependencies
 
 
 
@@ -162,7 +162,7 @@ def test_ray_full_or_read_only_output_stops_the_run_with_one_message(project, mo
 
     from click.testing import CliRunner
 
-    from keyrender import fsutil
+    from keyrender.core import fsutil
     from keyrender.cli import main
 
     out = project / "out"
@@ -194,10 +194,10 @@ def test_the_anchor_is_the_first_shots_written_keyframe_of_the_planned_key(proje
     run with --only G2 anchors on G1 exactly as a full run does, and an old render never is)."""
     import numpy as np
 
-    from keyrender.context import RenderContext
-    from keyrender.manifest import Manifest
-    from keyrender.media import save_image
-    from keyrender.shot import keyframe_request
+    from keyrender.shot.models import RenderContext
+    from keyrender.outputs.manifest import Manifest
+    from keyrender.outputs.media import save_image
+    from keyrender.shot.render import keyframe_request
     from test_manifest import SAMPLE
 
     options = RenderOptions(out=project / "out", preset="tiny", only=["G2"])

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 
 from keyrender import options as options_module, pipeline
 from keyrender.cli import main
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
+from keyrender.core.shotlist import load_shotlist
 from keyrender.interpolate.flow import FlowInterpolator
-from keyrender.media import read_frames
+from keyrender.outputs.media import read_frames
 from keyrender.pipeline import RenderContext, RenderOptions, interpolation_options, plan, render
-from keyrender.shotlist import load_shotlist
 
 # two shots on the same storyboard pair (a still camera, and a patch whose content changes
 # without moving: warps disagree there, which is where the hedge acts) and one more
@@ -109,7 +109,7 @@ def test_library_options_are_validated_before_anything_is_written(project):
 
 
 def test_precedence_shot_column_then_run_default():
-    from keyrender.shotlist import Shot
+    from keyrender.core.shotlist import Shot
 
     shot = Shot(id="a", scene="1", line=2, prompt="x", negative_prompt="", characters=(), frames=9, fps=24,
                 keyframe_frames=(0, 8), seed=1, style="", style_image=None, width=None, height=None, camera="",

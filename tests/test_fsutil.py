@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from keyrender.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from keyrender.core.fsutil import atomic_path, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_and_respects_umask(tmp_path):

@@ -14,7 +14,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from keyrender.shotlist import ShotListError, load_shotlist  # noqa: E402
+from keyrender.core.shotlist import ShotListError, load_shotlist  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 VALID = (SAMPLES / "shotlist.csv").read_bytes()

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from keyrender.keyframes.presets import choose_inbetweener, get_preset
-from keyrender.media import fit_image, load_image
+from keyrender.core.shotlist import load_shotlist
+from keyrender.keyframes.presets import get_preset
+from keyrender.options import choose_inbetweener
+from keyrender.outputs.media import fit_image, load_image
 from keyrender.pipeline import RenderOptions, plan, render
-from keyrender.shotlist import load_shotlist
 
 REPO = "Lightricks/LTX-Video-0.9.5"
 W, H = 96, 64
@@ -204,7 +205,8 @@ def test_the_choice_imports_no_torch_and_touches_no_network(tmp_path):
     code = ("import sys, socket\n"
             "def refuse(*a, **k): raise AssertionError('network')\n"
             "socket.socket.connect = refuse\n"
-            "from keyrender.keyframes.presets import choose_inbetweener, get_preset\n"
+            "from keyrender.keyframes.presets import get_preset\n"
+            "from keyrender.options import choose_inbetweener\n"
             "c = choose_inbetweener(get_preset('sdxl'))\n"
             "assert c.backend == 'flow' and 'hf download' in c.fallback, c\n"
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n")

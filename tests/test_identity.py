@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.core.errors import InputError, ModelNotFoundError
 from keyrender.identity import (
     Face,
     FaceChecker,
@@ -30,7 +30,8 @@ from keyrender.identity import (
     load_face_model,
     write_plot,
 )
-from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
+from helpers import synthetic_frame
+from keyrender.identity.tiny import make_tiny_face_pack
 
 LEFT, RIGHT, CENTRE = (24, 88), (152, 88), (88, 88)
 
@@ -314,7 +315,7 @@ def test_store_builds_once_and_survives_restart(embedder, cast):
 def test_read_only_cast_keeps_its_identities_in_the_cache(embedder, cast, tmp_path, monkeypatch):
     # a cast on a read-only share: the store goes to keyrender's cache, nothing is written into
     # the cast, and a store someone built in the cast with write access is still read
-    from keyrender.fsutil import writable_dir
+    from keyrender.core.fsutil import writable_dir
     from keyrender.identity import store as store_mod
 
     assert writable_dir(tmp_path / "not" / "yet") and not writable_dir(cast / "alice" / "0.png" / "x")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.core.errors import InputError, ModelNotFoundError
 from keyrender.identity import (
     DlibFaceEmbedder,
     FaceChecker,
@@ -198,7 +198,7 @@ def test_swap_across_frames_is_the_wrong_person(dlib_model, real_cast, tmp_path)
 
 
 def test_store_rebuilt_when_the_model_changes(dlib_model, real_cast, tmp_path):
-    from keyrender.identity.testing import make_tiny_face_pack
+    from keyrender.identity.tiny import make_tiny_face_pack
 
     events = []
     store = IdentityStore(real_cast)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 from keyrender.interpolate import InterpolationInputError, Interpolator, even_times, get_interpolator, inbetween
 from keyrender.interpolate import flow as flow_mod
 from keyrender.interpolate.flow import FlowInterpolator, cross_fade

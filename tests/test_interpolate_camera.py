@@ -202,7 +202,7 @@ def test_sample_shot_1b_renders_as_a_pan_matching_the_exact_views():
     # centred at x = 150, 256, 360 (y = 180), resized to 512 x 288: the exact view at any t
     from fractions import Fraction
 
-    from keyrender.shotlist import load_shotlist
+    from keyrender.core.shotlist import load_shotlist
 
     repo = Path(__file__).resolve().parents[1]
     shot = next(s for s in load_shotlist(repo / "samples" / "shotlist.csv").shots if s.id == "1B")

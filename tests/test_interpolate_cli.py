@@ -74,7 +74,7 @@ def test_video_retimed_with_exact_rate_and_even_size(tmp_path):
 
 
 def test_video_odd_size_is_padded_even(tmp_path):
-    from keyrender.media import VideoWriter, probe_video
+    from keyrender.outputs.media import VideoWriter, probe_video
 
     with VideoWriter(tmp_path / "odd.mp4", 24, 33, 25) as w:  # the writer retime streams into
         for _ in range(3):

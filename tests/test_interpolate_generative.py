@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from keyrender.errors import ModelNotFoundError  # noqa: E402
+from keyrender.core.errors import ModelNotFoundError  # noqa: E402
 from keyrender.interpolate import get_interpolator, inbetween  # noqa: E402
 from keyrender.interpolate import generative as gen  # noqa: E402
 
@@ -126,11 +126,11 @@ def _hub_cache_copy(pipe, cache, repo_id: str) -> None:
 
 @pytest.mark.parametrize("switch", ["offline=True", "KEYRENDER_OFFLINE=on", "HF_HUB_OFFLINE=1"])
 def test_offline_switch_is_the_keyframe_models_one(tiny_pipe, tmp_path, monkeypatch, switch):
-    """keyrender.weights.offline decides for interpolation as for keyframes: --offline, or
+    """keyrender.core.weights.offline decides for interpolation as for keyframes: --offline, or
     KEYRENDER_OFFLINE / HF_HUB_OFFLINE set to 1/true/yes/on. Offline, the default hub id loads
     from the Hugging Face cache (the real from_pretrained on a cache laid out as the hub's), and a
     model missing from the cache fails before from_pretrained, naming the cache and the command."""
-    from keyrender.weights import offline
+    from keyrender.core.weights import offline
 
     for var in ("KEYRENDER_OFFLINE", "HF_HUB_OFFLINE", "KEYRENDER_MODEL_LTX"):
         monkeypatch.delenv(var, raising=False)
@@ -356,7 +356,7 @@ def test_backends_declare_the_options_they_take(name):
     assert backend_options(name) == declared
     if name != "flow":
         assert {"flow_options", "pipeline", "device", "offline"} <= backend_options(name)
-    from keyrender.errors import InputError
+    from keyrender.core.errors import InputError
 
     with pytest.raises(InputError, match="unknown interpolator 'sora'"):
         backend_options("sora")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keyframe_requests import diff as _diff, emb as _emb, request as _request
-from keyrender.errors import InputError, ModelNotFoundError, ShotFailedError
+from keyrender.core.errors import InputError, ModelNotFoundError, ShotFailedError
 from keyrender.keyframes import (
     CharacterCondition,
     ConsistentAttentionOptions,
@@ -380,7 +380,7 @@ def test_joint_options_reach_the_generator_per_request(tmp_path, monkeypatch):
 
     from keyrender.keyframes import ConsistentAttentionOptions
     from keyrender.pipeline import RenderContext, RenderOptions, prepare
-    from keyrender.shot import keyframe_request
+    from keyrender.shot.render import keyframe_request
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     samples = Path(__file__).resolve().parent.parent / "samples"

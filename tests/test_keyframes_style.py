@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keyframe_requests import diff as _diff, emb as _emb, request as _any_request
-from keyrender.errors import InputError, ModelNotFoundError
+from keyrender.core.errors import InputError, ModelNotFoundError
 from keyrender.keyframes import (
     CharacterCondition,
     ConsistentAttentionOptions,
@@ -266,7 +266,7 @@ def test_run_with_a_style_image_tiny(tmp_path, monkeypatch, copy_sample):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
-    from keyrender.media import load_image
+    from keyrender.outputs.media import load_image
 
     kf = {}
     for name, styled in (("plain", False), ("styled", True)):
@@ -323,8 +323,8 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
     from pathlib import Path
 
     from keyrender.pipeline import RenderContext, RenderOptions, prepare
-    from keyrender.shot import keyframe_request, repair_function
-    from keyrender.refine import RefineConfig
+    from keyrender.shot.render import keyframe_request, repair_function
+    from keyrender.shot.refine import RefineConfig
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     seen = []

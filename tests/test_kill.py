@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keyrender.media import probe_video
+from keyrender.outputs.media import probe_video
 from keyrender.pipeline import is_done
 
 

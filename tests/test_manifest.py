@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keyrender.manifest import (
-    Attempt, CharacterScore, Manifest, Score, ShotJob, is_done, scene_anchor_path, written_by_keyrender,
-)
+from keyrender.core.jobs import ShotJob
+from keyrender.outputs.manifest import Attempt, CharacterScore, is_done, Manifest, scene_anchor_path, Score
+from keyrender.outputs.staging import written_by_keyrender
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "manifest.md"
 
@@ -165,7 +165,7 @@ def test_read_refuses_foreign_and_damaged_manifests(tmp_path):
 
 
 def test_scene_anchor_only_from_a_render_of_the_expected_key(tmp_path):
-    from keyrender.media import load_image, save_image
+    from keyrender.outputs.media import load_image, save_image
 
     first = tmp_path / "1A"
     (first / "keyframes").mkdir(parents=True)

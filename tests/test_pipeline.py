@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from keyrender.cli import main
-from keyrender.media import load_image, probe_video, read_frames
+from keyrender.outputs.media import load_image, probe_video, read_frames
 
 
 
@@ -136,7 +136,8 @@ def test_one_broken_shot_fails_alone_with_exit_3(project):
 
 
 def test_crash_mid_shot_leaves_old_output_and_no_half_files(project, monkeypatch):
-    from keyrender import media, pipeline
+    from keyrender import pipeline
+    from keyrender.outputs import media
     from keyrender.pipeline import RenderOptions, render
 
     out = project / "out"

@@ -10,7 +10,7 @@ import numpy as np
 
 from keyrender.identity.base import CharacterResult, FrameCheck
 from keyrender.keyframes.base import KeyframeRequest, derive_seed
-from keyrender.refine import Budget, RefineConfig, SpanRecorder, fill_span, refine_keyframes
+from keyrender.shot.refine import Budget, RefineConfig, SpanRecorder, fill_span, refine_keyframes
 
 H, W = 8, 8
 THRESHOLD = 0.5

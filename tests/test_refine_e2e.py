@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from keyrender.identity import FaceChecker, IdentityStore, load_face_model
-from keyrender.identity.testing import make_tiny_face_pack, synthetic_frame
-from keyrender.media import load_image, read_frames, save_image
+from helpers import synthetic_frame
+from keyrender.identity.tiny import make_tiny_face_pack
+from keyrender.outputs.media import load_image, read_frames, save_image
 from keyrender.pipeline import RenderOptions, render
 
 SIZE = 256
@@ -182,7 +183,7 @@ def test_failing_inbetween_reaches_the_real_tiny_regenerate(tmp_path, copy_sampl
     from dataclasses import replace
 
     from keyrender.keyframes.presets import PRESETS
-    from keyrender.refine import REPAIR_INDEX_BASE, RefineConfig
+    from keyrender.shot.refine import REPAIR_INDEX_BASE, RefineConfig
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
     # a strength other than the default, to see that it is the preset's that reaches regenerate

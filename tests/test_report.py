@@ -15,10 +15,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from keyrender.core.shotlist import load_shotlist
+from keyrender.outputs.report import identity_svg, render_report, write_report
+from keyrender.outputs.timeline import build_timeline, write_otio
 from keyrender.pipeline import RenderOptions, RunResult, ShotResult, render
-from keyrender.report import identity_svg, render_report, write_report
-from keyrender.shotlist import load_shotlist
-from keyrender.timeline import build_timeline, write_otio
 
 EVIL = '<script>alert("x")</script> & "quotes"'
 

@@ -80,7 +80,7 @@ def test_leftover_cleaning_spares_the_users_dot_files(project):
 
 
 def test_missing_face_model_error_keeps_no_frames_alive(project, tmp_path):
-    from keyrender.errors import ModelNotFoundError
+    from keyrender.core.errors import ModelNotFoundError
     from keyrender.pipeline import RenderContext, RenderOptions
 
     opts = RenderOptions(out=tmp_path / "out", face_model=str(tmp_path / "no-such-face-model"))
@@ -113,7 +113,7 @@ HEAD = "scene,shot,prompt,duration,fps,keyframes\n"
 
 
 def _load(tmp_path, text: str | bytes):
-    from keyrender.shotlist import load_shotlist
+    from keyrender.core.shotlist import load_shotlist
 
     p = tmp_path / "s.csv"
     p.write_bytes(text.encode() if isinstance(text, str) else text)
@@ -131,7 +131,7 @@ def _load(tmp_path, text: str | bytes):
 def test_huge_exponents_are_reported_at_once_not_hung(tmp_path, row, column):
     import time
 
-    from keyrender.shotlist import ShotListError
+    from keyrender.core.shotlist import ShotListError
 
     t0 = time.perf_counter()
     with pytest.raises(ShotListError) as e:
@@ -148,7 +148,7 @@ def test_huge_exponent_in_the_cli_dry_run_is_exit_2(tmp_path):
 
 
 def test_unterminated_quote_is_reported_with_its_line_not_swallowing_rows(tmp_path):
-    from keyrender.shotlist import ShotListError
+    from keyrender.core.shotlist import ShotListError
 
     # at the end of the file: every later row is inside the open quote
     with pytest.raises(ShotListError) as e:
@@ -214,7 +214,7 @@ def test_exif_orientation_is_honoured_by_run(project):
     out = project / "out"
     r = run("run", str(csv), "--out", str(out))
     assert r.exit_code == 0, r.output
-    from keyrender.media import load_image
+    from keyrender.outputs.media import load_image
 
     kf = load_image(out / "U" / "keyframes" / "kf000_f00000.png")
     assert kf.shape == (128, 64, 3)  # portrait, as the phone showed it
@@ -299,7 +299,7 @@ def test_second_run_on_a_locked_output_says_who_holds_it(project):
 def test_full_or_read_only_output_stops_the_run_with_one_message(project, monkeypatch, err, words):
     import os
 
-    from keyrender import media
+    from keyrender.outputs import media
 
     def failing_write(self, frame):
         raise OSError(err, os.strerror(err), str(self.path))
@@ -327,7 +327,7 @@ def test_killed_report_writes_leave_no_temp_files_after_the_next_run(project):
 
 def test_interpolate_pair_streams_pads_names_and_cleans_only_its_own_frames(project, tmp_path):
     from keyrender.interpolate.retime import interpolate_pair
-    from keyrender.media import load_image
+    from keyrender.outputs.media import load_image
 
     a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
     out = tmp_path / "frames"
@@ -413,7 +413,7 @@ def test_truncated_video_to_interpolate_factor_is_one_line_exit_2(project, tmp_p
 def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(project, tmp_path, monkeypatch, err, words):
     import os
 
-    from keyrender import media
+    from keyrender.outputs import media
 
     src = project / "out"
     assert run("run", str(project / "shotlist.csv"), "--out", str(src), "--only", "2A").exit_code == 0
@@ -433,7 +433,7 @@ def test_interpolate_factor_into_a_full_or_read_only_output_is_one_line_exit_1(p
 
 @pytest.fixture(scope="module")
 def tiny_pack(tmp_path_factory) -> Path:
-    from keyrender.identity.testing import make_tiny_face_pack
+    from keyrender.identity.tiny import make_tiny_face_pack
 
     return make_tiny_face_pack(tmp_path_factory.mktemp("pack") / "tiny")
 
@@ -442,7 +442,7 @@ def _tiny_face_setup(tmp_path, pack):
     """A cast of one for the generated insightface-shaped pack, and a frame of her on screen."""
     import cv2
 
-    from keyrender.identity.testing import synthetic_frame
+    from helpers import synthetic_frame
 
     cast = tmp_path / "cast"
     (cast / "alice").mkdir(parents=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyrender.shotlist import ShotListError, UnknownColumnWarning, load_shotlist, parse_fps
+from keyrender.core.shotlist import ShotListError, UnknownColumnWarning, load_shotlist, parse_fps
 
 def _png() -> bytes:
     import io
@@ -178,7 +178,7 @@ def test_module_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, keyrender.shotlist, keyrender.pipeline, keyrender.cli; print('torch' in sys.modules)"
+    code = "import sys, keyrender.core.shotlist, keyrender.pipeline, keyrender.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     assert np  # numpy is fine

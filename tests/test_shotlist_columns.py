@@ -1,4 +1,4 @@
-"""The column registry (keyrender.shotlist_columns.COLUMNS) and README's shot-list table describe
+"""The column registry (keyrender.core.shotlist_columns.COLUMNS) and README's shot-list table describe
 the same columns: names, which are required, and each default where README states one."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from keyrender.shotlist import COLUMNS, KNOWN_COLUMNS, REQUIRED_COLUMNS, RowContext
+from keyrender.core.shotlist import COLUMNS, KNOWN_COLUMNS, REQUIRED_COLUMNS, RowContext
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -10,7 +10,7 @@ import logging
 from click.testing import CliRunner
 
 from keyrender.cli import main
-from keyrender.media import probe_video
+from keyrender.outputs.media import probe_video
 
 
 class _Records(logging.Handler):

@@ -1,4 +1,4 @@
-"""keyrender.weights: the one place that says where weights come from (no network, no torch)."""
+"""keyrender.core.weights: the one place that says where weights come from (no network, no torch)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from keyrender import weights
-from keyrender.errors import ModelNotFoundError
-from keyrender.weights import WeightSpec
+from keyrender.core import weights
+from keyrender.core.errors import ModelNotFoundError
+from keyrender.core.weights import WeightSpec
 
 SPEC = WeightSpec("org/model", subfolder="sub", weight_name="w.safetensors", size="~1 GB")
 
@@ -23,7 +23,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_import_does_not_pull_torch():
-    code = "import sys, keyrender.weights; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    code = "import sys, keyrender.core.weights; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
 
@@ -108,7 +108,7 @@ def test_fetch_command():
 
 
 def test_tiny_files_go_to_keyrenders_cache(monkeypatch, tmp_path):
-    from keyrender.fsutil import cache_root
+    from keyrender.core.fsutil import cache_root
     from keyrender.keyframes.tiny import TINY_VERSION, default_tiny_dir
 
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "kc"))

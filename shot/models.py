@@ -1,6 +1,6 @@
 """RenderContext: the models of a run, loaded on first use and shared by every shot.
 
-Shot layer: the shot renderer (shot.py) asks it for the keyframe generator, the judge (the face
+Shot layer: the shot renderer (shot/render.py) asks it for the keyframe generator, the judge (the face
 model that checks frames), the conditioning face model, the cast's identities and the
 interpolator for a set of flow options. Nothing is loaded before a shot needs it.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from keyrender.errors import ModelNotFoundError
-from keyrender.manifest import Callback
+from keyrender.core.errors import ModelNotFoundError
+from keyrender.core.jobs import Callback
 from keyrender.options import (
     InterpolationOptions, RenderOptions, backend_parameters, face_model_name, inbetween_choice, interpolation_options,
 )
@@ -55,7 +55,7 @@ class RenderContext:
     def cache_dir(self) -> Path:
         if self.options.cache_dir:
             return Path(self.options.cache_dir)
-        from keyrender.fsutil import cache_root
+        from keyrender.core.fsutil import cache_root
 
         return cache_root()
 
@@ -82,7 +82,7 @@ class RenderContext:
         if self.options.device and self.options.device.startswith("cuda"):
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         if name == "tiny":
-            from keyrender.identity.testing import make_tiny_face_pack
+            from keyrender.identity.tiny import make_tiny_face_pack
 
             name = str(make_tiny_face_pack(self.cache_dir / "faces" / "tiny"))
         return load_face_model(name, providers=providers, allow_download=self.options.allow_download)
@@ -192,7 +192,7 @@ class RenderContext:
         return self._interpolators[key]
 
     def inbetween_choice(self):
-        """keyframes.presets.choose_inbetweener for this run's preset, decided once per run."""
+        """options.choose_inbetweener for this run's preset, decided once per run."""
         return inbetween_choice(self.preset, self._inbetweens)
 
     def say_once(self, message: str, key: str | None = None, event: str = "warning") -> None:

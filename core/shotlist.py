@@ -3,7 +3,7 @@
 One row is one shot. Validation reads the whole file and collects every problem before failing,
 each naming the file, line, column and value, so a user fixes the sheet in one pass.
 The columns (name, required, default, parser, doc) are described once, in
-`keyrender.shotlist_columns.COLUMNS`; README's shot-list table documents them for users (a test
+`keyrender.core.shotlist_columns.COLUMNS`; README's shot-list table documents them for users (a test
 checks that the two agree). Paths are relative to the CSV file.
 This module never imports torch (the dry run and `--help` depend on that).
 """
@@ -18,15 +18,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from keyrender.errors import InputError
-from keyrender.imagefile import IMAGE_SUFFIXES
-from keyrender.shotlist_columns import (
+from keyrender.core.errors import InputError
+from keyrender.core.imagefile import IMAGE_SUFFIXES
+from keyrender.core.shotlist_columns import (
     COLUMNS, CONTROL_TYPES, DEFAULT_FPS, KNOWN_COLUMNS, MAX_EXPONENT, MAX_FPS, MAX_NUMBER_CHARS, MAX_SECONDS,
     MAX_SHOT_ID, MAX_SIZE, MIN_SIZE, NAMED_REGIONS, NTSC, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, RESERVED_SHOT_IDS,
     SHOT_ID, Column, RowContext, default_seed, parse_fps, parse_number,
 )
 
-# keyrender.shotlist is the public path of the schema too (the columns, limits and number parsers)
+# keyrender.core.shotlist is the public path of the schema too (the columns, limits and number parsers)
 __all__ = [
     "Shot", "Scene", "ShotList", "load_shotlist", "ShotListError", "Issue", "UnknownColumnWarning",
     "MAX_SHOTLIST_BYTES", "MAX_FIELD_CHARS", "IMAGE_SUFFIXES", "COLUMNS", "Column", "RowContext",

@@ -13,8 +13,8 @@ ShotResult naming the reason. A shot that is not its scene's first takes the sce
 keyframe as its style anchor from that shot's written keyframe 0 (`ShotJob.anchor_from`), never
 from state another shot left in the context.
 
-Shot layer: models come from RenderContext (context.py); the stages (`keyframes`, `identity`,
-`interpolate`, and refine.py's loop) are imported inside the steps, so importing this imports
+Shot layer: models come from RenderContext (shot/models.py); the stages (`keyframes`, `identity`,
+`interpolate`, and shot/refine.py's loop) are imported inside the steps, so importing this imports
 no torch.
 """
 
@@ -28,13 +28,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from keyrender.context import RenderContext
-from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, ModelNotFoundError, OutputError, output_error
-from keyrender.manifest import (
-    MANIFEST, VIDEO, BudgetRecord, Callback, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge,
-    KeyframeEntry, Manifest, ShotJob, ShotResult, VideoInfo, create_staging, scene_anchor_path, swap_into_place,
-)
+from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, ModelNotFoundError, OutputError, output_error
+from keyrender.core.jobs import MANIFEST, VIDEO, Callback, ShotJob, ShotResult
 from keyrender.options import InterpolationOptions, interpolation_options
+from keyrender.outputs.manifest import (
+    BudgetRecord, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge, KeyframeEntry, Manifest,
+    scene_anchor_path, VideoInfo,
+)
+from keyrender.outputs.staging import create_staging, swap_into_place
+from keyrender.shot.models import RenderContext
 
 __all__ = ["render_shot", "render_shot_safely", "make_keyframes", "check_keyframes", "write_keyframes",
            "fill_video", "shot_manifest", "keyframe_request", "repair_function", "Keyframes",
@@ -98,7 +100,7 @@ class FilledVideo:
 
 def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     """Render one shot into a staging folder, then move it into place (old output replaced)."""
-    from keyrender.refine import Budget, RefineConfig
+    from keyrender.shot.refine import Budget, RefineConfig
 
     opts = context.options
     t_start = time.perf_counter()
@@ -164,7 +166,7 @@ def render_shot_safely(job: ShotJob, context: RenderContext) -> ShotResult:
 def make_keyframes(job: ShotJob, context: RenderContext, warnings: Warnings) -> Keyframes:
     """The storyboard's keyframes (fitted to the shot's size), then the others generated in one
     joint call, conditioned on the characters' faces, the scene's style and its anchor."""
-    from keyrender.media import fit_image, load_image
+    from keyrender.outputs.media import fit_image, load_image
 
     shot, opts = job.shot, context.options
     images: dict[int, Any] = {}
@@ -193,7 +195,7 @@ def make_keyframes(job: ShotJob, context: RenderContext, warnings: Warnings) -> 
 def scene_anchor_image(job: ShotJob):
     """The scene's first keyframe as written by the scene's first shot (PNG: the pixels it was
     rendered with), or None (see manifest.scene_anchor_path)."""
-    from keyrender.media import load_image
+    from keyrender.outputs.media import load_image
 
     path = scene_anchor_path(job)
     if path is None:
@@ -209,7 +211,7 @@ def keyframe_request(job: ShotJob, context: RenderContext, identities: dict, ima
     (`images`), the characters' FaceID conditions (`identities`: the conditioning model's), the
     scene's style image and anchor, the control image, the run's joint-attention options."""
     from keyrender.keyframes.base import KeyframeRequest, StyleAnchor
-    from keyrender.media import fit_image, load_image
+    from keyrender.outputs.media import fit_image, load_image
 
     shot, scene = job.shot, job.scene
     style_image = fit_image(load_image(scene.style_image), job.width, job.height) if scene.style_image else None
@@ -257,7 +259,7 @@ def checker_for(job: ShotJob, context: RenderContext, identities: dict):
 
 def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, config, budget) -> CheckedKeyframes:
     """Each keyframe checked against the cast; a failing generated one re-rolled (refine_keyframes)."""
-    from keyrender.refine import refine_keyframes
+    from keyrender.shot.refine import refine_keyframes
 
     checker, why_not = checker_for(job, context, kf.identities)
     images, records = kf.images, {}
@@ -280,7 +282,7 @@ def _time(frame: int, fps: Fraction) -> float:
 
 def write_keyframes(staging: Path, job: ShotJob, kf: Keyframes, checked: CheckedKeyframes) -> list[KeyframeEntry]:
     """keyframes/kfNNN_fNNNNN.png (lossless) for each keyframe, and its manifest entry."""
-    from keyrender.media import save_image
+    from keyrender.outputs.media import save_image
 
     shot = job.shot
     entries = []
@@ -319,8 +321,8 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
                config, budget, warnings: Warnings) -> FilledVideo:
     """The in-betweens of every keyframe pair, checked and repaired span by span (refine.fill_span),
     streamed into staging/video.mp4 with the keyframes; repair keyframes written as PNGs."""
-    from keyrender.media import VideoWriter, save_image
-    from keyrender.refine import SpanRecorder, fill_span
+    from keyrender.outputs.media import VideoWriter, save_image
+    from keyrender.shot.refine import SpanRecorder, fill_span
 
     shot, emit = job.shot, context.emit
     checker, images = checked.checker, checked.images
@@ -413,7 +415,7 @@ def repair_function(job: ShotJob, context: RenderContext, request, warnings: lis
     """repair(frame, image, attempt) -> (image, seed), or None when no generator can be loaded
     (the reason goes into `warnings` once). The generator gets the two keyframes around the
     frame as joint-attention context; strengths follow `config` (refine.RefineConfig)."""
-    from keyrender.refine import REPAIR_INDEX_BASE
+    from keyrender.shot.refine import REPAIR_INDEX_BASE
 
     shot = job.shot
     prompts = shot.keyframe_prompts()

@@ -16,9 +16,9 @@ from typing import Iterator
 
 import numpy as np
 
-from keyrender.errors import InputError
-from keyrender.fsutil import atomic_path
-from keyrender.imagefile import IMAGE_SUFFIXES, ImageFileError, probe_image  # noqa: F401  (IMAGE_SUFFIXES: re-exported)
+from keyrender.core.errors import InputError
+from keyrender.core.fsutil import atomic_path
+from keyrender.core.imagefile import IMAGE_SUFFIXES, ImageFileError, probe_image  # noqa: F401  (IMAGE_SUFFIXES: re-exported)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

@@ -23,8 +23,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from keyrender.errors import InputError
-from keyrender.imagefile import IMAGE_SUFFIXES, check_image
+from keyrender.core.errors import InputError
+from keyrender.core.imagefile import IMAGE_SUFFIXES, check_image
 
 DEFAULT_FPS = Fraction(24)
 MIN_SIZE, MAX_SIZE = 64, 4096

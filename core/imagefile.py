@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from keyrender.errors import InputError
+from keyrender.core.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}  # what Pillow calls the formats of IMAGE_SUFFIXES

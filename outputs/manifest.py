@@ -1,46 +1,35 @@
-"""What a run leaves on disk, as typed records: the shot manifest, the jobs and their results,
-and the staging folder a shot is written into before it is swapped into place.
+"""What a shot leaves on disk, as typed records: the shot manifest, the cache check and the anchor.
 
     Manifest.read(folder) -> Manifest | None       the typed `<out>/<shot>/manifest.json`
     manifest.to_json() / manifest.write(folder)     exactly the JSON the shot renderer writes
-    ShotJob, ShotResult, RunResult                  a shot to render, how it went, how the run went
-    create_staging / swap_into_place                a shot's files appear all at once or not at all
     is_done(out_dir, key) / cached_result(job)      the cache check and what a cached shot reports
     scene_anchor_path(job)                          the written keyframe a shot takes as its anchor
 
-One definition for the writer (shot.render_shot), the readers (the cache check, report.py,
-timeline.py, the Ray executor) and the documentation: `docs/manifest.md` documents these fields
+The jobs and their results are in `core.jobs`, the staging folders in `outputs.staging`.
+
+One definition for the writer (shot.render.render_shot), the readers (the cache check,
+outputs.report, outputs.timeline, the Ray executor) and the documentation: `docs/manifest.md` documents these fields
 and a test checks the two agree. Records the stages report in their own words (a span's backend
 details, a keyframe's re-roll attempts, a repair) are stored as the stage wrote them; readers get
 typed views of them (`Span`, `Repair`, `Score`). `Manifest.read` returns None for a folder
 without a readable manifest of this schema: a damaged or foreign file is "not done", never an
 exception in a reader.
 
-Outputs layer: imports only the base layer (shotlist, fsutil, errors). No torch.
+Outputs layer: imports only the base layer (jobs, fsutil, errors). No torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from keyrender.errors import InputError
-from keyrender.fsutil import atomic_write_json, sha256_file
-from keyrender.shotlist import Scene, Shot
+from keyrender.core.fsutil import atomic_write_json, sha256_file
+from keyrender.core.jobs import MANIFEST, VIDEO, ShotJob, ShotResult
 
 SCHEMA = "keyrender.manifest/1"
-MANIFEST = "manifest.json"
-VIDEO = "video.mp4"
-
-#: progress and warnings of a run, as {"event": ..., ...} dicts (the CLI prints them)
-Event = dict[str, Any]
-Callback = Callable[[Event], None]
 
 #: how a span between keyframes was filled (interpolate.flow's modes)
 SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
@@ -247,7 +236,7 @@ class Interpolation:
     options: FlowOptions = field(default_factory=FlowOptions)
     spans: list[dict] = field(default_factory=list)
     fallback: str | None = None
-    # what the spans touching a generated keyframe got (keyframes.presets.InbetweenChoice.manifest):
+    # what the spans touching a generated keyframe got (options.InbetweenChoice.manifest):
     # backend, model, wanted, fallback; None for a storyboard shot or an injected interpolator
     inbetweens: dict | None = None
 
@@ -386,32 +375,20 @@ def read_manifest(out_dir: str | os.PathLike) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# jobs and results
+# the cache check and the scene anchor
 
 
-@dataclass
-class ShotJob:
-    """One shot to render: where it goes, its size, its cache key, and whether it is done.
+def is_done(out_dir: str | os.PathLike, key: str) -> bool:
+    """The shot at out_dir was rendered with this key and its files are intact (size + sha256)."""
+    m = Manifest.read(out_dir)
+    return m is not None and m.cache_key == key and m.status == "done" and m.verifies(Path(out_dir))
 
-    anchor_from: the output folder of the scene's first shot, for a shot that generates keyframes
-    and is not its scene's first: its keyframe 0, as written there, is this shot's style anchor.
-    anchor_key: the cache key that first shot must have been rendered with (this job's own key is
-    built on it), so an old render left by a failed run is never taken as the anchor."""
 
-    shot: Shot
-    scene: Scene
-    out_dir: Path
-    width: int
-    height: int
-    cache_key: str
-    done: bool
-    first_in_scene: bool
-    anchor_from: Path | None = None
-    anchor_key: str | None = None
-
-    @property
-    def frames(self) -> int:
-        return self.shot.frames
+def cached_result(job: ShotJob) -> ShotResult:
+    """The result of a shot that is already rendered (its flagged frames from its manifest)."""
+    m = Manifest.read(job.out_dir)
+    flagged = list(m.identity.flagged_frames) if m else []
+    return ShotResult(job.shot.id, "cached", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST, flagged)
 
 
 def scene_anchor_path(job: ShotJob) -> Path | None:
@@ -425,115 +402,3 @@ def scene_anchor_path(job: ShotJob) -> Path | None:
         return None
     path = Path(job.anchor_from) / m.keyframes[0].path
     return path if path.is_file() else None
-
-
-@dataclass
-class ShotResult:
-    shot: str
-    status: str                        # "rendered" | "cached" | "failed"
-    out_dir: Path
-    video: Path | None = None
-    manifest: Path | None = None
-    flagged: list[int] = field(default_factory=list)
-    reason: str | None = None
-    seconds: float = 0.0
-    error_type: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("rendered", "cached")
-
-    @classmethod
-    def rendered(cls, job: ShotJob, flagged: list[int], seconds: float) -> "ShotResult":
-        return cls(job.shot.id, "rendered", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST,
-                   list(flagged), seconds=seconds)
-
-    @classmethod
-    def failed(cls, job: ShotJob, reason: str, seconds: float, error_type: str = "error") -> "ShotResult":
-        return cls(job.shot.id, "failed", job.out_dir, reason=reason, seconds=seconds, error_type=error_type)
-
-
-def cached_result(job: ShotJob) -> ShotResult:
-    """The result of a shot that is already rendered (its flagged frames from its manifest)."""
-    m = Manifest.read(job.out_dir)
-    flagged = list(m.identity.flagged_frames) if m else []
-    return ShotResult(job.shot.id, "cached", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST, flagged)
-
-
-@dataclass
-class RunResult:
-    shots: list[ShotResult]
-    out: Path
-    strict: bool = False
-    report: Path | None = None         # out/report.html, once written
-    timeline: Path | None = None       # out/timeline.otio, once written
-
-    @property
-    def failed(self) -> list[ShotResult]:
-        return [s for s in self.shots if not s.ok or (self.strict and s.flagged)]
-
-    @property
-    def exit_code(self) -> int:
-        from keyrender.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SHOTS_FAILED
-
-        if not self.failed:
-            return EXIT_OK
-        hard = [s for s in self.shots if not s.ok]
-        if hard and len(hard) == len(self.shots) and all(s.error_type == "input" for s in hard):
-            return EXIT_BAD_INPUT
-        return EXIT_SHOTS_FAILED
-
-
-# ---------------------------------------------------------------------------------------------
-# the cache check and staging
-
-
-def is_done(out_dir: str | os.PathLike, key: str) -> bool:
-    """The shot at out_dir was rendered with this key and its files are intact (size + sha256)."""
-    m = Manifest.read(out_dir)
-    return m is not None and m.cache_key == key and m.status == "done" and m.verifies(Path(out_dir))
-
-
-_MANIFEST_HEAD = re.compile(rb'"schema"\s*:\s*"' + re.escape(SCHEMA.split("/")[0].encode()) + rb"/")
-
-
-def written_by_keyrender(out_dir: str | os.PathLike) -> bool:
-    """Whether `out_dir` is a shot folder keyrender wrote: a real folder (no link) holding a
-    manifest.json with keyrender's schema. The manifest's head is enough, so a shot whose
-    manifest was damaged is still recognised (and rendered again)."""
-    p = Path(out_dir)
-    if p.is_symlink() or not p.is_dir():
-        return False
-    try:
-        with open(p / MANIFEST, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    return _MANIFEST_HEAD.search(head) is not None
-
-
-#: the names create_staging and swap_into_place give their folders: .staging-<shot>-<8 hex>
-LEFTOVER = re.compile(r"^\.(staging|old)-[A-Za-z0-9][A-Za-z0-9_.\-]*-[0-9a-f]{8}$")
-
-
-def create_staging(out: Path, shot_id: str) -> Path:
-    """A fresh staging folder for a shot under the output folder (with keyframes/ in it)."""
-    staging = Path(out) / f".staging-{shot_id}-{uuid.uuid4().hex[:8]}"
-    (staging / "keyframes").mkdir(parents=True)
-    return staging
-
-
-def swap_into_place(staging: Path, final: Path) -> None:
-    """Replace `final` by `staging` with two renames; a crash between them loses only old output.
-    Only a shot folder keyrender wrote is ever replaced (checked again here: the folder may have
-    appeared since the run was planned)."""
-    old = None
-    if os.path.lexists(final) and not written_by_keyrender(final):
-        raise InputError(f"{final} exists and was not written by keyrender; it is left as it is "
-                         "(rename the shot or choose another --out)")
-    if os.path.lexists(final):
-        old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -31,9 +31,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from keyrender.errors import KeyrenderError
-from keyrender.fsutil import atomic_write_text
-from keyrender.manifest import IdentityRecord, Manifest, Score
+from keyrender.core.errors import KeyrenderError
+from keyrender.core.fsutil import atomic_write_text
+from keyrender.outputs.manifest import IdentityRecord, Manifest, Score
 
 
 def rational_time(value: int | float, rate: Fraction) -> dict:

@@ -1,20 +1,4 @@
-"""Executors: who runs render_shot for the jobs of a run.
-
-    LocalExecutor()                                   in this process, one shot after the other
-    RayExecutor(address=None, num_gpus=1, max_retries=3)
-                                                      one Ray task per shot, each with its GPU(s)
-
-An executor's `run(jobs, options, cast_dir, emit)` returns one ShotResult per job, in job order,
-and leaves every finished shot in place under options.out (video.mp4, keyframes/, manifest.json),
-swapped in atomically as shot.render_shot does.
-
-Scene order: a shot that generates keyframes and is not its scene's first takes the keyframe 0
-that its scene's first shot wrote as its style anchor (`ShotJob.anchor_from`, set by the plan).
-Both executors therefore finish that shot before the shots anchored on it; the Ray executor runs
-the shots that wait on no anchor (other scenes' first shots, storyboard shots) in parallel, and
-ships the anchor's files (that shot's manifest and keyframe 0) with the shots that need them.
-
-Workers layer: imports shot.py, manifest.py, options.py and the layers below; never pipeline.
+"""The Ray executor: one Ray task per shot, each with its GPU(s).
 
 Ray without a shared filesystem: the driver sends each task the bytes of the files its shot reads
 (storyboard, style and control images, its characters' reference images); the worker renders into
@@ -26,8 +10,11 @@ shot with its reason like a local run does. A full or read-only output folder on
 the run with one OutputError (the running tasks are cancelled), as in a local run. Workers keep
 their models loaded between tasks (a module-level cache per worker process).
 
-Nothing here imports torch or ray at module level.
+The shots that wait on no scene anchor run in parallel; the driver ships the anchor's files (that
+shot's manifest and keyframe 0) with the shots that need them. Nothing here imports ray at module
+level.
 """
+
 
 from __future__ import annotations
 
@@ -39,37 +26,15 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from keyrender.context import RenderContext
-from keyrender.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
-from keyrender.manifest import (
-    MANIFEST, Callback, Event, Manifest, ShotJob, ShotResult, cached_result, create_staging,
-    scene_anchor_path, swap_into_place,
-)
+from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
+from keyrender.core.jobs import MANIFEST, Callback, Event, ShotJob, ShotResult
 from keyrender.options import RenderOptions
-from keyrender.shot import render_shot_safely
-
-
-class Executor(Protocol):
-    name: str
-
-    def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
-        """Render the jobs that are not done; one ShotResult per job, in job order."""
-        ...
-
-
-def get_executor(executor: "str | Executor | None", **kwargs) -> Executor:
-    """An executor from a name ("local", "ray"), an executor instance, or None (local)."""
-    if executor is None or executor == "local":
-        return LocalExecutor()
-    if executor == "ray":
-        return RayExecutor(**kwargs)
-    if isinstance(executor, str):
-        raise InputError(f"unknown executor '{executor}' (known: local, ray)")
-    if not callable(getattr(executor, "run", None)):
-        raise InputError(f"executor {executor!r} has no run(jobs, options, cast_dir, emit) method")
-    return executor
+from keyrender.outputs.manifest import cached_result, Manifest, scene_anchor_path
+from keyrender.outputs.staging import create_staging, swap_into_place
+from keyrender.shot.models import RenderContext
+from keyrender.shot.render import render_shot_safely
 
 
 def scene_dependencies(jobs: list[ShotJob]) -> dict[str, str | None]:
@@ -77,34 +42,6 @@ def scene_dependencies(jobs: list[ShotJob]) -> dict[str, str | None]:
     (`ShotJob.anchor_from`), when that job is among these; else None."""
     by_out = {j.out_dir: j.shot.id for j in jobs}
     return {j.shot.id: by_out.get(j.anchor_from) if j.anchor_from is not None else None for j in jobs}
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-class LocalExecutor:
-    """Every shot in this process, in shot-list order (a scene's first shot comes first)."""
-
-    name = "local"
-
-    def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
-        context = RenderContext(options, cast_dir, emit)
-        results = []
-        for job in jobs:
-            if job.done:
-                results.append(cached_result(job))
-                emit({"event": "shot_done", "shot": job.shot.id, "status": "cached"})
-                continue
-            emit({"event": "shot_start", "shot": job.shot.id, "frames": job.frames})
-            result = render_shot_safely(job, context)
-            results.append(result)
-            emit({"event": "shot_done" if result.ok else "shot_failed", "shot": job.shot.id,
-                  "status": result.status, "reason": result.reason, "flagged": len(result.flagged)})
-        return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray
 
 
 @dataclass
@@ -314,7 +251,7 @@ def _render_task(payload: dict) -> dict:
 
 def _receive(job: ShotJob, reply: dict, options: RenderOptions, seconds: float) -> ShotResult:
     """Write a worker's reply for `job` into place (staging, check, swap); the ShotResult."""
-    from keyrender.fsutil import atomic_write_bytes
+    from keyrender.core.fsutil import atomic_write_bytes
 
     if reply["status"] != "rendered":
         return ShotResult.failed(job, reply["reason"], seconds, reply.get("error_type") or "error")

@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
-from keyrender.errors import ModelNotFoundError
-from keyrender.fsutil import cache_root
+from keyrender.core.errors import ModelNotFoundError
+from keyrender.core.fsutil import cache_root
 
 __all__ = [
     "OFFLINE_VARS",

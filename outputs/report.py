@@ -20,9 +20,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from keyrender.errors import KeyrenderError
-from keyrender.fsutil import atomic_write_text
-from keyrender.manifest import MANIFEST, SPAN_MODES, Manifest, Repair, Score
+from keyrender.core.errors import KeyrenderError
+from keyrender.core.fsutil import atomic_write_text
+from keyrender.core.jobs import MANIFEST
+from keyrender.outputs.manifest import SPAN_MODES, Manifest, Repair, Score
 
 THUMB_WIDTH = 192
 THUMB_QUALITY = 70
@@ -196,8 +197,8 @@ def _thumbnail(path: Path) -> str | None:
     import cv2
     import numpy as np
 
-    from keyrender.errors import InputError
-    from keyrender.media import load_image
+    from keyrender.core.errors import InputError
+    from keyrender.outputs.media import load_image
 
     try:
         img = np.ascontiguousarray(load_image(path)[:, :, ::-1])  # BGR for the encoder below
