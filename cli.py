@@ -159,17 +159,13 @@ def _joint_options(preset: str, enabled, rate, layers, steps):
 
 
 def _dry_run(shotlist: Path, options, as_json: bool) -> None:
-    from keyrender.keyframes.presets import get_preset
-    from keyrender.pipeline import interpolation_options, prepare
+    from keyrender.pipeline import prepare
 
     sl, jobs = prepare(shotlist, options)
-    backend = get_preset(options.preset).interpolator
-    flows = {j.shot.id: interpolation_options(j.shot, options, backend) for j in jobs}
-    inbetweens = None  # what generated keyframes get (the video model when its weights are here)
-    if options.interpolator is None and any(not j.shot.storyboard for j in jobs):
-        from keyrender.options import choose_inbetweener
-
-        inbetweens = choose_inbetweener(get_preset(options.preset))
+    # what the plan decided: each shot's flow options, and what generated keyframes get (the video
+    # model when its weights are here; the same choice for every shot of the run)
+    flows = {j.shot.id: j.spans.flow for j in jobs}
+    inbetweens = next((j.spans.video for j in jobs if j.spans.video is not None), None)
     if as_json:
         for j in jobs:
             click.echo(json.dumps({
@@ -178,7 +174,7 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
                 "keyframe_frames": list(j.shot.keyframe_frames), "keyframe_times": list(j.shot.keyframe_times),
                 "characters": list(j.shot.characters), "storyboard": j.shot.storyboard,
                 "interpolation": flows[j.shot.id].manifest(),
-                "inbetweens": inbetweens.manifest() if inbetweens and not j.shot.storyboard else None,
+                "inbetweens": j.spans.video.manifest() if j.spans.video else None,
                 "done": j.done, "cache_key": j.cache_key, "out": str(j.out_dir),
             }))
         return

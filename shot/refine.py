@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from keyrender.identity.base import FrameCheck
-from keyrender.keyframes.base import KeyframeGenerator, KeyframeRequest, derive_seed
+from keyrender.keyframes.base import KeyframeGenerator, KeyframeRequest
 
 Check = Callable[[np.ndarray, Sequence[str]], FrameCheck]
 Interpolate = Callable[[np.ndarray, np.ndarray, Sequence[float], dict], Iterator[np.ndarray]]
@@ -135,14 +135,14 @@ def refine_keyframes(
             and not any(ch.strangers for ch in checks.values()):
         out.skipped = "no face in any keyframe (landscape or back view?): identity loop skipped"
         for i, ch in checks.items():
-            out.records[i] = {"attempts": [{"attempt": 0, "seed": derive_seed(request.seed, i, 0) if i in generated else None, **_scores(ch)}], "final": _scores(ch)}
+            out.records[i] = {"attempts": [{"attempt": 0, "seed": request.seed_for(i) if i in generated else None, **_scores(ch)}], "final": _scores(ch)}
         return out
 
     base_strength = request.identity_strength
     for i in sorted(images):
         first = checks[i]
         is_generated = i in generated
-        attempts = [{"attempt": 0, "seed": derive_seed(request.seed, i, 0) if is_generated else None,
+        attempts = [{"attempt": 0, "seed": request.seed_for(i) if is_generated else None,
                      "identity_strength": base_strength if is_generated else None, **_scores(first)}]
         best_img, best, best_k = out.images[i], first, 0
         k = 0
@@ -153,7 +153,7 @@ def refine_keyframes(
             context = KeyframeRequest(**{**request.__dict__, "fixed": {j: im for j, im in out.images.items() if j != i}})
             img = generator().generate(context, indices=[i], attempts={i: k}, identity_strength=strength)[i]
             result = check(img, expected)
-            attempts.append({"attempt": k, "seed": derive_seed(request.seed, i, k),
+            attempts.append({"attempt": k, "seed": request.seed_for(i, k),
                              "identity_strength": round(strength, 4), **_scores(result)})
             if result.margin > best.margin:
                 best_img, best, best_k = img, result, k

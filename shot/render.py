@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, ModelNotFoundError, OutputError, output_error
-from keyrender.core.jobs import MANIFEST, VIDEO, Callback, ShotJob, ShotResult
-from keyrender.options import InterpolationOptions, interpolation_options
+from keyrender.core.jobs import MANIFEST, VIDEO, Callback, InterpolationOptions, ShotJob, ShotResult
 from keyrender.outputs.manifest import (
     BudgetRecord, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge, KeyframeEntry, Manifest,
     scene_anchor_path, VideoInfo,
@@ -103,6 +102,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     from keyrender.shot.refine import Budget, RefineConfig
 
     opts = context.options
+    if job.spans is None:
+        raise KeyrenderError(f"shot {job.shot.id}: its job carries no plan (build jobs with keyrender.plan)")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     warnings = Warnings(context.emit)
@@ -294,15 +295,9 @@ def write_keyframes(staging: Path, job: ShotJob, kf: Keyframes, checked: Checked
         entries.append(KeyframeEntry(
             index=i, frame=f, time=_time(f, shot.fps), path=path,
             source="generated" if generated else "storyboard", prompt=kf.request.prompts[i],
-            seed=_seed(shot.seed, i, (record or {}).get("chosen_attempt", 0)) if generated else None,
+            seed=kf.request.seed_for(i, (record or {}).get("chosen_attempt", 0)) if generated else None,
             identity=record))
     return entries
-
-
-def _seed(shot_seed: int, index: int, attempt: int) -> int:
-    from keyrender.keyframes.base import derive_seed
-
-    return derive_seed(shot_seed, index, attempt)
 
 
 # ---- 4. filled video ------------------------------------------------------------------------------
@@ -329,11 +324,11 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     rec = SpanRecorder()
     repair = repair_function(job, context, kf.request, warnings.lines, images, config) if checker is not None else None
     judge = _judge(context) if checker is not None else None
-    flow = interpolation_options(shot, context.options, context.preset.interpolator)
+    flow = job.spans.flow
     if flow.applied is None and (shot.hedge is not None or not flow.is_default):
         warnings.add(f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} "
                      f"not applied: {flow.why_not}")
-    span_interps, inbetweens, fallback = span_inbetweeners(job, context, flow, set(kf.generated), warnings)
+    span_interps, inbetweens, fallback = span_inbetweeners(job, context, set(kf.generated), warnings)
     interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
     span_index = 0
 
@@ -375,8 +370,8 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
                        repairs, inbetweens)
 
 
-def span_inbetweeners(job: ShotJob, context: RenderContext, flow: InterpolationOptions,
-                       generated: set[int], warnings: Warnings) -> tuple[list, dict | None, str | None]:
+def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
+                      warnings: Warnings) -> tuple[list, dict | None, str | None]:
     """The interpolator of each keyframe span of a shot, what was chosen for its generated
     keyframes (manifest `interpolation.inbetweens`) and the fallback line (None: none).
 
@@ -384,22 +379,22 @@ def span_inbetweeners(job: ShotJob, context: RenderContext, flow: InterpolationO
     them is a morph. Spans between two real views (storyboard images) get the preset's
     interpolator; a span that touches a generated keyframe gets the preset's keyframe-conditioned
     video model when its weights are here, else flow, said once per run on the console and in
-    every such shot's manifest. An injected RenderOptions.interpolator is used for every span."""
-    shot = job.shot
+    every such shot's manifest. An injected RenderOptions.interpolator is used for every span.
+    What each span gets was decided by the plan (`job.spans`)."""
+    shot, plan = job.shot, job.spans
     spans = len(shot.keyframe_frames) - 1
-    base = context.interpolator(flow)
-    if not generated or context.options.interpolator is not None:
+    base = context.interpolator(plan.flow)
+    choice = plan.video
+    if not generated or choice is None:
         return [base] * spans, None, None
-    choice = context.inbetween_choice()
     touches = [i in generated or i + 1 in generated for i in range(spans)]
     if choice.video:
         video = base
         if choice.backend != context.preset.interpolator:
             context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens of generated "
                              "keyframes", event="load")
-            video = context.interpolator(interpolation_options(shot, context.options, choice.backend),
-                                         choice.backend, choice.model, prompt=shot.prompt, seed=shot.seed,
-                                         **context.preset.video_options)
+            video = context.interpolator(plan.video_flow, choice.backend, model=choice.model, prompt=shot.prompt,
+                                         seed=shot.seed, **context.preset.video_options)
         return [video if t else base for t in touches], choice.manifest(), None
     fallback = (f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
                 f"not by a keyframe-conditioned video model: {choice.fallback}")
@@ -450,7 +445,7 @@ def repair_function(job: ShotJob, context: RenderContext, request, warnings: lis
             replace(request, fixed=around), index=index, init_image=image, prompt=prompts[nearest],
             strength=config.repair_strength, attempt=attempt,
             identity_strength=config.identity_strength(request.identity_strength, attempt))
-        return new, _seed(shot.seed, index, attempt)
+        return new, request.seed_for(index, attempt)
 
     return repair
 

@@ -199,7 +199,7 @@ def test_one_interpolator_per_distinct_option_set(project, monkeypatch):
     a, b, c = (interpolation_options(s, ctx.options) for s in sl.shots)
     assert ctx.interpolator(a) is ctx.interpolator(b) is not ctx.interpolator(c)
     assert isinstance(ctx.interpolator(a), FlowInterpolator) and ctx.interpolator(a).hedge == 0.0
-    assert ctx.interpolator(c).hedge == 0.7 and ctx.interpolator() is ctx.interpolator(c)  # the run's
+    assert ctx.interpolator(c).hedge == 0.7 and ctx.interpolator(interpolation_options(None, ctx.options)) is ctx.interpolator(c)  # the run's
     assert ctx.interpolator(a).camera_motion is True
 
 

@@ -17,7 +17,7 @@ class LocalExecutor:
     name = "local"
 
     def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
-        context = RenderContext(options, cast_dir, emit)
+        context = RenderContext(options, cast_dir, emit, judge=next((j.judge for j in jobs), None))
         results = []
         for job in jobs:
             if job.done:

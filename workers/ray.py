@@ -199,14 +199,15 @@ ANCHOR_DIR = "anchor"   # in a task's folder: the anchor's files, as under the s
 _WORKER_CONTEXTS: dict[tuple, Any] = {}   # models stay loaded in a worker between its tasks
 
 
-def _worker_context(options: RenderOptions, cast_dir: Path, emit: Callback) -> RenderContext:
-    """This worker's RenderContext for these model options, reused across tasks; the per-task
-    parts (options, cast folder, callback, identities) are reset."""
-    key = (options.preset, options.device, options.face_model, options.offline, options.allow_download,
+def _worker_context(options: RenderOptions, cast_dir: Path, emit: Callback, judge: str | None) -> RenderContext:
+    """This worker's RenderContext for these model options and the plan's judge, reused across
+    tasks; the per-task parts (options, cast folder, callback, identities) are reset."""
+    # the preset by its repr: RenderOptions.preset may be a Preset record (unhashable: it holds dicts)
+    key = (repr(options.preset), options.device, judge, options.offline, options.allow_download,
            str(options.cache_dir))
     ctx = _WORKER_CONTEXTS.get(key)
     if ctx is None:
-        ctx = _WORKER_CONTEXTS[key] = RenderContext(options, cast_dir, emit)
+        ctx = _WORKER_CONTEXTS[key] = RenderContext(options, cast_dir, emit, judge=judge)
     else:
         ctx.start_task(options, cast_dir, emit)   # the cast is shipped per task: identities are rebuilt
     return ctx
@@ -231,7 +232,7 @@ def _render_task(payload: dict) -> dict:
                       anchor_from=root / ANCHOR_DIR if payload["anchor"] else None)
         opts = replace(options, out=out, cast=root / "cast")
         (root / "cast").mkdir(exist_ok=True)
-        ctx = _worker_context(opts, root / "cast", events.append)
+        ctx = _worker_context(opts, root / "cast", events.append, job.judge)
         result = render_shot_safely(job, ctx)
         reply: dict[str, Any] = {"status": result.status, "reason": result.reason, "error_type": result.error_type,
                                  "flagged": list(result.flagged), "seconds": result.seconds,
