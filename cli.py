@@ -37,7 +37,7 @@ def main() -> None:
     """Render a shot list into video, keeping every character the same person."""
 
 
-# ---- run (foundation) ----------------------------------------------------------------------
+# ---- run -------------------------------------------------------------------------------------
 
 
 def _step_range(ctx, param, value):
@@ -79,7 +79,7 @@ def _step_range(ctx, param, value):
 @click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: every 3rd, and about 240 checks at most per shot; keyframes are always checked).")
 @click.option("--keyframe-attempts", type=click.IntRange(min=0), default=3, show_default=True,
               help="Re-rolls of a keyframe that fails identity checks.")
-@click.option("--budget", type=click.IntRange(min=0), default=12, show_default=True,
+@click.option("--budget", "shot_generations", type=click.IntRange(min=0), default=12, show_default=True,
               help="Most generations (re-rolls and repairs) the identity loop may spend on one shot.")
 @click.option("--repair-depth", type=click.IntRange(min=0), default=3, show_default=True,
               help="How many times a drifting span may be split by a new keyframe.")
@@ -108,7 +108,7 @@ def _step_range(ctx, param, value):
 @click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
               help="Flow in-betweens: pixels without a trusted flow follow the fitted camera motion (default: on).")
 def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images, force, strict, face_model, allow_download,
-        offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet,
+        offline, no_refine, check_every, keyframe_attempts, shot_generations, repair_depth, as_json, quiet,
         executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps, hedge, camera_motion):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
@@ -119,7 +119,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
         allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
-        shot_generations=budget, repair_depth=repair_depth,
+        shot_generations=shot_generations, repair_depth=repair_depth,
         consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps), **flow,
     )
     if dry_run:
@@ -279,9 +279,8 @@ def _summary(result, as_json: bool, quiet: bool) -> None:
     if flagged:
         line += f", {flagged} with flagged frames" + (" (counted as failed: --strict)" if result.strict else "")
     click.echo(line + f"; output in {result.out}")
-# ---- end run ---------------------------------------------------------------------------------
 
-# ---- identity + check (identity layer) -------------------------------------------------------
+# ---- identity, check --------------------------------------------------------------------------
 def _identity_model_options(fn):
     """--face-model, --recognizer, --allow-download: shared by `identity` and `check`."""
     fn = click.option("--allow-download", is_flag=True, default=False,
@@ -495,9 +494,8 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
         click.get_current_context().exit(EXIT_SHOTS_FAILED)
     if result.truncated:
         click.get_current_context().exit(EXIT_BAD_INPUT)
-# ---- end identity + check --------------------------------------------------------------------
 
-# ---- interpolate (interpolation stage) -------------------------------------------------------
+# ---- interpolate ------------------------------------------------------------------------------
 @main.command("interpolate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--frames", "n_frames", type=click.IntRange(min=1), help="In-betweens between two images.")
@@ -575,7 +573,6 @@ def _interp_progress():
     return tqdm(unit="frame", file=sys.stderr, leave=False)
 
 
-# ---- end interpolate -------------------------------------------------------------------------
 
 
 if __name__ == "__main__":  # pragma: no cover

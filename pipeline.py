@@ -32,13 +32,13 @@ from keyrender.core.fsutil import atomic_write_json, sha256_file
 from keyrender.core.jobs import MANIFEST, VIDEO, Callback, Event, RunResult, ShotJob, ShotResult
 from keyrender.core.shotlist import Scene, Shot, ShotList, load_shotlist
 from keyrender.identity.cast import find_cast
-from keyrender.options import (
-    DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
-    face_model_name, interpolation_options, span_plan,
-)
 from keyrender.outputs.manifest import cached_result, is_done, Manifest, read_manifest, SCHEMA as MANIFEST_SCHEMA
 from keyrender.outputs.staging import LEFTOVER, written_by_keyrender
 from keyrender.shot.models import RenderContext
+from keyrender.shot.options import (
+    DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
+    face_model_name, interpolation_options, span_plan,
+)
 from keyrender.shot.render import render_shot, render_shot_safely
 from keyrender.workers import Executor, LocalExecutor, RayExecutor, get_executor
 

@@ -128,7 +128,7 @@ class VideoWriter:
                 out.write(frame)
     """
 
-    def __init__(self, path: str | os.PathLike, fps: Fraction | int | float, width: int, height: int,
+    def __init__(self, path: str | os.PathLike, fps: Fraction | int | float, width: int, height: int, *,
                  crf: int = 18, preset: str = "medium", codec: str = "libx264"):
         import av
 

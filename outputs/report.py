@@ -246,7 +246,7 @@ def _identity(m: Manifest) -> str:
     frames_total = int(m.video.frames or 1)
     scores = ident.scores()
     if scores:
-        out.append(identity_svg(scores, ident.thresholds, frames_total, fps, [k.frame for k in m.keyframes]))
+        out.append(identity_svg(scores, ident.thresholds, frames_total, fps, keyframes=[k.frame for k in m.keyframes]))
     flagged = ident.flagged_frames
     if ident.checked:
         out.append(f'<p class="meta">checked every {esc(ident.check_every)} frame(s) &middot; '
@@ -308,7 +308,7 @@ def _repairs_table(repairs: list[Repair]) -> str:
 # the similarity plot
 
 
-def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], frames: int, fps: Fraction,
+def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], frames: int, fps: Fraction, *,
                  keyframes: list[int] = (), width: int = 720, height: int = 200) -> str:
     """An inline SVG: similarity of each character per checked frame (x: seconds), each
     identity's threshold as a dashed line of its colour, keyframes as grey ticks, failing frames

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from keyrender.core.errors import ModelNotFoundError
 from keyrender.core.jobs import Callback
-from keyrender.options import InterpolationOptions, RenderOptions, backend_parameters, face_model_name
+from keyrender.shot.options import InterpolationOptions, RenderOptions, backend_parameters, face_model_name
 
 
 class RenderContext:

@@ -70,26 +70,30 @@ class Keyframes:
 
 @dataclass
 class CheckedKeyframes:
-    """Step 2. images after re-rolls; records: index -> attempts/final score (refine_keyframes);
-    checker: the identity check used for the in-betweens, or None with `why_not`."""
+    """Step 2. images after re-rolls; records: index -> attempts/final score
+    (refine.IdentityLoop.keyframes); loop: the shot's identity loop, whose check (None with
+    `why_not` when the checks are off) the in-betweens get too."""
 
     images: dict[int, Any]
     records: dict[int, dict]
-    checker: Callable | None
+    loop: Any                          # shot.refine.IdentityLoop
     why_not: str | None
+
+    @property
+    def checker(self) -> Callable | None:
+        return self.loop.check
 
 
 @dataclass
 class FilledVideo:
-    """Step 4. The encoded video's in-betweens: by which backend with which options, how each span
-    was filled and checked (recorder: refine.SpanRecorder), and the repair keyframes written."""
+    """Step 4. The encoded video's in-betweens: by which backend with which options, and the
+    repair keyframes written (how each span was filled and checked is in the identity loop's
+    record, `CheckedKeyframes.loop.rec`)."""
 
     backend: str
     flow: InterpolationOptions
     fallback: str | None
     judge: Judge | None
-    stride: int
-    recorder: Any
     repair_entries: list[KeyframeEntry] = field(default_factory=list)
     inbetweens: dict | None = None  # what the spans touching a generated keyframe got (manifest)
 
@@ -99,7 +103,7 @@ class FilledVideo:
 
 def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     """Render one shot into a staging folder, then move it into place (old output replaced)."""
-    from keyrender.shot.refine import Budget, RefineConfig
+    from keyrender.shot.refine import Budget, IdentityLoop, RefineConfig
 
     opts = context.options
     if job.spans is None:
@@ -110,21 +114,23 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     config = RefineConfig(keyframe_attempts=opts.keyframe_attempts, shot_generations=opts.shot_generations,
                           repair_depth=opts.repair_depth, check_every=opts.check_every,
                           repair_strength=context.preset.regenerate_strength)
-    budget = Budget(config.shot_generations)
+    loop = IdentityLoop(check=None, expected=list(job.shot.characters), config=config,
+                        budget=Budget(config.shot_generations))
     staging = create_staging(Path(opts.out), job.shot.id)
     try:
         t = time.perf_counter()
         kf = make_keyframes(job, context, warnings)
         timings["keyframes_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        checked = check_keyframes(job, context, kf, config, budget)
+        checked = check_keyframes(job, context, kf, loop)
         timings["check_keyframes_s"] = time.perf_counter() - t
         entries = write_keyframes(staging, job, kf, checked)
         t = time.perf_counter()
-        video = fill_video(staging, job, context, kf, checked, config, budget, warnings)
+        video = fill_video(staging, job, context, kf, checked, warnings)
         timings["interpolate_encode_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t_start
-        manifest = shot_manifest(job, context, kf, checked, entries, video, config, budget, timings, warnings.lines)
+        manifest = shot_manifest(job, context, keyframes=kf, checked=checked, entries=entries, video=video,
+                                 timings=timings, warnings=warnings.lines)
         manifest.files = [FileRecord.of(staging, p) for p in [VIDEO] + [e.path for e in manifest.keyframes]]
         manifest.write(staging)
         swap_into_place(staging, job.out_dir)
@@ -258,20 +264,18 @@ def checker_for(job: ShotJob, context: RenderContext, identities: dict):
     return FaceChecker(embedder, identities).check, None
 
 
-def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, config, budget) -> CheckedKeyframes:
-    """Each keyframe checked against the cast; a failing generated one re-rolled (refine_keyframes)."""
-    from keyrender.shot.refine import refine_keyframes
-
-    checker, why_not = checker_for(job, context, kf.identities)
+def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, loop) -> CheckedKeyframes:
+    """Each keyframe checked against the cast; a failing generated one re-rolled
+    (`loop`: the shot's refine.IdentityLoop, whose check this step sets, or leaves None)."""
+    loop.check, why_not = checker_for(job, context, kf.identities)
     images, records = kf.images, {}
-    if checker is not None:
+    if loop.check is not None:
         context.emit({"event": "stage", "shot": job.shot.id, "stage": "check keyframes"})
-        outcome = refine_keyframes(kf.request, images, kf.generated, checker, list(job.shot.characters),
-                                   context.generator if kf.generated else None, config, budget)
+        outcome = loop.keyframes(kf.request, images, kf.generated, context.generator if kf.generated else None)
         images, records = outcome.images, outcome.records
         if outcome.skipped:
-            why_not, checker = outcome.skipped, None
-    return CheckedKeyframes(images, records, checker, why_not)
+            why_not, loop.check = outcome.skipped, None
+    return CheckedKeyframes(images, records, loop, why_not)
 
 
 # ---- 3. written keyframes -----------------------------------------------------------------------
@@ -313,31 +317,25 @@ def _judge(context: RenderContext) -> Judge:
 
 
 def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframes, checked: CheckedKeyframes,
-               config, budget, warnings: Warnings) -> FilledVideo:
-    """The in-betweens of every keyframe pair, checked and repaired span by span (refine.fill_span),
-    streamed into staging/video.mp4 with the keyframes; repair keyframes written as PNGs."""
+               warnings: Warnings) -> FilledVideo:
+    """The in-betweens of every keyframe pair, checked and repaired span by span (the shot's
+    refine.IdentityLoop), streamed into staging/video.mp4 with the keyframes; repair keyframes
+    written as PNGs."""
     from keyrender.outputs.media import VideoWriter, save_image
-    from keyrender.shot.refine import SpanRecorder, fill_span
 
     shot, emit = job.shot, context.emit
-    checker, images = checked.checker, checked.images
-    rec = SpanRecorder()
-    repair = repair_function(job, context, kf.request, warnings.lines, images, config) if checker is not None else None
-    judge = _judge(context) if checker is not None else None
+    loop, images = checked.loop, checked.images
+    if loop.check is not None:
+        loop.repair = repair_function(job, context, kf.request, warnings.lines, images, loop.config)
+    loop.stride = loop.config.stride(shot.frames)
+    judge = _judge(context) if loop.check is not None else None
     flow = job.spans.flow
     if flow.applied is None and (shot.hedge is not None or not flow.is_default):
         warnings.add(f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} "
                      f"not applied: {flow.why_not}")
     span_interps, inbetweens, fallback = span_inbetweeners(job, context, set(kf.generated), warnings)
     interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
-    span_index = 0
-
-    def interpolate(a, b, times, info):
-        return span_interps[span_index].inbetween(a, b, times, info=info)
-
     kf_frames = list(shot.keyframe_frames)
-    expected = list(shot.characters)
-    stride = config.stride(shot.frames)
     repairs: list[KeyframeEntry] = []
     written = 0
 
@@ -350,11 +348,9 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     with VideoWriter(staging / VIDEO, shot.fps, job.width, job.height) as writer:
         writer.write(images[0])
         wrote()
-        for i in range(len(kf_frames) - 1):
+        for i, span_interp in enumerate(span_interps):
             fa, fb = kf_frames[i], kf_frames[i + 1]
-            span_index = i
-            for f, img, source in fill_span(fa, images[i], fb, images[i + 1], interpolate,
-                                            checker, expected, repair, config, budget, stride, rec):
+            for f, img, source in loop.fill_span(fa, images[i], fb, images[i + 1], _inbetween(span_interp)):
                 if source == "repair":
                     path = f"keyframes/repair_f{f:05d}.png"
                     save_image(staging / path, img)
@@ -366,8 +362,12 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
             wrote()
     if written != shot.frames:
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
-    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, stride, rec,
-                       repairs, inbetweens)
+    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, repairs, inbetweens)
+
+
+def _inbetween(interpolator) -> Callable:
+    """An Interpolator's `inbetween` as the identity loop calls it: (a, b, times, info)."""
+    return lambda a, b, times, info: interpolator.inbetween(a, b, times, info=info)
 
 
 def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
@@ -453,12 +453,13 @@ def repair_function(job: ShotJob, context: RenderContext, request, warnings: lis
 # ---- 5. manifest ----------------------------------------------------------------------------------
 
 
-def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: CheckedKeyframes,
-                  entries: list[KeyframeEntry], video: FilledVideo, config, budget,
-                  timings: dict[str, float], warnings: list[str]) -> Manifest:
-    """The shot's manifest (files added by the caller once everything is written). Each checked
-    keyframe's final score joins the in-betweens' scores."""
-    shot, rec = job.shot, video.recorder
+def shot_manifest(job: ShotJob, context: RenderContext, *, keyframes: Keyframes, checked: CheckedKeyframes,
+                  entries: list[KeyframeEntry], video: FilledVideo, timings: dict[str, float],
+                  warnings: list[str]) -> Manifest:
+    """The shot's manifest from what the steps returned (files added by the caller once
+    everything is written). Each checked keyframe's final score joins the in-betweens' scores."""
+    shot, kf, loop = job.shot, keyframes, checked.loop
+    rec = loop.rec
     scores = dict(rec.frame_scores)
     flagged = set(rec.flagged)
     for i, f in enumerate(shot.keyframe_frames):
@@ -483,8 +484,8 @@ def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: 
             conditioning_model=getattr(context.conditioner(), "name", None) if kf.conditioned else None,
             characters=list(shot.characters),
             thresholds={n: round(float(identities[n].threshold), 4) for n in shot.characters if n in identities},
-            check_every=video.stride,
-            budget=BudgetRecord(generations=config.shot_generations, spent=budget.spent),
+            check_every=loop.stride,
+            budget=BudgetRecord(generations=loop.config.shot_generations, spent=loop.budget.spent),
             repairs=rec.repairs, flagged_frames=sorted(flagged),
             frames={str(f): s for f, s in sorted(scores.items())}),
         timings={k: round(v, 3) for k, v in timings.items()},

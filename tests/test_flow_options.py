@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keyrender import options as options_module, pipeline
+from keyrender import pipeline
 from keyrender.cli import main
 from keyrender.core.errors import InputError
 from keyrender.core.shotlist import load_shotlist
 from keyrender.interpolate.flow import FlowInterpolator
 from keyrender.outputs.media import read_frames
 from keyrender.pipeline import RenderContext, RenderOptions, interpolation_options, plan, render
+from keyrender.shot import options as options_module
 
 # two shots on the same storyboard pair (a still camera, and a patch whose content changes
 # without moving: warps disagree there, which is where the hedge acts) and one more

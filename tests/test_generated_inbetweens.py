@@ -20,9 +20,9 @@ import pytest
 
 from keyrender.core.shotlist import load_shotlist
 from keyrender.keyframes.presets import get_preset
-from keyrender.options import choose_inbetweener
 from keyrender.outputs.media import fit_image, load_image
 from keyrender.pipeline import RenderOptions, plan, render
+from keyrender.shot.options import choose_inbetweener
 
 REPO = "Lightricks/LTX-Video-0.9.5"
 W, H = 96, 64
@@ -206,7 +206,7 @@ def test_the_choice_imports_no_torch_and_touches_no_network(tmp_path):
             "def refuse(*a, **k): raise AssertionError('network')\n"
             "socket.socket.connect = refuse\n"
             "from keyrender.keyframes.presets import get_preset\n"
-            "from keyrender.options import choose_inbetweener\n"
+            "from keyrender.shot.options import choose_inbetweener\n"
             "c = choose_inbetweener(get_preset('sdxl'))\n"
             "assert c.backend == 'flow' and 'hf download' in c.fallback, c\n"
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from keyrender.core.jobs import Callback, ShotJob, ShotResult
-from keyrender.options import RenderOptions
 from keyrender.outputs.manifest import cached_result
 from keyrender.shot.models import RenderContext
+from keyrender.shot.options import RenderOptions
 from keyrender.shot.render import render_shot_safely
 
 

@@ -30,10 +30,10 @@ from typing import Any
 
 from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
 from keyrender.core.jobs import MANIFEST, Callback, Event, ShotJob, ShotResult
-from keyrender.options import RenderOptions
 from keyrender.outputs.manifest import cached_result, Manifest, scene_anchor_path
 from keyrender.outputs.staging import create_staging, swap_into_place
 from keyrender.shot.models import RenderContext
+from keyrender.shot.options import RenderOptions
 from keyrender.shot.render import render_shot_safely
 
 
@@ -121,7 +121,7 @@ class RayExecutor:
             except KeyrenderError as exc:
                 result = _failed(job, str(exc), started)
             except Exception as exc:  # the task's worker died max_retries + 1 times, or the reply was lost
-                result = _failed(job, f"Ray task failed: {type(exc).__name__}: {_first_line(exc)}", started)
+                result = _failed(job, f"Ray task failed: {type(exc).__name__}: {_last_line(exc)}", started)
             else:
                 try:
                     result = _receive(job, reply, options, time.perf_counter() - started[job.shot.id])
@@ -147,7 +147,8 @@ def _cancel(ray, refs) -> None:
             pass
 
 
-def _first_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
+    """The error itself: a RayTaskError's text is the worker's traceback, its last line the error."""
     text = str(exc).strip().splitlines()
     return text[-1] if text else ""
 

@@ -1,7 +1,10 @@
 """What a run is asked to do: RenderOptions (library users build it; the CLI fills it from its
-flags), and the flow options each shot is interpolated with (InterpolationOptions).
+flags), and the decisions the plan makes from it for each shot: the judge (`face_model_name`), the
+flow options (`interpolation_options`) and the in-betweener of generated keyframes
+(`choose_inbetweener`), together `span_plan`. The plan (pipeline.plan) calls these once and the
+job carries the answers (core.jobs); nothing below the plan calls them again.
 
-Shot layer, torch-free: the planner, the executors and the shot renderer all read these.
+Shot layer, torch-free: the planner, the executors and the shot renderer all read RenderOptions.
 """
 
 from __future__ import annotations
