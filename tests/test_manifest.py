@@ -49,7 +49,8 @@ def _documented() -> dict[str, str]:
     """Field path -> the text of its table row (first column split into names, `.x` shorthand
     expanded against the row's first name, a trailing [] dropped)."""
     rows = {}
-    for line in DOC.read_text().splitlines():
+    fields_table = DOC.read_text().split("\n## ")[0]   # the sections after it (the cache key) are not fields
+    for line in fields_table.splitlines():
         if not line.startswith("| `"):
             continue
         first = line.split("|")[1]
