@@ -89,6 +89,17 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
         buf.tofile(tmp)
 
 
+def save_thumbnail(path: str | os.PathLike, image: np.ndarray, width: int = 320) -> None:
+    """Write a small copy of an RGB uint8 image (at most `width` wide; JPEG by the extension),
+    atomically: the report's filmstrip of a shot's spans."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    save_image(path, image)
+
+
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale to cover width x height and centre-crop: no distortion, no borders."""
     import cv2

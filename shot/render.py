@@ -131,7 +131,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         timings["total_s"] = time.perf_counter() - t_start
         manifest = shot_manifest(job, context, keyframes=kf, checked=checked, entries=entries, video=video,
                                  timings=timings, warnings=warnings.lines)
-        manifest.files = [FileRecord.of(staging, p) for p in [VIDEO] + [e.path for e in manifest.keyframes]]
+        middles = [sp.middle for sp in manifest.interpolation.span_records() if sp.middle]
+        manifest.files = [FileRecord.of(staging, p) for p in [VIDEO, *(e.path for e in manifest.keyframes), *middles]]
         manifest.write(staging)
         swap_into_place(staging, job.out_dir)
     except BaseException:
@@ -321,7 +322,7 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     """The in-betweens of every keyframe pair, checked and repaired span by span (the shot's
     refine.IdentityLoop), streamed into staging/video.mp4 with the keyframes; repair keyframes
     written as PNGs."""
-    from keyrender.outputs.media import VideoWriter, save_image
+    from keyrender.outputs.media import VideoWriter, save_image, save_thumbnail
 
     shot, emit = job.shot, context.emit
     loop, images = checked.loop, checked.images
@@ -356,13 +357,33 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
                     save_image(staging / path, img)
                     repairs.append(KeyframeEntry(index=None, frame=f, time=_time(f, shot.fps), path=path,
                                                  source="repair"))
+                else:  # the span being yielded is the last one recorded: its middle in-between
+                    span = loop.rec.spans[-1]
+                    if f == (span["from"] + span["to"]) // 2:
+                        span["middle"] = f"spans/mid_f{f:05d}.jpg"
+                        save_thumbnail(staging / span["middle"], img)
                 writer.write(img)
                 wrote()
             writer.write(images[i + 1])
             wrote()
     if written != shot.frames:
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
+    for line in untrusted_spans(shot.id, loop.rec.spans):
+        warnings.add(line)
     return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, repairs, inbetweens)
+
+
+def untrusted_spans(shot_id: str, spans: list[dict]) -> list[str]:
+    """One line per span whose in-betweens are worth a look (manifest.Span.suspect: the backend
+    does not trust its warp, or nothing explained the pair), for the console and the manifest."""
+    from keyrender.outputs.manifest import Span
+
+    lines = []
+    for record in spans:
+        span = Span.from_dict(record)
+        if "split_at" not in record and span.suspect:
+            lines.append(f"shot {shot_id} frames {span.start}-{span.end}: {span.says}; look at it in report.html")
+    return lines
 
 
 def _inbetween(interpolator) -> Callable:
