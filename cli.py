@@ -184,9 +184,9 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
         click.echo("joint attention: " + (f"on, rate {c.sampling_rate:g}, layers {c.layers}, steps {c.start:g}:{c.end:g}"
                                           if c.enabled else "off"))
     if inbetweens is not None:
-        click.echo("in-betweens of generated keyframes: " + (
-            f"video model {inbetweens.backend} ({inbetweens.model})" if inbetweens.video
-            else f"optical flow (a morph between poses): {inbetweens.fallback}"))
+        click.echo(f"in-betweens that flow cannot make (generated keyframes, storyboard pictures that are not one "
+                   f"camera move): video model {inbetweens.backend} ({inbetweens.model})" if inbetweens.video
+                   else f"in-betweens of generated keyframes: optical flow (a morph between poses): {inbetweens.fallback}")
     for j in jobs:
         s = j.shot
         times = ", ".join(f"{t:g}" for t in s.keyframe_times)

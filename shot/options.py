@@ -147,15 +147,19 @@ def choose_inbetweener(preset, cache_dir: str | None = None) -> InbetweenChoice:
 
 
 def span_plan(shot: Shot, options: RenderOptions, preset, memo: dict) -> SpanPlan:
-    """How a shot's spans are filled: its flow options for the preset's interpolator and, for a
-    shot with generated keyframes, the in-betweener of the spans that touch one (`choose_inbetweener`:
-    the preset's video model when its weights are on this machine, else flow with the reason),
-    decided once per `memo` (a plan) and carried by the shot's job. Imports no torch."""
+    """How a shot's spans are filled: its flow options for the preset's interpolator, and the
+    keyframe-conditioned video model (`choose_inbetweener`: the preset's, when its weights are on
+    this machine, else flow with the reason) for the spans flow cannot make: those that touch a
+    generated keyframe, and, when the weights are here, the spans between two storyboard pictures
+    that turn out not to be a camera move. Decided once per `memo` (a plan) and carried by the
+    shot's job. Imports no torch."""
     flow = interpolation_options(shot, options, preset.interpolator)
-    if shot.storyboard or options.interpolator is not None:
+    if options.interpolator is not None:
         return SpanPlan(flow)
     if preset.name not in memo:
         memo[preset.name] = choose_inbetweener(preset)
     video = memo[preset.name]
+    if shot.storyboard and not video.video:
+        return SpanPlan(flow)  # storyboard pictures without a video model here: flow, nothing to say
     video_flow = interpolation_options(shot, options, video.backend) if video.video else None
     return SpanPlan(flow, video, video_flow)

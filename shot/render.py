@@ -335,7 +335,6 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         warnings.add(f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} "
                      f"not applied: {flow.why_not}")
     span_interps, inbetweens, fallback = span_inbetweeners(job, context, set(kf.generated), warnings)
-    interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
     kf_frames = list(shot.keyframe_frames)
     repairs: list[KeyframeEntry] = []
     written = 0
@@ -370,7 +369,11 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
     for line in untrusted_spans(shot.id, loop.rec.spans):
         warnings.add(line)
-    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, repairs, inbetweens)
+    # the backend that drew the frames: a video model if any span used one, else the spans' own
+    drew = [sp["backend"] for sp in loop.rec.spans if sp.get("backend")]
+    backend = next((b for b in drew if b != "flow"), drew[0] if drew else
+                   getattr(span_interps[0], "name", context.preset.interpolator))
+    return FilledVideo(backend, flow, fallback, judge, repairs, inbetweens)
 
 
 def untrusted_spans(shot_id: str, spans: list[dict]) -> list[str]:
@@ -393,30 +396,33 @@ def _inbetween(interpolator) -> Callable:
 
 def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
                       warnings: Warnings) -> tuple[list, dict | None, str | None]:
-    """The interpolator of each keyframe span of a shot, what was chosen for its generated
-    keyframes (manifest `interpolation.inbetweens`) and the fallback line (None: none).
+    """The interpolator of each keyframe span of a shot, what was chosen for the spans flow cannot
+    make (manifest `interpolation.inbetweens`) and the fallback line (None: none).
 
     Generated keyframes differ in pose and framing, not by a camera move: optical flow between
-    them is a morph. Spans between two real views (storyboard images) get the preset's
-    interpolator; a span that touches a generated keyframe gets the preset's keyframe-conditioned
-    video model when its weights are here, else flow, said once per run on the console and in
-    every such shot's manifest. An injected RenderOptions.interpolator is used for every span.
-    What each span gets was decided by the plan (`job.spans`)."""
+    them is a morph. A span that touches a generated keyframe gets the preset's keyframe-
+    conditioned video model when its weights are here, else flow, said once per run on the console
+    and in every such shot's manifest. A span between two storyboard pictures gets flow where the
+    pictures are one camera move (exact), and the video model, when its weights are here, where
+    they differ by more (`FlowFirst`). An injected RenderOptions.interpolator is used for every
+    span. What each span may get was decided by the plan (`job.spans`)."""
     shot, plan = job.shot, job.spans
     spans = len(shot.keyframe_frames) - 1
     base = context.interpolator(plan.flow)
     choice = plan.video
-    if not generated or choice is None:
+    if choice is None:
         return [base] * spans, None, None
     touches = [i in generated or i + 1 in generated for i in range(spans)]
     if choice.video:
         video = base
         if choice.backend != context.preset.interpolator:
-            context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens of generated "
-                             "keyframes", event="load")
+            context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens that flow cannot "
+                             "make (generated keyframes, storyboard pictures that are not one camera move)",
+                             event="load")
             video = context.interpolator(plan.video_flow, choice.backend, model=choice.model, prompt=shot.prompt,
                                          seed=shot.seed, **context.preset.video_options)
-        return [video if t else base for t in touches], choice.manifest(), None
+        pictures = base if video is base else FlowFirst(base, video)
+        return [video if t else pictures for t in touches], choice.manifest(), None
     fallback = (f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
                 f"not by a keyframe-conditioned video model: {choice.fallback}")
     warnings.add(fallback, emit=False)
@@ -425,6 +431,34 @@ def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
         f"keyframe-conditioned video model: {choice.fallback} (each such shot's manifest and report.html say so)",
         key="inbetween-fallback")
     return [base] * spans, choice.manifest(), fallback
+
+
+class FlowFirst:
+    """The in-betweener of a span between two storyboard pictures when a video model is here:
+    flow where its pair analysis finds one camera move (or nothing moving), which it renders
+    exactly; else the video model, started from flow's continuous in-betweens. `info` is the
+    backend's that made the frames; a span given to the video model keeps flow's verdict under
+    `flow_verdict`."""
+
+    FLOW_MODES = ("camera", "static")
+
+    def __init__(self, flow, video):
+        self.flow, self.video = flow, video
+        self.name = getattr(video, "name", "video")
+
+    def inbetween(self, a, b, times, info: dict | None = None):
+        info = {} if info is None else info
+        frames = self.flow.inbetween(a, b, list(times), info=info)
+        first = next(frames)  # the pair is analysed before the first frame
+        if info.get("mode") in self.FLOW_MODES:
+            yield first
+            yield from frames
+            return
+        frames.close()
+        verdict = {k: info[k] for k in ("mode", "explained", "trusted", "verdict") if k in info}
+        info.clear()
+        info["flow_verdict"] = verdict
+        yield from self.video.inbetween(a, b, list(times), info=info)
 
 
 def repair_function(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):
