@@ -99,10 +99,15 @@ def _scores(check: FrameCheck) -> dict:
                 "threshold": round(float(r.threshold), 4),
                 "passed": r.passed,
                 **({"wrong_person": r.wrong_person} if r.wrong_person else {}),
+                **({"wrong_similarity": round(float(r.wrong_similarity), 4)}
+                   if getattr(r, "wrong_similarity", None) is not None else {}),
+                **({"followed": r.followed} if getattr(r, "followed", None) is not None else {}),
             }
             for name, r in check.characters.items()
         },
         **({"strangers": len(check.strangers)} if check.strangers else {}),
+        **({"others": {n: round(float(v), 4) for n, v in check.others.items()}}
+           if getattr(check, "others", None) else {}),
     }
 
 
@@ -282,7 +287,8 @@ def _reason(check: FrameCheck) -> str:
         if not r.found:
             parts.append(f"{name} missing")
         elif r.wrong_person:
-            parts.append(f"{name} looks like {r.wrong_person}")
+            parts.append(f"{name} looks like {r.wrong_person}" + (
+                f" ({r.wrong_similarity:.3f})" if getattr(r, "wrong_similarity", None) is not None else ""))
         else:
             parts.append(f"{name} similarity {r.similarity:.3f} < {r.threshold:.3f}")
     return "; ".join(parts) or "failed"

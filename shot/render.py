@@ -33,7 +33,7 @@ from keyrender.core.jobs import MANIFEST, VIDEO, Callback, ShotJob, ShotResult
 from keyrender.options import InterpolationOptions, interpolation_options
 from keyrender.outputs.manifest import (
     BudgetRecord, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge, KeyframeEntry, Manifest,
-    scene_anchor_path, VideoInfo,
+    flag_summary, scene_anchor_path, VideoInfo,
 )
 from keyrender.outputs.staging import create_staging, swap_into_place
 from keyrender.shot.models import RenderContext
@@ -59,8 +59,9 @@ class Warnings:
 @dataclass
 class Keyframes:
     """Step 1. images: keyframe index -> RGB uint8 image; generated: the indices generated (the
-    rest are the storyboard's); identities: the judge's identities of the shot's characters
-    (empty when checks are off); conditioned: whether generation was conditioned on faces."""
+    rest are the storyboard's); identities: the judge's identities of the whole cast (a face is
+    matched against every member, so another one is named; empty when checks are off);
+    conditioned: whether generation was conditioned on faces."""
 
     images: dict[int, Any]
     generated: list[int]
@@ -72,7 +73,8 @@ class Keyframes:
 @dataclass
 class CheckedKeyframes:
     """Step 2. images after re-rolls; records: index -> attempts/final score (refine_keyframes);
-    checker: the identity check used for the in-betweens, or None with `why_not`."""
+    checker: the identity check used for the in-betweens (an identity.follow.FollowingChecker:
+    check(image, expected), and `follow` for an in-betweener's frames), or None with `why_not`."""
 
     images: dict[int, Any]
     records: dict[int, dict]
@@ -117,6 +119,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         timings["keyframes_s"] = time.perf_counter() - t
         t = time.perf_counter()
         checked = check_keyframes(job, context, kf, config, budget)
+        for line in storyboard_verdicts(job, kf, checked):
+            warnings.add(line)
         timings["check_keyframes_s"] = time.perf_counter() - t
         entries = write_keyframes(staging, job, kf, checked)
         t = time.perf_counter()
@@ -130,7 +134,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ShotResult.rendered(job, manifest.identity.flagged_frames, time.perf_counter() - t_start)
+    return ShotResult.rendered(job, manifest.identity.flagged_frames, time.perf_counter() - t_start,
+                               manifest.identity.flag_reason)
 
 
 def render_shot_safely(job: ShotJob, context: RenderContext) -> ShotResult:
@@ -174,10 +179,10 @@ def make_keyframes(job: ShotJob, context: RenderContext, warnings: Warnings) -> 
         if path is not None:
             images[i] = fit_image(load_image(path), job.width, job.height)
     generated = [i for i in range(len(shot.keyframe_frames)) if i not in images]
-    identities: dict[str, Any] = {}  # the judge's (checks)
+    identities: dict[str, Any] = {}  # the judge's (checks): the whole cast's, for who-is-who
     if shot.characters and opts.refine and shot.refine:
         try:
-            identities = context.identities(shot.characters)
+            identities = context.cast_identities(shot.characters)
         except ModelNotFoundError:
             pass  # checks off: the warning is out, `checker_for` says why in the manifest
     # the conditioning model's (IP-Adapter FaceID): only a generated keyframe needs them
@@ -253,8 +258,10 @@ def checker_for(job: ShotJob, context: RenderContext, identities: dict):
     if embedder is None:
         return None, f"no face model: {context.checks_off}"
     from keyrender.identity import FaceChecker
+    from keyrender.identity.follow import FollowingChecker
 
-    return FaceChecker(embedder, identities).check, None
+    # check(image, expected); it follows the keyframes' faces into the in-betweens (fill_video)
+    return FollowingChecker(FaceChecker(embedder, identities), enabled=context.options.follow_faces), None
 
 
 def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, config, budget) -> CheckedKeyframes:
@@ -271,6 +278,24 @@ def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, config,
         if outcome.skipped:
             why_not, checker = outcome.skipped, None
     return CheckedKeyframes(images, records, checker, why_not)
+
+
+def storyboard_verdicts(job: ShotJob, kf: Keyframes, checked: CheckedKeyframes) -> list[str]:
+    """A line for each storyboard keyframe that fails its check, saying what the picture shows
+    ("shows scarlett, not angelina"); the same words go into its record (`verdict`). A storyboard
+    picture is the user's: it is never replaced, and no model would be the fix."""
+    from keyrender.outputs.manifest import Score
+
+    lines = []
+    for i, path in enumerate(job.shot.keyframe_images):
+        record = checked.records.get(i)
+        if path is None or i in kf.generated or not record or record["final"]["passed"]:
+            continue
+        shows = Score.from_dict(record["final"]).shows()
+        record["verdict"] = shows
+        lines.append(f"shot {job.shot.id}: storyboard keyframe {i} ({Path(path).name}) {shows}; keyrender "
+                     "does not repaint your pictures: fix the picture or the shot's characters")
+    return lines
 
 
 # ---- 3. written keyframes -----------------------------------------------------------------------
@@ -337,8 +362,11 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
     span_index = 0
 
+    follow = getattr(checker, "follow", None)
+
     def interpolate(a, b, times, info):
-        return span_interps[span_index].inbetween(a, b, times, info=info)
+        frames = span_interps[span_index].inbetween(a, b, times, info=info)
+        return follow(a, b, times, frames) if follow is not None else frames
 
     kf_frames = list(shot.keyframe_frames)
     expected = list(shot.characters)
@@ -359,7 +387,8 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
             fa, fb = kf_frames[i], kf_frames[i + 1]
             span_index = i
             for f, img, source in fill_span(fa, images[i], fb, images[i + 1], interpolate,
-                                            checker, expected, repair, config, budget, stride, rec):
+                                            checker, expected, span_repair(job, kf, i, repair), config, budget,
+                                            stride, rec):
                 if source == "repair":
                     path = f"keyframes/repair_f{f:05d}.png"
                     save_image(staging / path, img)
@@ -373,6 +402,17 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
     return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, stride, rec,
                        repairs, inbetweens)
+
+
+def span_repair(job: ShotJob, kf: Keyframes, span: int, repair):
+    """The repair of keyframe span `span` (keyframes span and span + 1): `repair`, except for a
+    span between two storyboard images, which is the user's picture and only checked (its
+    failing frames flagged) unless the shot asks for it (`storyboard_repair` on)."""
+    if repair is None or job.shot.storyboard_repair:
+        return repair
+    if span not in kf.generated and span + 1 not in kf.generated:
+        return None
+    return repair
 
 
 def span_inbetweeners(job: ShotJob, context: RenderContext, flow: InterpolationOptions,
@@ -472,6 +512,8 @@ def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: 
             if not checked.records[i]["final"]["passed"]:
                 flagged.add(f)
     identities = kf.identities
+    frames = {str(f): s for f, s in sorted(scores.items())}
+    wrong, reason = flag_summary(frames, sorted(flagged))
     return Manifest(
         shot=shot.id, scene=shot.scene, cache_key=job.cache_key, flagged=bool(flagged),
         inputs=Inputs(row=shot.row, line=shot.line, prompt=shot.prompt, negative_prompt=shot.negative_prompt,
@@ -490,8 +532,9 @@ def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: 
             thresholds={n: round(float(identities[n].threshold), 4) for n in shot.characters if n in identities},
             check_every=video.stride,
             budget=BudgetRecord(generations=config.shot_generations, spent=budget.spent),
-            repairs=rec.repairs, flagged_frames=sorted(flagged),
-            frames={str(f): s for f, s in sorted(scores.items())}),
+            repairs=rec.repairs, flagged_frames=sorted(flagged), flag_reason=reason, wrong_person=wrong,
+            checks=dict(getattr(checked.checker, "counts", {})),
+            frames=frames),
         timings={k: round(v, 3) for k, v in timings.items()},
         warnings=warnings,
     )
