@@ -201,6 +201,21 @@ def test_storyboard_repair_is_asked_for_in_the_shot_list(project, tmp_path):
     late = r.output.split("warnings of this run not shown above", 1)
     assert len(late) == 2 and "3A: in-between repair unavailable" in late[1], r.output
     assert r.output.count("in-between repair unavailable") == 1
+    r = _cli("run", csv, "--out", tmp_path / "out", "--offline", "--force", "-q", env={"HF_HOME": str(tmp_path / "hf")})
+    assert "in-between repair unavailable" not in r.output and "1 more warning(s) in the shots' manifests" in r.output
+
+
+def test_a_cast_member_without_a_usable_photo_is_left_out_once(project, tmp_path):
+    root, _ = project
+    proj = tmp_path / "proj"
+    shutil.copytree(root / "cast", proj / "cast", ignore=shutil.ignore_patterns(".keyrender"))
+    shutil.copytree(root / "sb", proj / "sb")
+    _save(proj / "cast" / "nobody" / "grey.png", np.full((64, 64, 3), 128, np.uint8))
+    csv = _shotlist(proj, "s.csv", ["1,A,x,scarlett,13,24,2,sb/sc0.png;sb/sc1.png",
+                                    "1,B,x,scarlett,13,24,2,sb/sc1.png;sb/sc0.png"])
+    r = _cli("run", csv, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("nobody is left out of who-is-who checks") == 1 and "no face found" in r.output
 
 
 # -- 6. following faces, and what it still catches ------------------------------------------------
