@@ -166,7 +166,8 @@ class IdentityStore:
             skipped=tuple((s["file"], s["reason"]) for s in meta.get("skipped", ())),
             metric=meta.get("metric", "cosine"),
         )
-        ident = ident.with_threshold(meta["threshold"])
+        # the threshold is calibrated again from the saved embeddings (the saved one is a record):
+        # an identity saved under an older rule is judged by the current one without a rebuild
         if self.threshold is not None:
             ident = ident.with_threshold(self.threshold)
         return ident
