@@ -312,7 +312,8 @@ def verdict(info: dict) -> str:
     if mode == "camera":
         cam = info.get("camera") or {}
         move = cam.get("model", "camera")
-        return f"camera move ({move}): the picture follows the camera, {matched}"
+        rest = ", the rest dissolves" if info.get("morph") == "smooth" else ""
+        return f"camera move ({move}): the picture follows the camera, {matched}{rest}"
     if mode == "flow":
         return f"motion followed by optical flow, {matched}"
     if mode == "pose":

@@ -95,6 +95,7 @@ def test_a_subject_named_by_hints_moves_to_where_it_is_at_t(subject_pair):
     info = {}
     (mid_plain,) = inbetween(a, b, [0.5], info=info)
     assert info["mode"] == "camera" and info["morph"] == "smooth" and info["trusted"] is False, info
+    assert info["verdict"].endswith("the rest dissolves"), info
 
 
 def test_the_pose_morph_is_continuous_and_its_residual_is_bounded(subject_pair):
