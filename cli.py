@@ -115,7 +115,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
 
     flow = {k: v for k, v in (("hedge", hedge), ("camera_motion", camera_motion)) if v is not None}
     options = RenderOptions(
-        out=out or shotlist.parent / "renders", cast=cast, preset=preset, device=device,
+        out=out or shotlist.parent / "renders", out_named=out is not None, cast=cast, preset=preset, device=device,
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
         allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
