@@ -356,6 +356,7 @@ def identity_build(cast_dir, cast_opt, characters, face_model, recognizer, allow
 @click.option("--json", "as_json", is_flag=True)
 def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
     """The cast's characters with their identity status (built, stale and why, not built)."""
+    from keyrender.core.errors import InputError
     from keyrender.identity import IdentityStore
 
     store = IdentityStore(cast_dir)
@@ -368,8 +369,11 @@ def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
         why = store.why_stale(name, model_name)
         row = {"name": name, "references": len(files), "status": "ok" if why is None else "stale",
                "reason": why}
-        if why != "not built":
-            ident = store.load(name, model_name)
+        try:  # a stale identity that is saved still shows its numbers; a damaged one has none
+            ident = store.load(name, model_name) if why != "not built" else None
+        except InputError:
+            ident = None
+        if ident is not None:
             row.update(model=ident.model, threshold=ident.threshold, used=len(ident.references),
                        skipped=len(ident.skipped))
         rows.append(row)

@@ -267,6 +267,26 @@ def test_an_image_inside_a_shot_folder_the_run_replaces_is_refused(project):
 # ---- 6. a shipped identity store cannot turn the checks off ---------------------------------------
 
 
+def test_an_edited_threshold_reads_as_damaged_and_is_rebuilt(tmp_path, tiny_pack):
+    from keyrender.identity import IdentityStore, load_face_model
+
+    cast = _tiny_cast(tmp_path)
+    embedder = load_face_model(str(tiny_pack))
+    store = IdentityStore(cast)
+    calibrated = store.build(embedder)["alice"].threshold
+    (meta,) = (cast / ".keyrender" / "identities").glob("*/alice.json")
+    d = json.loads(meta.read_text())
+    d["threshold"] = -5.0
+    meta.write_text(json.dumps(d))
+    why = store.why_stale("alice", embedder.name)
+    assert why is not None and why.startswith("damaged"), why
+    r = run("identity", "list", "--cast", cast)
+    assert "alice: stale (damaged" in r.output and "threshold=-5" not in r.output, r.output
+    events = []
+    again = store.build(embedder, progress=events.append)["alice"]
+    assert again.threshold == calibrated and [e.action for e in events] == ["built"]
+
+
 # ---- 7. video frames have the limits of images -----------------------------------------------------
 
 
@@ -342,6 +362,17 @@ def test_out_inside_the_cast_is_refused(project):
     assert _tree(project / "cast") == before
 
 
+def test_a_symlinked_identity_store_is_not_written_through(tmp_path, tiny_pack, monkeypatch):
+    monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
+    cast = _tiny_cast(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (cast / ".keyrender").symlink_to(elsewhere)
+    assert run("identity", "build", cast, "--face-model", tiny_pack).exit_code == 0
+    assert list(elsewhere.iterdir()) == []
+    assert list((tmp_path / "cache").rglob("alice.json"))
+
+
 def test_an_emptied_manifest_is_an_output_folder_problem_not_a_shot_list_one(project):
     out = project / "out"
     csv = project / "shotlist.csv"
@@ -350,5 +381,14 @@ def test_an_emptied_manifest_is_an_output_folder_problem_not_a_shot_list_one(pro
     r = run("run", csv, "--out", out, "--only", "2A", catch=True)
     assert r.exit_code == 2 and "problem in the shot list" not in r.output, r.output
     assert "manifest.json is empty" in r.output and "with the output folder" in r.output, r.output
+
+
+def test_a_corrupted_store_is_called_damaged_not_unbuilt(tmp_path, tiny_pack):
+    cast = _tiny_cast(tmp_path)
+    assert run("identity", "build", cast, "--face-model", tiny_pack).exit_code == 0
+    (npz,) = (cast / ".keyrender" / "identities").glob("*/alice.npz")
+    npz.write_bytes(npz.read_bytes()[:100])
+    r = run("identity", "list", "--cast", cast)
+    assert "alice: stale (damaged" in r.output and "not built" not in r.output, r.output
 
 
