@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,10 +33,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         # mkstemp creates 0600; give the file the mode a plain open() would (umask applies)
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno is None and _SHORT_WRITE.search(str(exc)):
+            # numpy's tofile and some C writers report a full disk as a short write, no errno
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {exc})", str(path)) from None
         raise
+
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -85,8 +85,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"cannot encode image as {path.suffix}: {path}")
-    with atomic_path(path) as tmp:
-        buf.tofile(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buf.tobytes())  # (ndarray.tofile reports a full disk as a short write without errno)
 
 
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -342,6 +342,21 @@ def _short_write(monkeypatch):
     monkeypatch.setattr(media, "save_image", short)
 
 
+def test_a_short_write_is_a_full_disk_one_message_exit_1(project, monkeypatch):
+    _short_write(monkeypatch)
+    out = project / "out"
+    line = _one_error(run("run", project / "shotlist.csv", "--out", out, catch=True), 1)
+    assert "the disk is full" in line and "FAILED" not in line, line
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_interpolate_into_a_nearly_full_disk_is_one_line(project, tmp_path, monkeypatch):
+    _short_write(monkeypatch)
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    line = _one_error(run("interpolate", a, b, "--frames", "2", "--out", tmp_path / "f", catch=True), 1)
+    assert "the disk is full" in line, line
+
+
 def _unshare_works() -> bool:
     import subprocess
 
@@ -349,6 +364,22 @@ def _unshare_works() -> bool:
         return False
     p = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
     return p.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs `unshare -rm` (a private mount namespace) to mount a small tmpfs")
+def test_a_really_nearly_full_disk_is_called_full(project, tmp_path):
+    """A real 200 KB file system (a tmpfs in a private mount namespace): the keyframe PNGs no
+    longer fit, and the run says so in one line (exit 1), as for ENOSPC."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    cmd = (f"mount -t tmpfs -o size=200k tmpfs {small} && "
+           f"{sys.executable} -m keyrender.cli run {project / 'shotlist.csv'} --out {small / 'out'} --only 2A")
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True, timeout=300)
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
+    assert p.returncode == 1, p.stderr
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "Traceback" not in p.stderr, p.stderr
 
 
 # ---- 11. the small ones -----------------------------------------------------------------------------
