@@ -458,13 +458,14 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
     truncated video where the part that decodes shows no drift: it is audited up to the cut and
     said to be truncated, but "no drift" cannot be said of the whole).
     """
-    from pathlib import Path
-
-    from keyrender.core.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED, InputError
+    from keyrender.core.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED
+    from keyrender.core.fsutil import check_output_path
     from keyrender.identity import FaceChecker, IdentityStore, audit_video, write_plot
+    from keyrender.outputs.media import check_video_file
 
-    if not Path(video).is_file():
-        raise InputError(f"video {video} does not exist")
+    check_video_file(video)  # missing, a folder, a FIFO: said as it is
+    if plot:  # before the audit: a plot over the video, into the cast, or where no file can go
+        check_output_path(plot, inputs=[video], not_inside=[("the cast folder", cast_dir)], what="--plot")
     store = IdentityStore(cast_dir, threshold=threshold)
     store.cast()
     embedder = _identity_load_model(face_model, recognizer, allow_download)
@@ -473,7 +474,8 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
     checker = FaceChecker(embedder, ids)
     result = audit_video(video, checker, expected, every=every)
     if plot:
-        write_plot(result, plot)
+        with output_errors(plot, advice="Free space or choose another --plot"):
+            write_plot(result, plot)
     if as_json:
         _identity_echo_json(result.to_json(worst))
     else:
@@ -535,6 +537,7 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         options = flow
     else:
         options = {"model": model, "flow_options": flow or None}
+    _check_interpolate_paths(inputs, out)  # before any model loads or frame is made
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
     with output_errors(out, advice="Free space or choose another --out, then run again"):
@@ -542,6 +545,20 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
     if bar is not None:
         bar.close()
     click.echo(json.dumps({"out": str(out), **summary}))
+
+
+def _check_interpolate_paths(inputs, out) -> None:
+    """--out can be written and is no input: a video's output file is not the video and not a
+    folder; an image pair's folder is not a file (interpolate_pair checks the frames' names)."""
+    from keyrender.core.fsutil import check_output_path
+
+    if len(inputs) == 1:
+        from keyrender.outputs.media import check_video_file
+
+        check_video_file(inputs[0])
+        check_output_path(out, inputs=inputs)
+    elif len(inputs) == 2:
+        check_output_path(out, folder=True)
 
 
 def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:

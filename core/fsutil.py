@@ -102,3 +102,43 @@ def writable_dir(path: str | os.PathLike) -> bool:
             return False
         p = p.parent
     return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """`a` and `b` are one file (the same inode, through links and hard links), or name one path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool = False, inputs=(), not_inside=(),
+                      what: str = "--out") -> None:
+    """Before any work: `path` can be written as a file (a folder of files with `folder`), and
+    writing it touches no input. InputError naming `what` when `path` is the other kind, a file
+    stands where one of its folders must be, it is one of `inputs`, or it lies in one of the
+    folders `not_inside` (name, folder) (a plot inside the cast would become a reference photo)."""
+    from keyrender.core.errors import InputError
+
+    p = Path(path)
+    if p.exists():
+        if folder and not p.is_dir():
+            raise InputError(f"{what} {p} is a file; it names a folder to write into (choose another {what})")
+        if not folder and p.is_dir():
+            raise InputError(f"{what} {p} is a folder; it names the file to write (e.g. {p / 'out'}"
+                             f"{'.png' if what == '--plot' else '.mp4'})")
+    a = p.absolute().parent
+    while not a.exists() and a.parent != a:
+        a = a.parent
+    if a.exists() and not a.is_dir():
+        raise InputError(f"{what} {p}: {a} is a file, so {p} cannot be written there (choose another {what})")
+    for inp in inputs:
+        if inp is not None and (same_file(p, inp) if os.path.lexists(p) else
+                                os.path.realpath(p) == os.path.realpath(inp)):
+            raise InputError(f"{what} {p} is the input {inp}: writing it would replace the input; "
+                             f"choose another {what}")
+    real = Path(os.path.realpath(p))
+    for name, d in not_inside:
+        rd = Path(os.path.realpath(d))
+        if real == rd or rd in real.parents:
+            raise InputError(f"{what} {p} is inside {name} {d}; choose another {what}")

@@ -253,6 +253,45 @@ def test_a_folder_from_before_the_record_belongs_to_the_list_its_timeline_names(
 # ---- 5. an output over its own input ----------------------------------------------------------------
 
 
+def test_interpolate_never_writes_its_output_over_its_input(tmp_path):
+    clip = _video(tmp_path / "clip.mp4")
+    data = clip.read_bytes()
+    line = _one_error(run("interpolate", clip, "--factor", "2", "--out", clip, catch=True), 2)
+    assert "is the input" in line, line
+    os.link(clip, tmp_path / "same.mp4")  # a hard link is the same file too
+    _one_error(run("interpolate", clip, "--factor", "2", "--out", tmp_path / "same.mp4", catch=True), 2)
+    (tmp_path / "link.mp4").symlink_to(clip)
+    _one_error(run("interpolate", clip, "--factor", "2", "--out", tmp_path / "link.mp4", catch=True), 2)
+    assert clip.read_bytes() == data
+
+
+def test_interpolate_pair_never_writes_over_one_of_its_images(project, tmp_path):
+    """A frame of an earlier run into the same folder taken as a keyframe: it is among the frames
+    this run writes (or removes, with fewer frames), so the run is refused."""
+    out = tmp_path / "frames"
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    assert run("interpolate", a, b, "--frames", "4", "--out", out).exit_code == 0
+    for frames in ("4", "1"):  # frame_0003.png rewritten; frame_0003.png removed
+        mid = out / "frame_0003.png"
+        data = mid.read_bytes()
+        line = _one_error(run("interpolate", mid, b, "--frames", frames, "--out", out, catch=True), 2)
+        assert "frame_0003.png" in line and "writes or removes" in line, line
+        assert mid.read_bytes() == data
+
+
+def test_check_never_writes_its_plot_over_the_video(tmp_path, tiny_pack):
+    clip = _video(tmp_path / "clip.mp4")
+    data = clip.read_bytes()
+    cast = _tiny_cast(tmp_path)
+    r = run("check", clip, "--cast", cast, "--face-model", tiny_pack, "--plot", clip, catch=True)
+    assert "is the input" in _one_error(r, 2)
+    assert clip.read_bytes() == data
+    # nor into the cast, where a PNG becomes a reference photo
+    r = run("check", clip, "--cast", cast, "--face-model", tiny_pack, "--plot", cast / "alice" / "plot.png", catch=True)
+    assert "inside the cast folder" in _one_error(r, 2)
+    assert not (cast / "alice" / "plot.png").exists()
+
+
 def test_an_image_inside_a_shot_folder_the_run_replaces_is_refused(project):
     out = project / "out"
     csv = project / "shotlist.csv"
@@ -322,6 +361,31 @@ def bomb(tmp_path_factory) -> Path:
     return _png_bomb_video(tmp_path_factory.mktemp("bomb") / "bomb.mov", 10240)  # 105 MP, ~300 KB
 
 
+def test_a_video_with_oversized_frames_is_refused_from_its_header(bomb, tmp_path, tiny_pack):
+    assert bomb.stat().st_size < 2 << 20
+    line = _one_error(run("interpolate", bomb, "--factor", "2", "--out", tmp_path / "x.mp4", catch=True), 2)
+    assert "10240x10240" in line and "100 MP" in line, line
+    assert not list(tmp_path.glob("*x*.mp4"))
+    cast = _tiny_cast(tmp_path)
+    line = _one_error(run("check", bomb, "--cast", cast, "--face-model", tiny_pack, catch=True), 2)
+    assert "10240x10240" in line and "100 MP" in line, line
+
+
+def test_opening_an_oversized_video_decodes_nothing(bomb):
+    """Opening a container probes it, and the probe of a PNG track decodes its first frame: the
+    limit reaches the probe, so the frame (315 MB as RGB) is never made."""
+    import resource
+
+    from keyrender.core.errors import InputError
+    from keyrender.outputs.media import open_video
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(2):  # FFmpeg's repeated log line is still read the second time
+        with pytest.raises(InputError, match="declares 10240x10240 frames"):
+            open_video(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 150 << 10  # KiB
+
+
 # ---- 8. planning is linear in the row count --------------------------------------------------------
 
 
@@ -382,6 +446,46 @@ def test_a_really_nearly_full_disk_is_called_full(project, tmp_path):
     assert len(errors) == 1 and "the disk is full" in errors[0] and "Traceback" not in p.stderr, p.stderr
 
 
+def test_interpolate_into_an_existing_file_or_folder_is_one_line_before_any_work(project, tmp_path, monkeypatch):
+    import keyrender.interpolate as interp_pkg
+
+    a, b = project / "storyboard" / "2A_0.jpg", project / "storyboard" / "2A_1.jpg"
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    line = _one_error(run("interpolate", a, b, "--frames", "2", "--out", existing, catch=True), 2)
+    assert "is a file" in line and existing.read_text() == "mine", line
+    line = _one_error(run("interpolate", a, b, "--frames", "2", "--out", existing / "sub", catch=True), 2)
+    assert "is a file" in line, line
+
+    class NoWork:
+        name = "flow"
+
+        def inbetween(self, *a, **k):
+            raise AssertionError("the retime started before --out was checked")
+
+    monkeypatch.setattr(interp_pkg, "get_interpolator", lambda *a, **k: NoWork())
+    clip = _video(tmp_path / "clip.mp4")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    line = _one_error(run("interpolate", clip, "--factor", "2", "--out", folder, catch=True), 2)
+    assert "is a folder" in line, line
+
+
+def test_check_plot_where_no_file_can_go_is_one_line_before_the_audit(tmp_path, tiny_pack, monkeypatch):
+    import keyrender.identity as identity_pkg
+
+    def no_audit(*a, **k):
+        raise AssertionError("the audit ran before --plot was checked")
+
+    monkeypatch.setattr(identity_pkg, "audit_video", no_audit)
+    clip = _video(tmp_path / "clip.mp4")
+    cast = _tiny_cast(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = run("check", clip, "--cast", cast, "--face-model", tiny_pack, "--plot", afile / "p.png", catch=True)
+    assert "is a file" in _one_error(r, 2)
+
+
 # ---- 11. the small ones -----------------------------------------------------------------------------
 
 
@@ -402,6 +506,13 @@ def test_a_symlinked_identity_store_is_not_written_through(tmp_path, tiny_pack, 
     assert run("identity", "build", cast, "--face-model", tiny_pack).exit_code == 0
     assert list(elsewhere.iterdir()) == []
     assert list((tmp_path / "cache").rglob("alice.json"))
+
+
+def test_check_on_a_fifo_says_what_it_is(tmp_path):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    line = _one_error(run("check", fifo, "--cast", tmp_path, catch=True), 2)
+    assert "not a regular file" in line and "does not exist" not in line, line
 
 
 def test_an_emptied_manifest_is_an_output_folder_problem_not_a_shot_list_one(project):
