@@ -21,14 +21,28 @@ class _Group(click.Group):
     """Maps keyrender's errors to exit codes with a one-line message instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
+        import warnings
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                default = warnings.showwarning
+                warnings.showwarning = lambda *a, **k: _show_warning(default, *a, **k)
+                return super().invoke(ctx)
         except KeyrenderError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _show_warning(default, message, category, filename, lineno, file=None, line=None):
+    """keyrender's own warnings (an unknown shot-list column ...) as one `warning:` line each, not
+    Python's file:line and source line; anything else as Python shows it."""
+    if getattr(category, "__module__", "").startswith("keyrender."):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        default(message, category, filename, lineno, file, line)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -389,6 +389,28 @@ def test_opening_an_oversized_video_decodes_nothing(bomb):
 # ---- 8. planning is linear in the row count --------------------------------------------------------
 
 
+def test_planning_looks_each_scene_up_without_scanning_them_all(tmp_path):
+    from keyrender.core.shotlist import load_shotlist
+    from keyrender.pipeline import RenderOptions, plan
+
+    n = 2000
+    csv = tmp_path / "long.csv"
+    csv.write_text("scene,shot,prompt,frames\n" + "".join(f"s{i},S{i},p,2\n" for i in range(n)))
+    sl = load_shotlist(csv)
+    scans = []
+
+    class Counted(tuple):
+        def __iter__(self):
+            scans.append(1)
+            return super().__iter__()
+
+    object.__setattr__(sl, "scenes", Counted(sl.scenes))
+    jobs = plan(sl, RenderOptions(out=tmp_path / "out", preset="tiny"), cast={})
+    assert len(jobs) == n
+    assert len(scans) <= 2, f"the scenes were scanned {len(scans)} times for {n} shots"
+    assert sl.scene_of(sl.shots[-1]).id == f"s{n - 1}"
+
+
 # ---- 9, 10. a short write is a full disk; one line where a traceback was -----------------------------
 
 
@@ -508,11 +530,46 @@ def test_a_symlinked_identity_store_is_not_written_through(tmp_path, tiny_pack, 
     assert list((tmp_path / "cache").rglob("alice.json"))
 
 
+def test_a_decomposed_character_name_matches_its_composed_folder(project):
+    import unicodedata
+
+    nfc = unicodedata.normalize("NFC", "José")
+    (project / "cast" / "eileen").rename(project / "cast" / nfc)
+    csv = project / "shotlist.csv"
+    csv.write_text(csv.read_text().replace(",eileen,", "," + unicodedata.normalize("NFD", "José") + ","))
+    r = run("run", csv, "--out", project / "out", "--dry-run")
+    assert r.exit_code == 0, r.output
+
+
 def test_check_on_a_fifo_says_what_it_is(tmp_path):
     fifo = tmp_path / "pipe.mp4"
     os.mkfifo(fifo)
     line = _one_error(run("check", fifo, "--cast", tmp_path, catch=True), 2)
     assert "not a regular file" in line and "does not exist" not in line, line
+
+
+def test_many_unknown_columns_are_one_warning_line(tmp_path):
+    storyboard = Path(__file__).resolve().parent.parent / "samples" / "storyboard"
+    shutil.copytree(storyboard, tmp_path / "storyboard")
+    n = 2000
+    header = "scene,shot,prompt,duration,keyframes,keyframe_images," + ",".join(f"x{i}" for i in range(n))
+    row = "1,A,p,1,2,storyboard/1A_0.jpg;storyboard/1A_1.jpg" + "," * n
+    (tmp_path / "s.csv").write_text(header + "\n" + row + "\n")
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "s.csv"), "--out", str(tmp_path / "o"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and f"and {n - 10} more" in lines[0], lines[:3]
+
+
+@pytest.mark.parametrize("width", ["99999", "4100", "60"])
+def test_a_size_out_of_range_suggests_nothing_out_of_range(tmp_path, width):
+    from keyrender.core.shotlist import ShotListError, load_shotlist
+
+    p = tmp_path / "s.csv"
+    p.write_text(f"scene,shot,prompt,duration,width,height\n1,A,p,1,{width},64\n")
+    with pytest.raises(ShotListError) as err:
+        load_shotlist(p)
+    assert "outside 64..4096" in str(err.value) and "try" not in str(err.value), str(err.value)
 
 
 def test_an_emptied_manifest_is_an_output_folder_problem_not_a_shot_list_one(project):
