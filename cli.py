@@ -144,8 +144,13 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
     if executor != "ray" and (address or num_gpus != 1):
         raise click.UsageError("--address and --num-gpus need --executor ray")
     runner = get_executor(executor, **({"address": address, "num_gpus": num_gpus} if executor == "ray" else {}))
-    with _Progress(as_json=as_json, quiet=quiet) as progress:
-        result = render(shotlist, options, callback=progress, executor=runner)
+    try:
+        with _Progress(as_json=as_json, quiet=quiet) as progress:
+            result = render(shotlist, options, callback=progress, executor=runner)
+    finally:  # Ray shut down here, where a Ctrl-C is one line and exit 130
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
     _summary(result, as_json=as_json, quiet=quiet)
     if result.report and not as_json:
         click.echo(f"report: {result.report}" + (f"; timeline: {result.timeline}" if result.timeline else ""))

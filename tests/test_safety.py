@@ -591,3 +591,26 @@ def test_a_corrupted_store_is_called_damaged_not_unbuilt(tmp_path, tiny_pack):
     assert "alice: stale (damaged" in r.output and "not built" not in r.output, r.output
 
 
+def test_ctrl_c_during_rays_shutdown_is_one_line_and_exit_130(project, tmp_path):
+    """A Ctrl-C that lands while Ray shuts down (the SIGINT is sent from inside Ray's shutdown,
+    so it lands there every time): one line, exit 130; no traceback from an exit hook."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'keyrender[ray]')")
+    import subprocess
+
+    script = tmp_path / "drive.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "import ray._private.worker as w\n"
+        "real = w.disconnect\n"
+        "def interrupted(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(*a, **k)\n"
+        "w.disconnect = interrupted\n"
+        "from keyrender.cli import main\n"
+        "sys.exit(main())\n")
+    args = [sys.executable, str(script), "run", str(project / "shotlist.csv"), "--out", str(tmp_path / "out"),
+            "--only", "2A", "--executor", "ray", "--num-gpus", "0", "-q"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.returncode == 130 and "interrupted" in p.stderr, (p.returncode, p.stderr[-2000:])
+    assert (tmp_path / "out" / "2A" / "video.mp4").is_file()
