@@ -14,7 +14,7 @@ from typing import Any
 _LAZY = {
     "render": ("keyrender.pipeline", "render"),
     "plan": ("keyrender.pipeline", "plan"),
-    "RenderOptions": ("keyrender.options", "RenderOptions"),
+    "RenderOptions": ("keyrender.shot.options", "RenderOptions"),
     "RunResult": ("keyrender.core.jobs", "RunResult"),
     "ShotResult": ("keyrender.core.jobs", "ShotResult"),
     "Manifest": ("keyrender.outputs.manifest", "Manifest"),

@@ -25,8 +25,7 @@ class _Group(click.Group):
 
         try:
             with warnings.catch_warnings():
-                default = warnings.showwarning
-                warnings.showwarning = lambda *a, **k: _show_warning(default, *a, **k)
+                warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except KeyrenderError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -36,13 +35,15 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-def _show_warning(default, message, category, filename, lineno, file=None, line=None):
+def _show_warning(message, category, filename, lineno, file=None, line=None):
     """keyrender's own warnings (an unknown shot-list column ...) as one `warning:` line each, not
     Python's file:line and source line; anything else as Python shows it."""
+    import warnings
+
     if getattr(category, "__module__", "").startswith("keyrender."):
         click.echo(f"warning: {message}", err=True)
     else:
-        default(message, category, filename, lineno, file, line)
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"), err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +52,7 @@ def main() -> None:
     """Render a shot list into video, keeping every character the same person."""
 
 
-# ---- run (foundation) ----------------------------------------------------------------------
+# ---- run -------------------------------------------------------------------------------------
 
 
 def _step_range(ctx, param, value):
@@ -93,7 +94,7 @@ def _step_range(ctx, param, value):
 @click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: every 3rd, and about 240 checks at most per shot; keyframes are always checked).")
 @click.option("--keyframe-attempts", type=click.IntRange(min=0), default=3, show_default=True,
               help="Re-rolls of a keyframe that fails identity checks.")
-@click.option("--budget", type=click.IntRange(min=0), default=12, show_default=True,
+@click.option("--budget", "shot_generations", type=click.IntRange(min=0), default=12, show_default=True,
               help="Most generations (re-rolls and repairs) the identity loop may spend on one shot.")
 @click.option("--repair-depth", type=click.IntRange(min=0), default=3, show_default=True,
               help="How many times a drifting span may be split by a new keyframe.")
@@ -122,7 +123,7 @@ def _step_range(ctx, param, value):
 @click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
               help="Flow in-betweens: pixels without a trusted flow follow the fitted camera motion (default: on).")
 def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images, force, strict, face_model, allow_download,
-        offline, no_refine, check_every, keyframe_attempts, budget, repair_depth, as_json, quiet,
+        offline, no_refine, check_every, keyframe_attempts, shot_generations, repair_depth, as_json, quiet,
         executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps, hedge, camera_motion):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
@@ -133,7 +134,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
         allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
-        shot_generations=budget, repair_depth=repair_depth,
+        shot_generations=shot_generations, repair_depth=repair_depth,
         consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps), **flow,
     )
     if dry_run:
@@ -178,17 +179,13 @@ def _joint_options(preset: str, enabled, rate, layers, steps):
 
 
 def _dry_run(shotlist: Path, options, as_json: bool) -> None:
-    from keyrender.keyframes.presets import get_preset
-    from keyrender.pipeline import interpolation_options, prepare
+    from keyrender.pipeline import prepare
 
     sl, jobs = prepare(shotlist, options)
-    backend = get_preset(options.preset).interpolator
-    flows = {j.shot.id: interpolation_options(j.shot, options, backend) for j in jobs}
-    inbetweens = None  # what generated keyframes get (the video model when its weights are here)
-    if options.interpolator is None and any(not j.shot.storyboard for j in jobs):
-        from keyrender.options import choose_inbetweener
-
-        inbetweens = choose_inbetweener(get_preset(options.preset))
+    # what the plan decided: each shot's flow options, and what generated keyframes get (the video
+    # model when its weights are here; the same choice for every shot of the run)
+    flows = {j.shot.id: j.spans.flow for j in jobs}
+    inbetweens = next((j.spans.video for j in jobs if j.spans.video is not None), None)
     if as_json:
         for j in jobs:
             click.echo(json.dumps({
@@ -197,7 +194,7 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
                 "keyframe_frames": list(j.shot.keyframe_frames), "keyframe_times": list(j.shot.keyframe_times),
                 "characters": list(j.shot.characters), "storyboard": j.shot.storyboard,
                 "interpolation": flows[j.shot.id].manifest(),
-                "inbetweens": inbetweens.manifest() if inbetweens and not j.shot.storyboard else None,
+                "inbetweens": j.spans.video.manifest() if j.spans.video else None,
                 "done": j.done, "cache_key": j.cache_key, "out": str(j.out_dir),
             }))
         return
@@ -207,9 +204,9 @@ def _dry_run(shotlist: Path, options, as_json: bool) -> None:
         click.echo("joint attention: " + (f"on, rate {c.sampling_rate:g}, layers {c.layers}, steps {c.start:g}:{c.end:g}"
                                           if c.enabled else "off"))
     if inbetweens is not None:
-        click.echo("in-betweens of generated keyframes: " + (
-            f"video model {inbetweens.backend} ({inbetweens.model})" if inbetweens.video
-            else f"optical flow (a morph between poses): {inbetweens.fallback}"))
+        click.echo(f"in-betweens that flow cannot make (generated keyframes, storyboard pictures that are not one "
+                   f"camera move): video model {inbetweens.backend} ({inbetweens.model})" if inbetweens.video
+                   else f"in-betweens of generated keyframes: optical flow (a morph between poses): {inbetweens.fallback}")
     for j in jobs:
         s = j.shot
         times = ", ".join(f"{t:g}" for t in s.keyframe_times)
@@ -302,9 +299,8 @@ def _summary(result, as_json: bool, quiet: bool) -> None:
     if flagged:
         line += f", {flagged} with flagged frames" + (" (counted as failed: --strict)" if result.strict else "")
     click.echo(line + f"; output in {result.out}")
-# ---- end run ---------------------------------------------------------------------------------
 
-# ---- identity + check (identity layer) -------------------------------------------------------
+# ---- identity, check --------------------------------------------------------------------------
 def _identity_model_options(fn):
     """--face-model, --recognizer, --allow-download: shared by `identity` and `check`."""
     fn = click.option("--allow-download", is_flag=True, default=False,
@@ -524,9 +520,8 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
         click.get_current_context().exit(EXIT_SHOTS_FAILED)
     if result.truncated:
         click.get_current_context().exit(EXIT_BAD_INPUT)
-# ---- end identity + check --------------------------------------------------------------------
 
-# ---- interpolate (interpolation stage) -------------------------------------------------------
+# ---- interpolate ------------------------------------------------------------------------------
 @main.command("interpolate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--frames", "n_frames", type=click.IntRange(min=1), help="In-betweens between two images.")
@@ -619,7 +614,6 @@ def _interp_progress():
     return tqdm(unit="frame", file=sys.stderr, leave=False)
 
 
-# ---- end interpolate -------------------------------------------------------------------------
 
 
 if __name__ == "__main__":  # pragma: no cover

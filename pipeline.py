@@ -32,14 +32,14 @@ from keyrender.core.fsutil import atomic_write_json, sha256_file
 from keyrender.core.jobs import MANIFEST, VIDEO, Callback, Event, RunResult, ShotJob, ShotResult
 from keyrender.core.shotlist import Scene, Shot, ShotList, load_shotlist
 from keyrender.identity.cast import find_cast
-from keyrender.options import (
-    DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
-    face_model_name, inbetween_choice, interpolation_options,
-)
 from keyrender.outputs.manifest import cached_result, is_done, Manifest, read_manifest, SCHEMA as MANIFEST_SCHEMA
 from keyrender.outputs.folder import LOCK_FILE, LOCK_OWNER, claim, output_problems, owner_problem, temp_file_is_ours
 from keyrender.outputs.staging import clean_leftovers, written_by_keyrender
 from keyrender.shot.models import RenderContext
+from keyrender.shot.options import (
+    DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
+    face_model_name, interpolation_options, span_plan,
+)
 from keyrender.shot.render import render_shot, render_shot_safely
 from keyrender.workers import Executor, LocalExecutor, RayExecutor, get_executor
 
@@ -156,12 +156,12 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
                        options.check_every] if options.refine and shot.refine and shot.characters else False,
             "anchor": None if first or shot.storyboard else scene_keys.get(shot.scene),
         }
-        interp = interpolation_options(shot, options, preset.interpolator)
-        if interp.applied and not interp.is_default:
-            key_data["interpolation"] = interp.flow
-        if not shot.storyboard and options.interpolator is None:
+        spans = span_plan(shot, options, preset, choices)
+        if spans.flow.applied and not spans.flow.is_default:
+            key_data["interpolation"] = spans.flow.flow
+        if spans.video is not None:
             # the in-betweener of its generated keyframes: the video model when its weights are here
-            key_data["inbetweens"] = inbetween_choice(preset, choices).cache_record()
+            key_data["inbetweens"] = spans.video.cache_record()
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
         out_dir = Path(options.out) / shot.id
         if first:
@@ -170,12 +170,13 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
         # the style anchor: the scene's first keyframe, as its first shot wrote it
         anchor = {} if key_data["anchor"] is None else {"anchor_from": scene_firsts.get(shot.scene),
                                                         "anchor_key": key_data["anchor"]}
+        decided = dict(shot=shot, scene=scene, out_dir=out_dir, width=width, height=height, cache_key=key,
+                       first_in_scene=first, judge=face_model, spans=spans, **anchor)
         if shot.id not in selected:
             if unselected is not None and is_done(out_dir, key):
-                unselected.append(ShotJob(shot, scene, out_dir, width, height, key, True, first, **anchor))
+                unselected.append(ShotJob(done=True, **decided))
             continue
-        done = not options.force and is_done(out_dir, key)
-        jobs.append(ShotJob(shot, scene, out_dir, width, height, key, done, first, **anchor))
+        jobs.append(ShotJob(done=not options.force and is_done(out_dir, key), **decided))
     return jobs
 
 

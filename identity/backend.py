@@ -29,7 +29,7 @@ from keyrender.core.fsutil import sha256_file
 from .base import Face, check_rgb
 from .dlib_backend import DLIB_MODELS, DlibFaceEmbedder, load_dlib_model
 
-DEFAULT_FACE_MODEL = "dlib"  # the judge when no face model is named (see README "Face models")
+DEFAULT_FACE_MODEL = "dlib"  # the judge when no face model is named (see docs/identity.md, "Face models")
 DEFAULT_INSIGHTFACE_PACK = "buffalo_l"  # what IP-Adapter FaceID was trained on
 KNOWN_PACKS = ("buffalo_l", "buffalo_m", "buffalo_s", "buffalo_sc", "antelopev2")
 PACK_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo/{name}.zip"

@@ -84,6 +84,11 @@ class KeyframeRequest:
     def count(self) -> int:
         return len(self.prompts)
 
+    def seed_for(self, index: int, attempt: int = 0) -> int:
+        """The seed keyframe `index` is drawn with at re-roll `attempt` (derive_seed of this
+        request's shot seed): what the generator uses and what the manifest records."""
+        return derive_seed(self.seed, index, attempt)
+
 
 @runtime_checkable
 class KeyframeGenerator(Protocol):

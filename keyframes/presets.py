@@ -104,7 +104,7 @@ class Preset:
     # is not "flow"
     interpolator: str = "flow"
     # the keyframe-conditioned video model for spans that touch a generated keyframe ("ltx",
-    # "wan"; None: flow), used when its weights are on this machine (`keyrender.options.choose_inbetweener`), and
+    # "wan"; None: flow), used when its weights are on this machine (`keyrender.shot.options.choose_inbetweener`), and
     # where its weights are (None: its KEYRENDER_MODEL_* variable, else its hub id; "tiny": built
     # in-process)
     video_interpolator: str | None = None

@@ -131,23 +131,44 @@ class Repair:
 
 @dataclass
 class Span:
-    """One keyframe pair filled (interpolation.spans[]); `info` is everything the backend said."""
+    """One keyframe pair filled (interpolation.spans[]); `info` is everything the backend said.
+
+    The verdict, where the backend gives one: `explained` (0..1, the share of the picture its warp
+    explains), `trusted` and `verdict` (a sentence for the user); `middle`: the thumbnail of the
+    span's middle in-between, relative to the shot folder."""
 
     start: int
     end: int
     mode: str = "?"
     camera: dict[str, Any] = field(default_factory=dict)
+    explained: float | None = None
+    trusted: bool | None = None
+    verdict: str | None = None
+    middle: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Span":
+        explained = d.get("explained")
         return cls(start=d.get("from", 0), end=d.get("to", 0), mode=str(d.get("mode", "?")),
-                   camera=dict(d.get("camera") or {}), info=dict(d))
+                   camera=dict(d.get("camera") or {}),
+                   explained=float(explained) if isinstance(explained, (int, float)) else None,
+                   trusted=d.get("trusted") if isinstance(d.get("trusted"), bool) else None,
+                   verdict=str(d["verdict"]) if d.get("verdict") else None,
+                   middle=str(d["middle"]) if d.get("middle") else None, info=dict(d))
 
     @property
     def suspect(self) -> bool:
-        """Not real motion: held then jumped, or cross-faded because nothing explained it."""
+        """Worth a look: the backend does not trust it, or (an older manifest without a verdict)
+        it is not real motion: held then jumped, or cross-faded because nothing explained it."""
+        if self.trusted is not None:
+            return not self.trusted
         return self.mode in ("cut", "fallback")
+
+    @property
+    def says(self) -> str:
+        """The span's verdict in words: the backend's own, else its mode's description."""
+        return self.verdict or SPAN_MODES.get(self.mode, self.mode)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,6 +92,17 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
         fh.write(buf.tobytes())  # (ndarray.tofile reports a full disk as a short write without errno)
 
 
+def save_thumbnail(path: str | os.PathLike, image: np.ndarray, width: int = 320) -> None:
+    """Write a small copy of an RGB uint8 image (at most `width` wide; JPEG by the extension),
+    atomically: the report's filmstrip of a shot's spans."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    save_image(path, image)
+
+
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale to cover width x height and centre-crop: no distortion, no borders."""
     import cv2
@@ -131,7 +142,7 @@ class VideoWriter:
                 out.write(frame)
     """
 
-    def __init__(self, path: str | os.PathLike, fps: Fraction | int | float, width: int, height: int,
+    def __init__(self, path: str | os.PathLike, fps: Fraction | int | float, width: int, height: int, *,
                  crf: int = 18, preset: str = "medium", codec: str = "libx264"):
         import av
 

@@ -24,7 +24,7 @@ from keyrender.core.errors import KeyrenderError
 from keyrender.core.fsutil import atomic_write_text
 from keyrender.core.jobs import MANIFEST
 from keyrender.outputs.folder import REPORT_MARKER, report_is_ours
-from keyrender.outputs.manifest import SPAN_MODES, Manifest, Repair, Score
+from keyrender.outputs.manifest import Manifest, Repair, Score
 
 THUMB_WIDTH = 192
 THUMB_QUALITY = 70
@@ -108,35 +108,52 @@ def _read_manifest(result) -> Manifest | None:
     return Manifest.read(Path(p).parent, p)
 
 
-def _spans(m: Manifest) -> str:
-    """How each span between keyframes was filled (manifest.SPAN_MODES); the ones that are not
-    real motion are marked, so a held or faded span is never hidden behind "rendered"."""
+def _spans(m: Manifest, out_dir: Path) -> str:
+    """How each span between keyframes was filled, as a filmstrip under the keyframes: the
+    span's middle in-between, its frames and its verdict (the backend's words, how much of the
+    picture its warp explains). A span that is not trusted (manifest.Span.suspect) is framed in
+    red, so a torn or ghosted span is never hidden behind "rendered"."""
     interp = m.interpolation
-    spans = interp.span_records()
+    spans = [sp for sp in interp.span_records() if "split_at" not in sp.info]
     choice = interp.inbetweens or {}
     if not spans and not interp.fallback and not choice:
         return ""
-    items = []
+    cells = []
     for sp in spans:
         cam = sp.camera
-        extra = ""
+        extra = []
         if sp.mode == "camera" and cam:
-            extra = (f" ({esc(cam.get('model'))}: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
-                     f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
-                     f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;)")
+            extra.append(f"{esc(cam.get('model'))} fit: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
+                         f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
+                         f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;")
         if sp.mode == "generative":
-            extra = f' ({esc(sp.info.get("backend"))}, {esc(sp.info.get("steps"))} steps)'
-        items.append(f'<li>frames {esc(sp.start)}&ndash;{esc(sp.end)}: '
-                     f'<span class="{"bad" if sp.suspect else "ok"}">{esc(SPAN_MODES.get(sp.mode, sp.mode))}</span>'
-                     f'{extra}</li>')
+            extra.append(f'{esc(sp.info.get("backend"))}, {esc(sp.info.get("steps"))} steps')
+        if sp.explained is not None:
+            extra.append(f"{100 * sp.explained:.0f}% of the picture explained by the warp")
+        src = _thumbnail(out_dir / sp.middle) if sp.middle else None
+        img = (f'<img src="{src}" alt="frame {(sp.start + sp.end) // 2}">' if src
+               else '<div class="missing">no middle frame</div>')
+        cls = "bad" if sp.suspect else "ok"
+        cells.append(f'<figure class="span {cls}">{img}<figcaption>frames {esc(sp.start)}&ndash;{esc(sp.end)}: '
+                     f'<span class="{cls}">{esc(sp.says)}</span>'
+                     + "".join(f"<br>{x}" for x in extra) + "</figcaption></figure>")
     note = ""
     if interp.fallback:
         note = f'<p class="reason bad">in-betweens: {esc(interp.fallback)}</p>'
     elif choice.get("backend") not in (None, "flow"):
         note = (f'<p class="meta">generated keyframes in-betweened by the keyframe-conditioned video model '
                 f'<b>{esc(choice["backend"])}</b> (weights: {esc(choice.get("model"))})</p>')
-    return (f'{note}<p class="meta">in-betweens by <b>{esc(interp.backend)}</b>, per span:</p>'
-            f'<ul class="spans">{"".join(items)}</ul>')
+    return (f'{note}<h3>in-betweens</h3><p class="meta">by <b>{esc(interp.backend)}</b>; the middle frame of '
+            f'every span:</p><div class="sheet">{"".join(cells)}</div>')
+
+
+def _player(m: Manifest, href: str, out_dir: Path) -> str:
+    """The shot's video in a player (linked, not embedded: the report stays small), its first
+    keyframe as the poster."""
+    width = min(480, int(m.video.width or 480))
+    poster = _thumbnail(out_dir / m.keyframes[0].path) if m.keyframes else None
+    return (f'<video class="player" controls preload="metadata" width="{width}" src="{esc(href)}"'
+            + (f' poster="{poster}"' if poster else "") + f'><a href="{esc(href)}">video</a></video>')
 
 
 def _shot_section(result, shot, run_result) -> str:
@@ -165,14 +182,16 @@ def _shot_section(result, shot, run_result) -> str:
         out.append(f'<p class="reason bad">manifest missing or unreadable: {esc(result.manifest)}</p></section>')
         return "\n".join(out)
     video = m.video
+    href = _rel_href(result.out_dir, run_result.out, video.path)
+    out.append(_player(m, href, Path(result.out_dir)))
     out.append(
-        f'<p class="meta">video <a href="{esc(_rel_href(result.out_dir, run_result.out, video.path))}">'
+        f'<p class="meta">video <a href="{esc(href)}">'
         f'{esc(Path(result.out_dir).name)}/{esc(video.path)}</a> &middot; '
         f'{esc(video.width)}x{esc(video.height)} &middot; {esc(video.codec)} &middot; '
         f'cache key <code>{esc(m.cache_key)}</code></p>')
     out.append(_timings(m, result))
-    out.append(_spans(m))
     out.append(_contact_sheet(m, Path(result.out_dir)))
+    out.append(_spans(m, Path(result.out_dir)))
     out.append(_identity(m))
     warnings = m.warnings
     if warnings:
@@ -254,7 +273,7 @@ def _identity(m: Manifest) -> str:
     frames_total = int(m.video.frames or 1)
     scores = ident.scores()
     if scores:
-        out.append(identity_svg(scores, ident.thresholds, frames_total, fps, [k.frame for k in m.keyframes]))
+        out.append(identity_svg(scores, ident.thresholds, frames_total, fps, keyframes=[k.frame for k in m.keyframes]))
     flagged = ident.flagged_frames
     if ident.checked:
         out.append(f'<p class="meta">checked every {esc(ident.check_every)} frame(s) &middot; '
@@ -316,7 +335,7 @@ def _repairs_table(repairs: list[Repair]) -> str:
 # the similarity plot
 
 
-def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], frames: int, fps: Fraction,
+def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], frames: int, fps: Fraction, *,
                  keyframes: list[int] = (), width: int = 720, height: int = 200) -> str:
     """An inline SVG: similarity of each character per checked frame (x: seconds), each
     identity's threshold as a dashed line of its colour, keyframes as grey ticks, failing frames
@@ -425,6 +444,8 @@ table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;paddin
 .sheet{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:192px}
 figure img{width:192px;display:block;border:1px solid #ccc}figcaption{font-size:11px;color:#444}
 .missing{width:192px;height:108px;background:#eee;font-size:11px}
+figure.span.bad img{border:3px solid #c62828}figure.span.ok img{border:1px solid #9c9}
+video.player{display:block;margin:8px 0;background:#000}
 svg.plot .ax{font-size:10px;fill:#666}svg.plot .lg{font-size:11px}
 code{font-size:12px}
 """

@@ -40,7 +40,7 @@ SUFFIX_HEX = 16  # uuid4 hex digits in a temporary folder's name (8 could still 
 LEFTOVER = re.compile(r"^\.(staging|old)-([A-Za-z0-9][A-Za-z0-9_.\-]*)-[0-9a-f]{%d}$" % SUFFIX_HEX)
 
 # keyrender's file names in a shot folder, for a folder whose manifest cannot be read
-_OWN_NAMES = re.compile(r"^(video\.mp4|keyframes/kf\d{3}_f\d{5}\.png|keyframes/repair_f\d{5}\.png)$")
+_OWN_NAMES = re.compile(r"^(video\.mp4|keyframes/kf\d{3}_f\d{5}\.png|keyframes/repair_f\d{5}\.png|spans/mid_f\d{5}\.jpg)$")
 
 
 def written_by_keyrender(out_dir: str | os.PathLike) -> bool:

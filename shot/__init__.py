@@ -4,6 +4,8 @@
                 filled video, manifest) in a staging folder swapped into place
     refine.py   the identity loop: checks -> what to regenerate -> the shot's budget
     models.py   RenderContext: the models of a run, loaded on first use and shared by its shots
+    options.py  RenderOptions (what a run is asked to do) and the decisions the plan makes with it
+                for each shot (span_plan: flow options and in-betweener; face_model_name: the judge)
 
 Importing this imports no torch: the stages are imported inside the steps.
 """

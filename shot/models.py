@@ -2,7 +2,8 @@
 
 Shot layer: the shot renderer (shot/render.py) asks it for the keyframe generator, the judge (the face
 model that checks frames), the conditioning face model, the cast's identities and the
-interpolator for a set of flow options. Nothing is loaded before a shot needs it.
+interpolator for a set of flow options. Nothing is loaded before a shot needs it, and nothing is
+decided here: which judge, which in-betweener and which options come from the plan (the jobs).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from typing import Any, Iterable
 
 from keyrender.core.errors import ModelNotFoundError
 from keyrender.core.jobs import Callback
-from keyrender.options import (
-    InterpolationOptions, RenderOptions, backend_parameters, face_model_name, inbetween_choice, interpolation_options,
-)
+from keyrender.shot.options import InterpolationOptions, RenderOptions, backend_parameters, face_model_name
 
 
 class RenderContext:
@@ -24,11 +23,14 @@ class RenderContext:
     says why. A missing keyframe model fails the shots that need it, each with the reason.
     """
 
-    def __init__(self, options: RenderOptions, cast_dir: Path, emit: Callback):
+    def __init__(self, options: RenderOptions, cast_dir: Path, emit: Callback, judge: str | None = None):
+        """`judge`: the face model that checks frames, as the plan decided it (`ShotJob.judge`);
+        None for a context used outside a run (options.face_model_name, as a plan would)."""
         from keyrender.keyframes.presets import get_preset
 
         self.options = options
         self.preset = get_preset(options.preset)
+        self.judge = judge or face_model_name(options, self.preset)
         self.cast_dir = cast_dir
         self.emit = emit
         self._generator = None
@@ -40,7 +42,6 @@ class RenderContext:
         self._conditioner = None
         self._conditioning: dict[str, Any] = {}
         self._interpolators: dict[tuple, Any] = {}  # one per backend and distinct set of options
-        self._inbetweens: dict = {}  # the in-betweener of generated keyframes, decided once per run
         self._said: set[str] = set()  # console lines given once per run
 
     def start_task(self, options: RenderOptions, cast_dir: Path, emit: Callback) -> None:
@@ -94,7 +95,7 @@ class RenderContext:
             self._embedder = self.options.embedder
         if self._embedder is None and self._embedder_error is None:
             try:
-                self._embedder = self._load_face_model(face_model_name(self.options, self.preset))
+                self._embedder = self._load_face_model(self.judge)
             except ModelNotFoundError as exc:
                 self._embedder_error = str(exc)
                 self.emit({"event": "warning", "message": f"identity checks are off: {exc}"})
@@ -108,9 +109,8 @@ class RenderContext:
         from keyrender.identity.dlib_backend import DLIB_MODELS
 
         if self._conditioner is None:
-            judge = face_model_name(self.options, self.preset)
-            name = judge if judge not in DLIB_MODELS else self.preset.face_model
-            if self.options.embedder is not None or name == judge:
+            name = self.judge if self.judge not in DLIB_MODELS else self.preset.face_model
+            if self.options.embedder is not None or name == self.judge:
                 self._conditioner = self.embedder()
                 if self._conditioner is None:
                     raise self._embedder_error  # type: ignore[misc]
@@ -154,10 +154,10 @@ class RenderContext:
                 self._conditioning.update(IdentityStore(self.cast_dir).build(conditioner, names=names))
         return self._conditioning
 
-    def interpolator(self, flow: InterpolationOptions | None = None, backend: str | None = None,
+    def interpolator(self, flow: InterpolationOptions, backend: str | None = None, *,
                      model: str | None = None, prompt: str = "", seed: int = 0, **backend_options):
-        """The interpolator for these options (None: the run's, as for a shot without a hedge),
-        built on first use and reused by every shot with the same options. `backend`: another
+        """The interpolator for these flow options (the job's), built on first use and reused by
+        every shot with the same options. `backend`: another
         than the preset's interpolator (the video model of generated keyframes), with `model`
         (where its weights are: found on this machine, so never downloaded), the shot's `prompt`
         and `seed`, and `backend_options` (the preset's video_options). Every variant of a video
@@ -166,8 +166,6 @@ class RenderContext:
         if self.options.interpolator is not None:
             return self.options.interpolator
         name = backend or self.preset.interpolator
-        if flow is None:
-            flow = interpolation_options(None, self.options, name)
         extra = () if name == "flow" else (model, prompt, seed, tuple(sorted(backend_options.items())))
         key = (name, *extra, (flow.hedge, flow.camera_motion) if flow.applied else ())
         if key not in self._interpolators:
@@ -190,10 +188,6 @@ class RenderContext:
                 options["flow_options"] = flow.flow
             self._interpolators[key] = get_interpolator(name, **options)
         return self._interpolators[key]
-
-    def inbetween_choice(self):
-        """options.choose_inbetweener for this run's preset, decided once per run."""
-        return inbetween_choice(self.preset, self._inbetweens)
 
     def say_once(self, message: str, key: str | None = None, event: str = "warning") -> None:
         """A console line (a warning; `event` "load": what is loaded) given once per run (`key`:

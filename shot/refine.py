@@ -24,7 +24,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from keyrender.identity.base import FrameCheck
-from keyrender.keyframes.base import KeyframeGenerator, KeyframeRequest, derive_seed
+from keyrender.keyframes.base import KeyframeGenerator, KeyframeRequest
+from keyrender.outputs.manifest import Score
 
 Check = Callable[[np.ndarray, Sequence[str]], FrameCheck]
 Interpolate = Callable[[np.ndarray, np.ndarray, Sequence[float], dict], Iterator[np.ndarray]]
@@ -60,9 +61,8 @@ class RefineConfig:
         """Every third in-between (8 checks a second at 24 fps), and no more than about 240 checks
         per shot. Keyframes are always checked. An in-between inherits its face from the two
         keyframes around it and drifts smoothly across a span of 12-48 frames, so a drift shows
-        on every third frame; a face check costs more than making the frame (about 100 ms with
-        the built-in dlib judge on a CPU), so checking every frame would triple a storyboard
-        shot's time for no catch. `--check-every 1` checks every frame."""
+        on every third frame; a face check costs more than making the frame on a CPU, so checking
+        every frame would multiply a storyboard shot's time for no catch. `--check-every 1` checks every frame."""
         if self.check_every:
             return max(1, int(self.check_every))
         return max(AUTO_STRIDE, math.ceil(frames / 240))
@@ -113,57 +113,6 @@ class KeyframeOutcome:
     skipped: str | None = None                              # why the loop did nothing
 
 
-def refine_keyframes(
-    request: KeyframeRequest,
-    images: dict[int, np.ndarray],
-    generated: Sequence[int],
-    check: Check,
-    expected: Sequence[str],
-    generator: Callable[[], KeyframeGenerator] | None,
-    config: RefineConfig,
-    budget: Budget,
-) -> KeyframeOutcome:
-    """Check every keyframe; re-roll the failing generated ones, keeping the best by margin.
-
-    generated: the indices that came from the generator (the others are the user's and are only
-    checked). generator: a callable returning the generator (models load only if a re-roll is
-    needed); None when nothing can be generated.
-    """
-    out = KeyframeOutcome(images=dict(images))
-    checks = {i: check(img, expected) for i, img in sorted(images.items())}
-    if expected and not any(c.found for ch in checks.values() for c in ch.characters.values()) \
-            and not any(ch.strangers for ch in checks.values()):
-        out.skipped = "no face in any keyframe (landscape or back view?): identity loop skipped"
-        for i, ch in checks.items():
-            out.records[i] = {"attempts": [{"attempt": 0, "seed": derive_seed(request.seed, i, 0) if i in generated else None, **_scores(ch)}], "final": _scores(ch)}
-        return out
-
-    base_strength = request.identity_strength
-    for i in sorted(images):
-        first = checks[i]
-        is_generated = i in generated
-        attempts = [{"attempt": 0, "seed": derive_seed(request.seed, i, 0) if is_generated else None,
-                     "identity_strength": base_strength if is_generated else None, **_scores(first)}]
-        best_img, best, best_k = out.images[i], first, 0
-        k = 0
-        while (not best.passed and is_generated and generator is not None
-               and k < config.keyframe_attempts and budget.take()):
-            k += 1
-            strength = config.identity_strength(base_strength, k)
-            context = KeyframeRequest(**{**request.__dict__, "fixed": {j: im for j, im in out.images.items() if j != i}})
-            img = generator().generate(context, indices=[i], attempts={i: k}, identity_strength=strength)[i]
-            result = check(img, expected)
-            attempts.append({"attempt": k, "seed": derive_seed(request.seed, i, k),
-                             "identity_strength": round(strength, 4), **_scores(result)})
-            if result.margin > best.margin:
-                best_img, best, best_k = img, result, k
-        out.images[i] = best_img
-        out.records[i] = {"attempts": attempts, "final": _scores(best),
-                          "chosen_attempt": best_k,
-                          **({"flagged": True} if not best.passed else {})}
-    return out
-
-
 @dataclass
 class SpanRecorder:
     """Everything the in-between loop did, for the manifest."""
@@ -174,115 +123,157 @@ class SpanRecorder:
     spans: list[dict] = field(default_factory=list)
 
 
-def fill_span(
-    fa: int, a: np.ndarray, fb: int, b: np.ndarray,
-    interpolate: Interpolate,
-    check: Check | None,
-    expected: Sequence[str],
-    repair: Callable[[int, np.ndarray, int], tuple[np.ndarray, int] | None] | None,
-    config: RefineConfig,
-    budget: Budget,
-    stride: int,
-    rec: SpanRecorder,
-    depth: int = 0,
-) -> Iterator[tuple[int, np.ndarray, str]]:
-    """Yield (frame index, image, source) for the frames strictly between keyframes fa and fb.
+#: repair(frame, interpolated image, attempt) -> (regenerated image, seed used), or None when it
+#: cannot generate
+Repair = Callable[[int, np.ndarray, int], "tuple[np.ndarray, int] | None"]
 
-    source is "interpolated" or "repair" (a promoted in-between that became a keyframe).
-    repair(frame, interpolated image, attempt) -> (regenerated image, seed used), or None when it
-    cannot generate (the span is then kept as interpolated, its failing frames flagged).
-    Without a check the frames stream straight through; with one, a span is checked before it is
-    yielded (held in memory up to config.max_span_bytes, else interpolated a second time).
-    """
-    frames = list(range(fa + 1, fb))
-    if not frames:
-        return
-    times = [(f - fa) / (fb - fa) for f in frames]
-    info: dict = {}
-    span = {"from": fa, "to": fb, "depth": depth}
-    if check is None or not expected:
-        gen = interpolate(a, b, times, info)
-        first = next(gen)
-        span.update(info)
-        rec.spans.append(span)
-        yield frames[0], first, "interpolated"
-        for f, img in zip(frames[1:], gen):
-            yield f, img, "interpolated"
-        return
 
-    hold = a.nbytes * len(frames) <= config.max_span_bytes
-    held: list[np.ndarray] = []
-    checked: dict[int, FrameCheck] = {}
-    worst_f, worst_img = None, None
-    for f, img in zip(frames, interpolate(a, b, times, info)):
-        if hold:
-            held.append(img)
-        if f % stride == 0:
-            result = check(img, expected)
-            checked[f] = result
-            if not result.passed and (worst_f is None or result.margin < checked[worst_f].margin):
-                worst_f, worst_img = f, img
-    span.update(info)
-    span["checked"] = len(checked)
-    span["failed"] = sum(1 for c in checked.values() if not c.passed)
+@dataclass
+class IdentityLoop:
+    """One shot's identity loop: the check and the characters it expects, the knobs and the
+    shot's generation budget, and for the in-betweens the repair, the check stride and the record
+    of what was done (`rec`, for the manifest).
 
-    if worst_f is not None and repair is not None and depth < config.repair_depth and info.get("mode") != "cut":
-        new = _repair(worst_f, worst_img, checked[worst_f], check, expected, repair, config, budget, rec, depth)
-        if new is not None:
-            span["split_at"] = worst_f
+    check: None turns the checks off (frames stream straight through). repair: None when nothing
+    can be regenerated (failing frames are then flagged, never replaced)."""
+
+    check: Check | None
+    expected: Sequence[str]
+    config: RefineConfig
+    budget: Budget
+    repair: Repair | None = None
+    stride: int = 1
+    rec: SpanRecorder = field(default_factory=SpanRecorder)
+
+    def keyframes(self, request: KeyframeRequest, images: dict[int, np.ndarray], generated: Sequence[int],
+                  generator: Callable[[], KeyframeGenerator] | None) -> KeyframeOutcome:
+        """Check every keyframe; re-roll the failing generated ones, keeping the best by margin.
+
+        generated: the indices that came from the generator (the others are the user's and are
+        only checked). generator: a callable returning the generator (models load only if a
+        re-roll is needed); None when nothing can be generated.
+        """
+        check, expected, config, budget = self.check, self.expected, self.config, self.budget
+        out = KeyframeOutcome(images=dict(images))
+        checks = {i: check(img, expected) for i, img in sorted(images.items())}
+        if expected and not any(c.found for ch in checks.values() for c in ch.characters.values()) \
+                and not any(ch.strangers for ch in checks.values()):
+            out.skipped = "no face in any keyframe (landscape or back view?): identity loop skipped"
+            for i, ch in checks.items():
+                out.records[i] = {"attempts": [{"attempt": 0, "seed": request.seed_for(i) if i in generated else None,
+                                                **_scores(ch)}], "final": _scores(ch)}
+            return out
+
+        base_strength = request.identity_strength
+        for i in sorted(images):
+            first = checks[i]
+            is_generated = i in generated
+            attempts = [{"attempt": 0, "seed": request.seed_for(i) if is_generated else None,
+                         "identity_strength": base_strength if is_generated else None, **_scores(first)}]
+            best_img, best, best_k = out.images[i], first, 0
+            k = 0
+            while (not best.passed and is_generated and generator is not None
+                   and k < config.keyframe_attempts and budget.take()):
+                k += 1
+                strength = config.identity_strength(base_strength, k)
+                context = KeyframeRequest(**{**request.__dict__,
+                                             "fixed": {j: im for j, im in out.images.items() if j != i}})
+                img = generator().generate(context, indices=[i], attempts={i: k}, identity_strength=strength)[i]
+                result = check(img, expected)
+                attempts.append({"attempt": k, "seed": request.seed_for(i, k),
+                                 "identity_strength": round(strength, 4), **_scores(result)})
+                if result.margin > best.margin:
+                    best_img, best, best_k = img, result, k
+            out.images[i] = best_img
+            out.records[i] = {"attempts": attempts, "final": _scores(best),
+                              "chosen_attempt": best_k,
+                              **({"flagged": True} if not best.passed else {})}
+        return out
+
+    def fill_span(self, fa: int, a: np.ndarray, fb: int, b: np.ndarray, interpolate: Interpolate, *,
+                  depth: int = 0) -> Iterator[tuple[int, np.ndarray, str]]:
+        """Yield (frame index, image, source) for the frames strictly between keyframes fa and fb.
+
+        source is "interpolated" or "repair" (a promoted in-between that became a keyframe).
+        Without a check the frames stream straight through; with one, a span is checked before it
+        is yielded (held in memory up to config.max_span_bytes, else interpolated a second time).
+        """
+        check, expected, config, rec = self.check, self.expected, self.config, self.rec
+        frames = list(range(fa + 1, fb))
+        if not frames:
+            return
+        times = [(f - fa) / (fb - fa) for f in frames]
+        info: dict = {}
+        span = {"from": fa, "to": fb, "depth": depth}
+        if check is None or not expected:
+            gen = interpolate(a, b, times, info)
+            first = next(gen)
+            span.update(info)
             rec.spans.append(span)
-            del held
-            yield from fill_span(fa, a, worst_f, new, interpolate, check, expected, repair, config, budget, stride, rec, depth + 1)
-            yield worst_f, new, "repair"
-            yield from fill_span(worst_f, new, fb, b, interpolate, check, expected, repair, config, budget, stride, rec, depth + 1)
+            yield frames[0], first, "interpolated"
+            for f, img in zip(frames[1:], gen):
+                yield f, img, "interpolated"
             return
 
-    rec.spans.append(span)
-    for f, result in checked.items():
-        rec.frame_scores[f] = _scores(result)
-        if not result.passed:
-            rec.flagged.add(f)
-    source = held if hold else interpolate(a, b, times, {})
-    for f, img in zip(frames, source):
-        yield f, img, "interpolated"
+        hold = a.nbytes * len(frames) <= config.max_span_bytes
+        held: list[np.ndarray] = []
+        checked: dict[int, FrameCheck] = {}
+        worst_f, worst_img = None, None
+        for f, img in zip(frames, interpolate(a, b, times, info)):
+            if hold:
+                held.append(img)
+            if f % self.stride == 0:
+                result = check(img, expected)
+                checked[f] = result
+                if not result.passed and (worst_f is None or result.margin < checked[worst_f].margin):
+                    worst_f, worst_img = f, img
+        span.update(info)
+        span["checked"] = len(checked)
+        span["failed"] = sum(1 for c in checked.values() if not c.passed)
 
+        if (worst_f is not None and self.repair is not None and depth < config.repair_depth
+                and info.get("mode") != "cut"):
+            new = self._repair(worst_f, worst_img, checked[worst_f], depth)
+            if new is not None:
+                span["split_at"] = worst_f
+                rec.spans.append(span)
+                del held
+                yield from self.fill_span(fa, a, worst_f, new, interpolate, depth=depth + 1)
+                yield worst_f, new, "repair"
+                yield from self.fill_span(worst_f, new, fb, b, interpolate, depth=depth + 1)
+                return
 
-def _repair(f, img, before, check, expected, repair, config, budget, rec, depth) -> np.ndarray | None:
-    """Try to regenerate in-between f as a keyframe; the passing attempt, or None."""
-    entry = {"frame": f, "depth": depth, "reason": _reason(before), "before": _scores(before), "attempts": []}
-    rec.repairs.append(entry)
-    best = None
-    for k in range(config.repair_attempts):
-        if not budget.take():
-            entry["stopped"] = "shot budget spent"
-            break
-        made = repair(f, img, k)
-        if made is None:
-            budget.refund()
-            entry["result"] = "unavailable"
-            return None
-        new, seed = made
-        result = check(new, expected)
-        entry["attempts"].append({"attempt": k, "seed": seed, **_scores(result)})
-        if result.passed:
-            best = new
-            entry["result"] = "passed"
-            break
-    else:
-        entry["result"] = "failed"
-    entry.setdefault("result", "failed")
-    return best
+        rec.spans.append(span)
+        for f, result in checked.items():
+            rec.frame_scores[f] = _scores(result)
+            if not result.passed:
+                rec.flagged.add(f)
+        source = held if hold else interpolate(a, b, times, {})
+        for f, img in zip(frames, source):
+            yield f, img, "interpolated"
 
-
-def _reason(check: FrameCheck) -> str:
-    parts = []
-    for name, r in check.characters.items():
-        if r.passed:
-            continue
-        if not r.found:
-            parts.append(f"{name} missing")
-        elif r.wrong_person:
-            parts.append(f"{name} looks like {r.wrong_person}")
+    def _repair(self, f: int, img: np.ndarray, before: FrameCheck, depth: int) -> np.ndarray | None:
+        """Try to regenerate in-between f as a keyframe; the passing attempt, or None."""
+        entry = {"frame": f, "depth": depth, "reason": Score.from_dict(_scores(before)).why(), "before": _scores(before), "attempts": []}
+        self.rec.repairs.append(entry)
+        best = None
+        for k in range(self.config.repair_attempts):
+            if not self.budget.take():
+                entry["stopped"] = "shot budget spent"
+                break
+            made = self.repair(f, img, k)
+            if made is None:
+                self.budget.refund()
+                entry["result"] = "unavailable"
+                return None
+            new, seed = made
+            result = self.check(new, self.expected)
+            entry["attempts"].append({"attempt": k, "seed": seed, **_scores(result)})
+            if result.passed:
+                best = new
+                entry["result"] = "passed"
+                break
         else:
-            parts.append(f"{name} similarity {r.similarity:.3f} < {r.threshold:.3f}")
-    return "; ".join(parts) or "failed"
+            entry["result"] = "failed"
+        entry.setdefault("result", "failed")
+        return best

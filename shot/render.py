@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, ModelNotFoundError, OutputError, output_error
-from keyrender.core.jobs import MANIFEST, VIDEO, Callback, ShotJob, ShotResult
-from keyrender.options import InterpolationOptions, interpolation_options
+from keyrender.core.jobs import MANIFEST, VIDEO, Callback, InterpolationOptions, ShotJob, ShotResult
 from keyrender.outputs.manifest import (
     BudgetRecord, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge, KeyframeEntry, Manifest,
     scene_anchor_path, VideoInfo,
@@ -71,26 +70,30 @@ class Keyframes:
 
 @dataclass
 class CheckedKeyframes:
-    """Step 2. images after re-rolls; records: index -> attempts/final score (refine_keyframes);
-    checker: the identity check used for the in-betweens, or None with `why_not`."""
+    """Step 2. images after re-rolls; records: index -> attempts/final score
+    (refine.IdentityLoop.keyframes); loop: the shot's identity loop, whose check (None with
+    `why_not` when the checks are off) the in-betweens get too."""
 
     images: dict[int, Any]
     records: dict[int, dict]
-    checker: Callable | None
+    loop: Any                          # shot.refine.IdentityLoop
     why_not: str | None
+
+    @property
+    def checker(self) -> Callable | None:
+        return self.loop.check
 
 
 @dataclass
 class FilledVideo:
-    """Step 4. The encoded video's in-betweens: by which backend with which options, how each span
-    was filled and checked (recorder: refine.SpanRecorder), and the repair keyframes written."""
+    """Step 4. The encoded video's in-betweens: by which backend with which options, and the
+    repair keyframes written (how each span was filled and checked is in the identity loop's
+    record, `CheckedKeyframes.loop.rec`)."""
 
     backend: str
     flow: InterpolationOptions
     fallback: str | None
     judge: Judge | None
-    stride: int
-    recorder: Any
     repair_entries: list[KeyframeEntry] = field(default_factory=list)
     inbetweens: dict | None = None  # what the spans touching a generated keyframe got (manifest)
 
@@ -100,31 +103,36 @@ class FilledVideo:
 
 def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     """Render one shot into a staging folder, then move it into place (old output replaced)."""
-    from keyrender.shot.refine import Budget, RefineConfig
+    from keyrender.shot.refine import Budget, IdentityLoop, RefineConfig
 
     opts = context.options
+    if job.spans is None:
+        raise KeyrenderError(f"shot {job.shot.id}: its job carries no plan (build jobs with keyrender.plan)")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     warnings = Warnings(context.emit)
     config = RefineConfig(keyframe_attempts=opts.keyframe_attempts, shot_generations=opts.shot_generations,
                           repair_depth=opts.repair_depth, check_every=opts.check_every,
                           repair_strength=context.preset.regenerate_strength)
-    budget = Budget(config.shot_generations)
+    loop = IdentityLoop(check=None, expected=list(job.shot.characters), config=config,
+                        budget=Budget(config.shot_generations))
     staging = create_staging(Path(opts.out), job.shot.id)
     try:
         t = time.perf_counter()
         kf = make_keyframes(job, context, warnings)
         timings["keyframes_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        checked = check_keyframes(job, context, kf, config, budget)
+        checked = check_keyframes(job, context, kf, loop)
         timings["check_keyframes_s"] = time.perf_counter() - t
         entries = write_keyframes(staging, job, kf, checked)
         t = time.perf_counter()
-        video = fill_video(staging, job, context, kf, checked, config, budget, warnings)
+        video = fill_video(staging, job, context, kf, checked, warnings)
         timings["interpolate_encode_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t_start
-        manifest = shot_manifest(job, context, kf, checked, entries, video, config, budget, timings, warnings.lines)
-        manifest.files = [FileRecord.of(staging, p) for p in [VIDEO] + [e.path for e in manifest.keyframes]]
+        manifest = shot_manifest(job, context, keyframes=kf, checked=checked, entries=entries, video=video,
+                                 timings=timings, warnings=warnings.lines)
+        middles = [sp.middle for sp in manifest.interpolation.span_records() if sp.middle]
+        manifest.files = [FileRecord.of(staging, p) for p in [VIDEO, *(e.path for e in manifest.keyframes), *middles]]
         manifest.write(staging)
         swap_into_place(staging, job.out_dir)
     except BaseException:
@@ -257,20 +265,18 @@ def checker_for(job: ShotJob, context: RenderContext, identities: dict):
     return FaceChecker(embedder, identities).check, None
 
 
-def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, config, budget) -> CheckedKeyframes:
-    """Each keyframe checked against the cast; a failing generated one re-rolled (refine_keyframes)."""
-    from keyrender.shot.refine import refine_keyframes
-
-    checker, why_not = checker_for(job, context, kf.identities)
+def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, loop) -> CheckedKeyframes:
+    """Each keyframe checked against the cast; a failing generated one re-rolled
+    (`loop`: the shot's refine.IdentityLoop, whose check this step sets, or leaves None)."""
+    loop.check, why_not = checker_for(job, context, kf.identities)
     images, records = kf.images, {}
-    if checker is not None:
+    if loop.check is not None:
         context.emit({"event": "stage", "shot": job.shot.id, "stage": "check keyframes"})
-        outcome = refine_keyframes(kf.request, images, kf.generated, checker, list(job.shot.characters),
-                                   context.generator if kf.generated else None, config, budget)
+        outcome = loop.keyframes(kf.request, images, kf.generated, context.generator if kf.generated else None)
         images, records = outcome.images, outcome.records
         if outcome.skipped:
-            why_not, checker = outcome.skipped, None
-    return CheckedKeyframes(images, records, checker, why_not)
+            why_not, loop.check = outcome.skipped, None
+    return CheckedKeyframes(images, records, loop, why_not)
 
 
 # ---- 3. written keyframes -----------------------------------------------------------------------
@@ -294,15 +300,9 @@ def write_keyframes(staging: Path, job: ShotJob, kf: Keyframes, checked: Checked
         entries.append(KeyframeEntry(
             index=i, frame=f, time=_time(f, shot.fps), path=path,
             source="generated" if generated else "storyboard", prompt=kf.request.prompts[i],
-            seed=_seed(shot.seed, i, (record or {}).get("chosen_attempt", 0)) if generated else None,
+            seed=kf.request.seed_for(i, (record or {}).get("chosen_attempt", 0)) if generated else None,
             identity=record))
     return entries
-
-
-def _seed(shot_seed: int, index: int, attempt: int) -> int:
-    from keyrender.keyframes.base import derive_seed
-
-    return derive_seed(shot_seed, index, attempt)
 
 
 # ---- 4. filled video ------------------------------------------------------------------------------
@@ -318,31 +318,24 @@ def _judge(context: RenderContext) -> Judge:
 
 
 def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframes, checked: CheckedKeyframes,
-               config, budget, warnings: Warnings) -> FilledVideo:
-    """The in-betweens of every keyframe pair, checked and repaired span by span (refine.fill_span),
-    streamed into staging/video.mp4 with the keyframes; repair keyframes written as PNGs."""
-    from keyrender.outputs.media import VideoWriter, save_image
-    from keyrender.shot.refine import SpanRecorder, fill_span
+               warnings: Warnings) -> FilledVideo:
+    """The in-betweens of every keyframe pair, checked and repaired span by span (the shot's
+    refine.IdentityLoop), streamed into staging/video.mp4 with the keyframes; repair keyframes
+    written as PNGs."""
+    from keyrender.outputs.media import VideoWriter, save_image, save_thumbnail
 
     shot, emit = job.shot, context.emit
-    checker, images = checked.checker, checked.images
-    rec = SpanRecorder()
-    repair = repair_function(job, context, kf.request, warnings.lines, images, config) if checker is not None else None
-    judge = _judge(context) if checker is not None else None
-    flow = interpolation_options(shot, context.options, context.preset.interpolator)
+    loop, images = checked.loop, checked.images
+    if loop.check is not None:
+        loop.repair = repair_function(job, context, kf.request, warnings.lines, images, loop.config)
+    loop.stride = loop.config.stride(shot.frames)
+    judge = _judge(context) if loop.check is not None else None
+    flow = job.spans.flow
     if flow.applied is None and (shot.hedge is not None or not flow.is_default):
         warnings.add(f"shot {shot.id}: hedge {flow.hedge:g} / camera motion {'on' if flow.camera_motion else 'off'} "
                      f"not applied: {flow.why_not}")
-    span_interps, inbetweens, fallback = span_inbetweeners(job, context, flow, set(kf.generated), warnings)
-    interp = next((x for x in span_interps if getattr(x, "name", "") != "flow"), span_interps[0])
-    span_index = 0
-
-    def interpolate(a, b, times, info):
-        return span_interps[span_index].inbetween(a, b, times, info=info)
-
+    span_interps, inbetweens, fallback = span_inbetweeners(job, context, set(kf.generated), warnings)
     kf_frames = list(shot.keyframe_frames)
-    expected = list(shot.characters)
-    stride = config.stride(shot.frames)
     repairs: list[KeyframeEntry] = []
     written = 0
 
@@ -355,52 +348,81 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     with VideoWriter(staging / VIDEO, shot.fps, job.width, job.height) as writer:
         writer.write(images[0])
         wrote()
-        for i in range(len(kf_frames) - 1):
+        for i, span_interp in enumerate(span_interps):
             fa, fb = kf_frames[i], kf_frames[i + 1]
-            span_index = i
-            for f, img, source in fill_span(fa, images[i], fb, images[i + 1], interpolate,
-                                            checker, expected, repair, config, budget, stride, rec):
+            for f, img, source in loop.fill_span(fa, images[i], fb, images[i + 1], _inbetween(span_interp)):
                 if source == "repair":
                     path = f"keyframes/repair_f{f:05d}.png"
                     save_image(staging / path, img)
                     repairs.append(KeyframeEntry(index=None, frame=f, time=_time(f, shot.fps), path=path,
                                                  source="repair"))
+                else:  # the span being yielded is the last one recorded: its middle in-between
+                    span = loop.rec.spans[-1]
+                    if f == (span["from"] + span["to"]) // 2:
+                        span["middle"] = f"spans/mid_f{f:05d}.jpg"
+                        save_thumbnail(staging / span["middle"], img)
                 writer.write(img)
                 wrote()
             writer.write(images[i + 1])
             wrote()
     if written != shot.frames:
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
-    return FilledVideo(getattr(interp, "name", context.preset.interpolator), flow, fallback, judge, stride, rec,
-                       repairs, inbetweens)
+    for line in untrusted_spans(shot.id, loop.rec.spans):
+        warnings.add(line)
+    # the backend that drew the frames: a video model if any span used one, else the spans' own
+    drew = [sp["backend"] for sp in loop.rec.spans if sp.get("backend")]
+    backend = next((b for b in drew if b != "flow"), drew[0] if drew else
+                   getattr(span_interps[0], "name", context.preset.interpolator))
+    return FilledVideo(backend, flow, fallback, judge, repairs, inbetweens)
 
 
-def span_inbetweeners(job: ShotJob, context: RenderContext, flow: InterpolationOptions,
-                       generated: set[int], warnings: Warnings) -> tuple[list, dict | None, str | None]:
-    """The interpolator of each keyframe span of a shot, what was chosen for its generated
-    keyframes (manifest `interpolation.inbetweens`) and the fallback line (None: none).
+def untrusted_spans(shot_id: str, spans: list[dict]) -> list[str]:
+    """One line per span whose in-betweens are worth a look (manifest.Span.suspect: the backend
+    does not trust its warp, or nothing explained the pair), for the console and the manifest."""
+    from keyrender.outputs.manifest import Span
+
+    lines = []
+    for record in spans:
+        span = Span.from_dict(record)
+        if "split_at" not in record and span.suspect:
+            lines.append(f"shot {shot_id} frames {span.start}-{span.end}: {span.says}; look at it in report.html")
+    return lines
+
+
+def _inbetween(interpolator) -> Callable:
+    """An Interpolator's `inbetween` as the identity loop calls it: (a, b, times, info)."""
+    return lambda a, b, times, info: interpolator.inbetween(a, b, times, info=info)
+
+
+def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
+                      warnings: Warnings) -> tuple[list, dict | None, str | None]:
+    """The interpolator of each keyframe span of a shot, what was chosen for the spans flow cannot
+    make (manifest `interpolation.inbetweens`) and the fallback line (None: none).
 
     Generated keyframes differ in pose and framing, not by a camera move: optical flow between
-    them is a morph. Spans between two real views (storyboard images) get the preset's
-    interpolator; a span that touches a generated keyframe gets the preset's keyframe-conditioned
-    video model when its weights are here, else flow, said once per run on the console and in
-    every such shot's manifest. An injected RenderOptions.interpolator is used for every span."""
-    shot = job.shot
+    them is a morph. A span that touches a generated keyframe gets the preset's keyframe-
+    conditioned video model when its weights are here, else flow, said once per run on the console
+    and in every such shot's manifest. A span between two storyboard pictures gets flow where the
+    pictures are one camera move (exact), and the video model, when its weights are here, where
+    they differ by more (`FlowFirst`). An injected RenderOptions.interpolator is used for every
+    span. What each span may get was decided by the plan (`job.spans`)."""
+    shot, plan = job.shot, job.spans
     spans = len(shot.keyframe_frames) - 1
-    base = context.interpolator(flow)
-    if not generated or context.options.interpolator is not None:
+    base = context.interpolator(plan.flow)
+    choice = plan.video
+    if choice is None:
         return [base] * spans, None, None
-    choice = context.inbetween_choice()
     touches = [i in generated or i + 1 in generated for i in range(spans)]
     if choice.video:
         video = base
         if choice.backend != context.preset.interpolator:
-            context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens of generated "
-                             "keyframes", event="load")
-            video = context.interpolator(interpolation_options(shot, context.options, choice.backend),
-                                         choice.backend, choice.model, prompt=shot.prompt, seed=shot.seed,
-                                         **context.preset.video_options)
-        return [video if t else base for t in touches], choice.manifest(), None
+            context.say_once(f"video model {choice.backend} ({choice.model}) for the in-betweens that flow cannot "
+                             "make (generated keyframes, storyboard pictures that are not one camera move)",
+                             event="load")
+            video = context.interpolator(plan.video_flow, choice.backend, model=choice.model, prompt=shot.prompt,
+                                         seed=shot.seed, **context.preset.video_options)
+        pictures = base if video is base else FlowFirst(base, video)
+        return [video if t else pictures for t in touches], choice.manifest(), None
     fallback = (f"shot {shot.id}: generated keyframes in-betweened by optical flow (a morph between poses), "
                 f"not by a keyframe-conditioned video model: {choice.fallback}")
     warnings.add(fallback, emit=False)
@@ -409,6 +431,34 @@ def span_inbetweeners(job: ShotJob, context: RenderContext, flow: InterpolationO
         f"keyframe-conditioned video model: {choice.fallback} (each such shot's manifest and report.html say so)",
         key="inbetween-fallback")
     return [base] * spans, choice.manifest(), fallback
+
+
+class FlowFirst:
+    """The in-betweener of a span between two storyboard pictures when a video model is here:
+    flow where its pair analysis finds one camera move (or nothing moving), which it renders
+    exactly; else the video model, started from flow's continuous in-betweens. `info` is the
+    backend's that made the frames; a span given to the video model keeps flow's verdict under
+    `flow_verdict`."""
+
+    FLOW_MODES = ("camera", "static")
+
+    def __init__(self, flow, video):
+        self.flow, self.video = flow, video
+        self.name = getattr(video, "name", "video")
+
+    def inbetween(self, a, b, times, info: dict | None = None):
+        info = {} if info is None else info
+        frames = self.flow.inbetween(a, b, list(times), info=info)
+        first = next(frames)  # the pair is analysed before the first frame
+        if info.get("mode") in self.FLOW_MODES:
+            yield first
+            yield from frames
+            return
+        frames.close()
+        verdict = {k: info[k] for k in ("mode", "explained", "trusted", "verdict") if k in info}
+        info.clear()
+        info["flow_verdict"] = verdict
+        yield from self.video.inbetween(a, b, list(times), info=info)
 
 
 def repair_function(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):
@@ -450,7 +500,7 @@ def repair_function(job: ShotJob, context: RenderContext, request, warnings: lis
             replace(request, fixed=around), index=index, init_image=image, prompt=prompts[nearest],
             strength=config.repair_strength, attempt=attempt,
             identity_strength=config.identity_strength(request.identity_strength, attempt))
-        return new, _seed(shot.seed, index, attempt)
+        return new, request.seed_for(index, attempt)
 
     return repair
 
@@ -458,12 +508,13 @@ def repair_function(job: ShotJob, context: RenderContext, request, warnings: lis
 # ---- 5. manifest ----------------------------------------------------------------------------------
 
 
-def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: CheckedKeyframes,
-                  entries: list[KeyframeEntry], video: FilledVideo, config, budget,
-                  timings: dict[str, float], warnings: list[str]) -> Manifest:
-    """The shot's manifest (files added by the caller once everything is written). Each checked
-    keyframe's final score joins the in-betweens' scores."""
-    shot, rec = job.shot, video.recorder
+def shot_manifest(job: ShotJob, context: RenderContext, *, keyframes: Keyframes, checked: CheckedKeyframes,
+                  entries: list[KeyframeEntry], video: FilledVideo, timings: dict[str, float],
+                  warnings: list[str]) -> Manifest:
+    """The shot's manifest from what the steps returned (files added by the caller once
+    everything is written). Each checked keyframe's final score joins the in-betweens' scores."""
+    shot, kf, loop = job.shot, keyframes, checked.loop
+    rec = loop.rec
     scores = dict(rec.frame_scores)
     flagged = set(rec.flagged)
     for i, f in enumerate(shot.keyframe_frames):
@@ -488,8 +539,8 @@ def shot_manifest(job: ShotJob, context: RenderContext, kf: Keyframes, checked: 
             conditioning_model=getattr(context.conditioner(), "name", None) if kf.conditioned else None,
             characters=list(shot.characters),
             thresholds={n: round(float(identities[n].threshold), 4) for n in shot.characters if n in identities},
-            check_every=video.stride,
-            budget=BudgetRecord(generations=config.shot_generations, spent=budget.spent),
+            check_every=loop.stride,
+            budget=BudgetRecord(generations=loop.config.shot_generations, spent=loop.budget.spent),
             repairs=rec.repairs, flagged_frames=sorted(flagged),
             frames={str(f): s for f, s in sorted(scores.items())}),
         timings={k: round(v, 3) for k, v in timings.items()},

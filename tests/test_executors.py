@@ -15,8 +15,6 @@ from keyrender.pipeline import RenderOptions, is_done, plan, render
 from keyrender.workers import RayExecutor, get_executor, scene_dependencies
 
 
-
-
 def test_scene_dependencies_wait_only_for_generated_shots(project):
     gen = load_shotlist(project / "generate.csv", cast=["eileen"])
     deps = scene_dependencies(plan(gen, RenderOptions(out=project / "o")))
@@ -125,6 +123,28 @@ def test_ray_renders_the_sample_like_the_local_executor(ray_cluster, project, tm
     # a rerun through Ray is all cached and starts no task
     again = render(project / "shotlist.csv", RenderOptions(out=tmp_path / "ray"), executor=RayExecutor(num_gpus=0))
     assert [r.status for r in again.shots] == ["cached"] * 3
+
+
+def test_a_ray_worker_uses_the_in_betweener_the_plan_chose(ray_cluster, project, tmp_path, monkeypatch):
+    """The plan decides once: the driver finds the video model's weights (here through its
+    KEYRENDER_MODEL_LTX, which the Ray workers, started earlier, do not have); the cache key names
+    that model, and the worker draws the frames with it instead of deciding again on its own
+    machine (where it would fall back to flow)."""
+    from dataclasses import replace
+
+    from keyrender.keyframes.presets import get_preset
+
+    monkeypatch.setenv("KEYRENDER_MODEL_LTX", "tiny")
+    preset = replace(get_preset("tiny"), video_model=None)   # the model's location comes from the variable
+    options = RenderOptions(out=tmp_path / "o", preset=preset, only=["G2"])
+    (job,) = plan(load_shotlist(project / "generate.csv"), options)
+    assert job.spans.video.backend == "ltx" and job.spans.video.model == "tiny"
+    result = render(project / "generate.csv", options, executor=RayExecutor(num_gpus=0, max_retries=0))
+    assert [r.status for r in result.shots] == ["rendered"], result.shots[0].reason
+    m = json.loads(result.shots[0].manifest.read_text())
+    assert m["cache_key"] == job.cache_key
+    assert m["interpolation"]["inbetweens"]["backend"] == "ltx" and m["interpolation"]["fallback"] is None
+    assert [s["backend"] for s in m["interpolation"]["spans"]] == ["ltx"]   # the video model drew the frames
 
 
 def test_ray_asking_for_gpus_the_cluster_lacks_is_an_input_error(ray_cluster, project, tmp_path):

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keyrender import options as options_module, pipeline
+from keyrender import pipeline
 from keyrender.cli import main
 from keyrender.core.errors import InputError
 from keyrender.core.shotlist import load_shotlist
 from keyrender.interpolate.flow import FlowInterpolator
 from keyrender.outputs.media import read_frames
 from keyrender.pipeline import RenderContext, RenderOptions, interpolation_options, plan, render
+from keyrender.shot import options as options_module
 
 # two shots on the same storyboard pair (a still camera, and a patch whose content changes
 # without moving: warps disagree there, which is where the hedge acts) and one more
@@ -199,7 +200,7 @@ def test_one_interpolator_per_distinct_option_set(project, monkeypatch):
     a, b, c = (interpolation_options(s, ctx.options) for s in sl.shots)
     assert ctx.interpolator(a) is ctx.interpolator(b) is not ctx.interpolator(c)
     assert isinstance(ctx.interpolator(a), FlowInterpolator) and ctx.interpolator(a).hedge == 0.0
-    assert ctx.interpolator(c).hedge == 0.7 and ctx.interpolator() is ctx.interpolator(c)  # the run's
+    assert ctx.interpolator(c).hedge == 0.7 and ctx.interpolator(interpolation_options(None, ctx.options)) is ctx.interpolator(c)  # the run's
     assert ctx.interpolator(a).camera_motion is True
 
 

@@ -16,13 +16,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from keyrender.core.shotlist import load_shotlist
 from keyrender.keyframes.presets import get_preset
-from keyrender.options import choose_inbetweener
 from keyrender.outputs.media import fit_image, load_image
 from keyrender.pipeline import RenderOptions, plan, render
+from keyrender.shot.options import choose_inbetweener
 
 REPO = "Lightricks/LTX-Video-0.9.5"
 W, H = 96, 64
@@ -109,10 +110,11 @@ def test_sdxl_uses_the_video_model_from_a_local_folder(tmp_path, copy_sample, mo
     result, events = run(proj)
     assert {s.shot: s.status for s in result.shots} == {"S": "rendered", "G": "rendered", "B": "rendered"}
 
-    # the storyboard shot never touches the video model
+    # the storyboard shot is one pan: its spans are camera moves, which flow renders exactly (the
+    # video model was there for them, and not used)
     s = manifest(proj, "S")["interpolation"]
-    assert s["backend"] == "flow" and s["inbetweens"] is None and s["fallback"] is None
-    assert {b for b, _ in span_backends(manifest(proj, "S"))} == {"flow"}
+    assert s["backend"] == "flow" and s["inbetweens"]["backend"] == "ltx" and s["fallback"] is None
+    assert span_backends(manifest(proj, "S")) == [("flow", "camera")] * 2
     # G: the span between its two storyboard views is flow, the one into the generated keyframe
     # is the video model, really run (mode "generative", not held as a cut)
     g = manifest(proj, "G")
@@ -123,7 +125,8 @@ def test_sdxl_uses_the_video_model_from_a_local_folder(tmp_path, copy_sample, mo
     assert [b for b, _ in span_backends(manifest(proj, "B"))] == ["ltx"]
     assert not [e for e in events if e["event"] == "warning"], events
     loads = [e["what"] for e in events if e["event"] == "load" and "video model" in e["what"]]
-    assert loads == [f"video model ltx ({tiny_ltx_folder}) for the in-betweens of generated keyframes"]
+    assert loads == [f"video model ltx ({tiny_ltx_folder}) for the in-betweens that flow cannot make (generated "
+                     "keyframes, storyboard pictures that are not one camera move)"]
     html = (proj / "out" / "report.html").read_text()
     assert "in-betweened by the keyframe-conditioned video model <b>ltx</b>" in html
 
@@ -149,14 +152,14 @@ def test_without_weights_it_falls_back_to_flow_and_says_so(tmp_path, copy_sample
     html = (proj / "out" / "report.html").read_text()
     assert html.count('<p class="reason bad">in-betweens: shot') == 2
 
-    # the weights appear: the generated shots render again with the video model, the storyboard
-    # shot stays cached
+    # the weights appear: every shot renders again once, the generated ones with the video model,
+    # the storyboard one with the video model at hand for spans that are not one camera move
     hub_cache_with(load_tiny(tmp_path), tmp_path / "empty-hub")
     jobs = plan(load_shotlist(proj / "shots.csv"),
                 RenderOptions(out=proj / "out", preset=SDXL, generator=PanViews(proj / "storyboard")))
-    assert {j.shot.id: j.done for j in jobs} == {"S": True, "G": False, "B": False}
+    assert {j.shot.id: j.done for j in jobs} == {"S": False, "G": False, "B": False}
     result, events = run(proj)
-    assert {s.shot: s.status for s in result.shots} == {"S": "cached", "G": "rendered", "B": "rendered"}
+    assert {s.shot: s.status for s in result.shots} == {"S": "rendered", "G": "rendered", "B": "rendered"}
     g = manifest(proj, "G")["interpolation"]
     assert g["inbetweens"]["model"] == REPO and g["fallback"] is None
     assert [b for b, _ in span_backends(manifest(proj, "G"))] == ["flow", "ltx"]
@@ -206,7 +209,7 @@ def test_the_choice_imports_no_torch_and_touches_no_network(tmp_path):
             "def refuse(*a, **k): raise AssertionError('network')\n"
             "socket.socket.connect = refuse\n"
             "from keyrender.keyframes.presets import get_preset\n"
-            "from keyrender.options import choose_inbetweener\n"
+            "from keyrender.shot.options import choose_inbetweener\n"
             "c = choose_inbetweener(get_preset('sdxl'))\n"
             "assert c.backend == 'flow' and 'hf download' in c.fallback, c\n"
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n")
@@ -229,4 +232,35 @@ def test_dry_run_says_what_generated_keyframes_will_get(tmp_path, copy_sample, m
     monkeypatch.setenv("KEYRENDER_MODEL_LTX", str(tiny_ltx_folder))
     r = CliRunner().invoke(main, args + ["--json"], catch_exceptions=False)
     rows = {row["shot"]: row for row in map(json.loads, r.output.splitlines())}
-    assert rows["S"]["inbetweens"] is None and rows["B"]["inbetweens"]["model"] == str(tiny_ltx_folder)
+    assert rows["S"]["inbetweens"]["model"] == rows["B"]["inbetweens"]["model"] == str(tiny_ltx_folder)
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert f"storyboard pictures that are not one camera move): video model ltx ({tiny_ltx_folder})" in r.output
+
+
+def test_storyboard_pictures_that_are_not_a_camera_move_get_the_video_model_when_it_is_here(tmp_path, copy_sample,
+                                                                                          monkeypatch):
+    """With the video model's weights on the machine (here the tiny LTX, through its variable), a
+    span between two storyboard pictures that flow finds to be one camera move stays flow (exact),
+    and one whose pictures differ by more is drawn by the video model. Without the weights nothing
+    changes for storyboard shots (their cache keys included)."""
+    from skimage import data as skimage_data
+
+    from keyrender.outputs.media import save_image
+
+    proj = copy_sample(tmp_path / "sb-video")
+    save_image(proj / "a.png", np.ascontiguousarray(skimage_data.astronaut()[:288, :512]))
+    save_image(proj / "b.png", np.ascontiguousarray(skimage_data.coffee()[:288, :512]))
+    with open(proj / "shotlist.csv", "a") as fh:
+        fh.write("3,3A,a portrait then a cup,,0.5,24,2,a.png;b.png,,,\n")
+    sheet = proj / "shotlist.csv"
+    before = {j.shot.id: j.cache_key for j in plan(load_shotlist(sheet), RenderOptions(out=proj / "o", preset=SDXL))}
+    monkeypatch.setenv("KEYRENDER_MODEL_LTX", "tiny")
+    options = RenderOptions(out=proj / "o", preset=SDXL, device="cpu", only=["1B", "3A"])
+    jobs = {j.shot.id: j for j in plan(load_shotlist(sheet), options)}
+    assert jobs["3A"].spans.video.backend == "ltx" and jobs["3A"].cache_key != before["3A"]
+    result = render(sheet, options)
+    assert result.exit_code == 0, [r.reason for r in result.shots]
+    spans = {s: json.loads((proj / "o" / s / "manifest.json").read_text())["interpolation"]["spans"] for s in ("1B", "3A")}
+    assert [(sp["mode"], sp["backend"]) for sp in spans["1B"]] == [("camera", "flow")] * 2   # a pan: flow, exact
+    (pose,) = spans["3A"]
+    assert pose["backend"] == "ltx" and pose["flow_verdict"]["mode"] not in ("camera", "static")

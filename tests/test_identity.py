@@ -168,9 +168,12 @@ def test_missing_folder_and_env_override(tmp_path, monkeypatch, pack):
 def test_root_argument_finds_a_pack_by_name(tmp_path, pack):
     import shutil
 
+    with pytest.raises(ModelNotFoundError, match="mypack"):
+        load_face_model("mypack", root=tmp_path)                   # not there yet
     shutil.copytree(pack, tmp_path / "models" / "mypack")
-    emb = load_face_model("mypack", root=tmp_path, lazy=True)
+    emb = load_face_model("mypack", root=tmp_path)
     assert emb.name.startswith("mypack:")
+    assert len(emb.faces(synthetic_frame([(1, CENTRE)]))) == 1     # the pack under root was loaded and runs
 
 
 def test_recognizer_override_and_bad_files(tmp_path, pack, embedder):

@@ -49,7 +49,8 @@ def _documented() -> dict[str, str]:
     """Field path -> the text of its table row (first column split into names, `.x` shorthand
     expanded against the row's first name, a trailing [] dropped)."""
     rows = {}
-    for line in DOC.read_text().splitlines():
+    fields_table = DOC.read_text().split("\n## ")[0]   # the sections after it (the cache key) are not fields
+    for line in fields_table.splitlines():
         if not line.startswith("| `"):
             continue
         first = line.split("|")[1]
@@ -175,7 +176,8 @@ def test_scene_anchor_only_from_a_render_of_the_expected_key(tmp_path):
     m.keyframes[0].path = "keyframes/kf000_f00000.png"
     m.write(first)
     shot = types.SimpleNamespace(id="1B")
-    job = ShotJob(shot, None, tmp_path / "1B", 24, 16, "k", False, False, anchor_from=first, anchor_key="0" * 32)
+    job = ShotJob(shot=shot, scene=None, out_dir=tmp_path / "1B", width=24, height=16, cache_key="k", done=False,
+                  first_in_scene=False, anchor_from=first, anchor_key="0" * 32)
     path = scene_anchor_path(job)
     assert path == first / "keyframes" / "kf000_f00000.png"
     assert np.array_equal(load_image(path), image)                 # PNG: the pixels it was rendered with

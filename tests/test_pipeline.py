@@ -194,3 +194,26 @@ def test_only_and_unknown_shot(project):
     assert r.exit_code == 0 and [p.name for p in out.iterdir() if p.is_dir()] == ["2A"]
     r = run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "9Z")
     assert r.exit_code == 2 and "unknown shot 9Z" in r.output
+
+
+def test_a_span_nothing_explains_is_said_on_the_console_the_manifest_and_the_report(tmp_path):
+    """Two storyboard pictures that share nothing (a portrait, a cup of coffee): the span is
+    bridged and its verdict reaches the user, one console line, the manifest, the report's
+    filmstrip (its middle frame framed in red)."""
+    from skimage import data as skimage_data
+
+    from keyrender.outputs.media import save_image
+
+    save_image(tmp_path / "a.png", skimage_data.astronaut()[:288, :512])
+    save_image(tmp_path / "b.png", np.ascontiguousarray(skimage_data.coffee()[:288, :512]))
+    (tmp_path / "shots.csv").write_text("scene,shot,prompt,frames,keyframe_images\n1,X,,13,a.png;b.png\n")
+    r = run("run", str(tmp_path / "shots.csv"), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if "frames 0-12" in x]
+    assert len(lines) == 1 and lines[0].startswith("warning: shot X frames 0-12: ") and "report.html" in lines[0]
+    m = json.loads((tmp_path / "out" / "X" / "manifest.json").read_text())
+    (span,) = m["interpolation"]["spans"]
+    assert span["middle"] == "spans/mid_f00006.jpg" and (tmp_path / "out" / "X" / span["middle"]).is_file()
+    assert any("frames 0-12" in w for w in m["warnings"])
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<figure class="span bad">' in page and "frames 0&ndash;12" in page

@@ -10,7 +10,7 @@ import numpy as np
 
 from keyrender.identity.base import CharacterResult, FrameCheck
 from keyrender.keyframes.base import KeyframeRequest, derive_seed
-from keyrender.shot.refine import Budget, RefineConfig, SpanRecorder, fill_span, refine_keyframes
+from keyrender.shot.refine import Budget, IdentityLoop, RefineConfig, SpanRecorder
 
 H, W = 8, 8
 THRESHOLD = 0.5
@@ -77,8 +77,8 @@ def test_failing_keyframe_is_rerolled_and_passing_ones_are_untouched():
     gen = Generator(plan={(1, 1): 80, (1, 2): 220, (1, 3): 240})
     images = {0: img(200), 1: img(50), 2: img(210)}
     budget = Budget(10)
-    out = refine_keyframes(request(), images, [0, 1, 2], check, ["anna"], lambda: gen,
-                           RefineConfig(keyframe_attempts=3), budget)
+    loop = IdentityLoop(check, ["anna"], RefineConfig(keyframe_attempts=3), budget)
+    out = loop.keyframes(request(), images, [0, 1, 2], lambda: gen)
     assert out.images[0] is images[0] and out.images[2] is images[2]
     assert out.images[1].mean() == 220  # the first passing attempt stops the re-rolls
     assert [c[:3] for c in gen.calls] == [("generate", 1, 1), ("generate", 1, 2)]
@@ -92,37 +92,37 @@ def test_failing_keyframe_is_rerolled_and_passing_ones_are_untouched():
 
 def test_all_passing_costs_no_generation():
     gen = Generator()
-    out = refine_keyframes(request(), {0: img(200), 1: img(210), 2: img(220)}, [0, 1, 2], check, ["anna"],
-                           lambda: gen, RefineConfig(), Budget(10))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(), Budget(10))
+    out = loop.keyframes(request(), {0: img(200), 1: img(210), 2: img(220)}, [0, 1, 2], lambda: gen)
     assert gen.calls == [] and all(r["final"]["passed"] for r in out.records.values())
     rec = SpanRecorder()
     interp = dip_interpolator(dip=0)
-    frames = list(fill_span(0, img(200), 24, img(210), interp, check, ["anna"],
-                            lambda f, im, k: (gen.regenerate(None, f, im, "", 0.3, k), 0),
-                            RefineConfig(), Budget(10), 1, rec))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(), Budget(10),
+                        repair=lambda f, im, k: (gen.regenerate(None, f, im, "", 0.3, k), 0), stride=1, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 24, img(210), interp))
     assert len(frames) == 23 and gen.calls == [] and not rec.flagged and not rec.repairs
 
 
 def test_unrepairable_keyframe_keeps_best_attempt_and_is_flagged_within_budget():
     gen = Generator(plan={(0, 1): 90, (0, 2): 120, (0, 3): 100})
     budget = Budget(2)  # the shot budget is smaller than the per-keyframe attempts
-    out = refine_keyframes(request(n=2), {0: img(60), 1: img(200)}, [0, 1], check, ["anna"], lambda: gen,
-                           RefineConfig(keyframe_attempts=3), budget)
+    loop = IdentityLoop(check, ["anna"], RefineConfig(keyframe_attempts=3), budget)
+    out = loop.keyframes(request(n=2), {0: img(60), 1: img(200)}, [0, 1], lambda: gen)
     assert len(gen.calls) == 2 and budget.left == 0 and budget.spent == 2
     assert out.images[0].mean() == 120 and out.records[0]["flagged"] and out.records[0]["chosen_attempt"] == 2
 
 
 def test_storyboard_keyframes_are_checked_never_replaced():
     gen = Generator(plan={(0, 1): 250})
-    out = refine_keyframes(request(n=2), {0: img(40), 1: img(200)}, [], check, ["anna"], lambda: gen,
-                           RefineConfig(), Budget(10))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(), Budget(10))
+    out = loop.keyframes(request(n=2), {0: img(40), 1: img(200)}, [], lambda: gen)
     assert gen.calls == [] and out.images[0].mean() == 40 and out.records[0]["flagged"]
 
 
 def test_no_face_anywhere_skips_the_loop():
     gen = Generator()
-    out = refine_keyframes(request(n=2), {0: img(0), 1: img(1)}, [0, 1], check, ["anna"], lambda: gen,
-                           RefineConfig(), Budget(10))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(), Budget(10))
+    out = loop.keyframes(request(n=2), {0: img(0), 1: img(1)}, [0, 1], lambda: gen)
     assert out.skipped and "no face" in out.skipped and gen.calls == []
 
 
@@ -135,8 +135,8 @@ def test_drifting_span_gets_a_new_keyframe_and_passes():
     def repair(f, image, k):
         return gen.regenerate(None, f, image, "", 0.35, k), 1234
 
-    frames = list(fill_span(0, img(200), 24, img(200), interp, check, ["anna"], repair,
-                            RefineConfig(), budget, 1, rec))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(), budget, repair=repair, stride=1, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 24, img(200), interp))
     assert [f for f, _, _ in frames] == list(range(1, 24))  # every frame once, in order
     sources = {f: s for f, _, s in frames}
     assert sources[12] == "repair" and sum(s == "repair" for s in sources.values()) == 1
@@ -156,8 +156,8 @@ def test_unrepairable_span_is_flagged_bounded_and_never_loops():
     def repair(f, image, k):
         return gen.regenerate(None, f, image, "", 0.35, k), k
 
-    frames = list(fill_span(0, img(200), 48, img(200), interp, check, ["anna"], repair,
-                            RefineConfig(repair_attempts=2), budget, 1, rec))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(repair_attempts=2), budget, repair=repair, stride=1, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 48, img(200), interp))
     assert len(frames) == 47 and all(s == "interpolated" for _, _, s in frames)
     assert rec.flagged and rec.repairs[0]["result"] == "failed" and len(gen.calls) == 2
 
@@ -172,8 +172,8 @@ def test_budget_caps_repairs_across_depths():
     def repair(f, image, k):
         return gen.regenerate(None, f, image, "", 0.35, k), k
 
-    frames = list(fill_span(0, img(200), 64, img(200), interp, check, ["anna"], repair,
-                            RefineConfig(repair_depth=10), budget, 1, rec))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(repair_depth=10), budget, repair=repair, stride=1, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 64, img(200), interp))
     assert [f for f, _, _ in frames] == list(range(1, 64))
     assert len(gen.calls) == 3 and budget.left == 0 and rec.flagged
     assert any(r.get("stopped") == "shot budget spent" for r in rec.repairs)
@@ -183,9 +183,9 @@ def test_repair_depth_is_bounded():
     gen = Generator(repair_values={0: 240})
     interp = dip_interpolator(dip=200, min_span=2)
     rec = SpanRecorder()
-    frames = list(fill_span(0, img(200), 64, img(200), interp, check, ["anna"],
-                            lambda f, im, k: (gen.regenerate(None, f, im, "", 0.35, k), k),
-                            RefineConfig(repair_depth=1), Budget(100), 1, rec))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(repair_depth=1), Budget(100),
+                        repair=lambda f, im, k: (gen.regenerate(None, f, im, "", 0.35, k), k), stride=1, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 64, img(200), interp))
     assert len(frames) == 63 and len(gen.calls) == 1 and max(r["depth"] for r in rec.repairs) == 0
 
 
@@ -193,8 +193,8 @@ def test_unavailable_generator_flags_and_refunds_budget():
     interp = dip_interpolator()
     rec = SpanRecorder()
     budget = Budget(5)
-    frames = list(fill_span(0, img(200), 24, img(200), interp, check, ["anna"], lambda f, im, k: None,
-                            RefineConfig(), budget, 1, rec))
+    loop = IdentityLoop(check, ["anna"], RefineConfig(), budget, repair=lambda f, im, k: None, stride=1, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 24, img(200), interp))
     assert len(frames) == 23 and rec.flagged and budget.spent == 0 and rec.repairs[0]["result"] == "unavailable"
 
 
@@ -202,7 +202,8 @@ def test_stride_checks_fewer_frames_and_long_spans_are_not_held():
     interp = dip_interpolator(dip=0)
     rec = SpanRecorder()
     cfg = RefineConfig(max_span_bytes=0)  # force the second interpolation pass
-    frames = list(fill_span(0, img(200), 24, img(200), interp, check, ["anna"], None, cfg, Budget(1), 4, rec))
+    loop = IdentityLoop(check, ["anna"], cfg, Budget(1), repair=None, stride=4, rec=rec)
+    frames = list(loop.fill_span(0, img(200), 24, img(200), interp))
     assert len(frames) == 23 and sorted(rec.frame_scores) == [4, 8, 12, 16, 20]
     assert interp.spans == [24, 24]
     assert RefineConfig().stride(100) == 3 and RefineConfig().stride(1000) == 5 and RefineConfig(check_every=3).stride(10) == 3

@@ -61,13 +61,17 @@ def test_report_is_self_contained_and_escapes_shot_list_text(runs, tmp_path):
     assert "<script" not in page.lower()                      # nothing from the CSV runs
     assert "&lt;script&gt;alert(&#x27;p&#x27;)&lt;/script&gt;" in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
-    # one embedded JPEG thumbnail per keyframe (3 + 3 + 2), small, and nothing loaded from outside
+    # one embedded JPEG thumbnail per keyframe (3 + 3 + 2) and per span's middle frame (2 + 2 + 1),
+    # small, and nothing loaded from outside but each shot's own video, in a player
     thumbs = _images(page)
-    assert len(thumbs) == 8
+    assert len(thumbs) == 8 + 5
     for data in thumbs:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert img is not None and img.shape[1] == 192 and len(data) < 20_000
-    assert not re.search(r'src="(?!data:)', page) and "<link" not in page
+    assert re.findall(r'src="(?!data:)([^"]*)"', page) == ["1A/video.mp4", "1B/video.mp4", "2A/video.mp4"]
+    assert page.count("<video ") == 3 and page.count('poster="data:image/jpeg;base64,') == 3
+    assert "<link" not in page
+    assert page.count("frames 0&ndash;24: ") == 2 and "camera move + residual flow" in page   # the filmstrip
     for shot in ("1A", "1B", "2A"):
         assert f'id="shot-{shot}"' in page
     assert "not checked: no face model" in page

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from keyrender.core.errors import InputError
 from keyrender.core.jobs import Callback, ShotJob, ShotResult
-from keyrender.options import RenderOptions
+from keyrender.shot.options import RenderOptions
 from keyrender.workers.local import LocalExecutor
 from keyrender.workers.ray import RayExecutor, scene_dependencies
 

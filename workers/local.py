@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from keyrender.core.jobs import Callback, ShotJob, ShotResult
-from keyrender.options import RenderOptions
 from keyrender.outputs.manifest import cached_result
 from keyrender.shot.models import RenderContext
+from keyrender.shot.options import RenderOptions
 from keyrender.shot.render import render_shot_safely
 
 
@@ -17,7 +17,7 @@ class LocalExecutor:
     name = "local"
 
     def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
-        context = RenderContext(options, cast_dir, emit)
+        context = RenderContext(options, cast_dir, emit, judge=next((j.judge for j in jobs), None))
         results = []
         for job in jobs:
             if job.done:

@@ -30,10 +30,10 @@ from typing import Any
 
 from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
 from keyrender.core.jobs import MANIFEST, Callback, Event, ShotJob, ShotResult
-from keyrender.options import RenderOptions
 from keyrender.outputs.manifest import cached_result, Manifest, scene_anchor_path
 from keyrender.outputs.staging import create_staging, swap_into_place
 from keyrender.shot.models import RenderContext
+from keyrender.shot.options import RenderOptions
 from keyrender.shot.render import render_shot_safely
 
 
@@ -151,7 +151,7 @@ class RayExecutor:
             except KeyrenderError as exc:
                 result = _failed(job, str(exc), started)
             except Exception as exc:  # the task's worker died max_retries + 1 times, or the reply was lost
-                result = _failed(job, f"Ray task failed: {type(exc).__name__}: {_first_line(exc)}", started)
+                result = _failed(job, f"Ray task failed: {type(exc).__name__}: {_last_line(exc)}", started)
             else:
                 try:
                     result = _receive(job, reply, options, time.perf_counter() - started[job.shot.id])
@@ -177,7 +177,8 @@ def _cancel(ray, refs) -> None:
             pass
 
 
-def _first_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
+    """The error itself: a RayTaskError's text is the worker's traceback, its last line the error."""
     text = str(exc).strip().splitlines()
     return text[-1] if text else ""
 
@@ -229,14 +230,15 @@ ANCHOR_DIR = "anchor"   # in a task's folder: the anchor's files, as under the s
 _WORKER_CONTEXTS: dict[tuple, Any] = {}   # models stay loaded in a worker between its tasks
 
 
-def _worker_context(options: RenderOptions, cast_dir: Path, emit: Callback) -> RenderContext:
-    """This worker's RenderContext for these model options, reused across tasks; the per-task
-    parts (options, cast folder, callback, identities) are reset."""
-    key = (options.preset, options.device, options.face_model, options.offline, options.allow_download,
+def _worker_context(options: RenderOptions, cast_dir: Path, emit: Callback, judge: str | None) -> RenderContext:
+    """This worker's RenderContext for these model options and the plan's judge, reused across
+    tasks; the per-task parts (options, cast folder, callback, identities) are reset."""
+    # the preset by its repr: RenderOptions.preset may be a Preset record (unhashable: it holds dicts)
+    key = (repr(options.preset), options.device, judge, options.offline, options.allow_download,
            str(options.cache_dir))
     ctx = _WORKER_CONTEXTS.get(key)
     if ctx is None:
-        ctx = _WORKER_CONTEXTS[key] = RenderContext(options, cast_dir, emit)
+        ctx = _WORKER_CONTEXTS[key] = RenderContext(options, cast_dir, emit, judge=judge)
     else:
         ctx.start_task(options, cast_dir, emit)   # the cast is shipped per task: identities are rebuilt
     return ctx
@@ -261,7 +263,7 @@ def _render_task(payload: dict) -> dict:
                       anchor_from=root / ANCHOR_DIR if payload["anchor"] else None)
         opts = replace(options, out=out, cast=root / "cast")
         (root / "cast").mkdir(exist_ok=True)
-        ctx = _worker_context(opts, root / "cast", events.append)
+        ctx = _worker_context(opts, root / "cast", events.append, job.judge)
         result = render_shot_safely(job, ctx)
         reply: dict[str, Any] = {"status": result.status, "reason": result.reason, "error_type": result.error_type,
                                  "flagged": list(result.flagged), "seconds": result.seconds,

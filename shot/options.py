@@ -1,7 +1,10 @@
 """What a run is asked to do: RenderOptions (library users build it; the CLI fills it from its
-flags), and the flow options each shot is interpolated with (InterpolationOptions).
+flags), and the decisions the plan makes from it for each shot: the judge (`face_model_name`), the
+flow options (`interpolation_options`) and the in-betweener of generated keyframes
+(`choose_inbetweener`), together `span_plan`. The plan (pipeline.plan) calls these once and the
+job carries the answers (core.jobs); nothing below the plan calls them again.
 
-Shot layer, torch-free: the planner, the executors and the shot renderer all read these.
+Shot layer, torch-free: the planner, the executors and the shot renderer all read RenderOptions.
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from keyrender.core.errors import InputError
+from keyrender.core.jobs import (  # noqa: F401  (the decisions' records; importable from here)
+    DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InbetweenChoice, InterpolationOptions, SpanPlan,
+)
 from keyrender.core.shotlist import Shot
 
-# the flow interpolator's own defaults (interpolate.flow.FlowInterpolator; a test checks they agree).
-# A shot interpolated with exactly these keeps the cache key it had before they were options.
-DEFAULT_HEDGE = 0.5
-DEFAULT_CAMERA_MOTION = True
 
 
 @dataclass
@@ -75,38 +77,6 @@ def face_model_name(options: RenderOptions, preset) -> str:
             or ("tiny" if preset.tiny else DEFAULT_FACE_MODEL))
 
 
-@dataclass(frozen=True)
-class InterpolationOptions:
-    """The flow options one shot is interpolated with, where they come from, and whether the
-    run's interpolator takes them.
-
-    applied: "flow" (the flow backend's own options), "flow_options" (a backend that starts
-    from the flow interpolator and takes its options as `flow_options`), or None with `why_not`
-    (an injected RenderOptions.interpolator is used as built; a backend without flow options).
-    """
-
-    hedge: float
-    camera_motion: bool
-    hedge_from: str                    # "shot" (its hedge column) or "run" (RenderOptions.hedge)
-    applied: str | None
-    why_not: str | None = None
-
-    @property
-    def flow(self) -> dict[str, Any]:
-        """The FlowInterpolator keyword arguments."""
-        return {"hedge": self.hedge, "camera_motion": self.camera_motion}
-
-    @property
-    def is_default(self) -> bool:
-        return self.hedge == DEFAULT_HEDGE and self.camera_motion == DEFAULT_CAMERA_MOTION
-
-    def manifest(self) -> dict[str, Any]:
-        out = {**self.flow, "hedge_from": self.hedge_from, "applied": self.applied is not None}
-        if self.why_not:
-            out["why_not"] = self.why_not
-        return out
-
-
 def backend_parameters(name: str) -> frozenset[str]:
     """The keyword options of the generative interpolation backend `name`, as it declares them
     (interpolate.backend_options); empty for the flow backend. Imports no torch."""
@@ -140,33 +110,6 @@ def check_interpolation_options(options: RenderOptions) -> None:
         raise InputError(f"hedge: must be a number between 0 and 1, got {hedge!r}")
     if not isinstance(options.camera_motion, bool):
         raise InputError(f"camera_motion: must be True or False, got {options.camera_motion!r}")
-
-
-@dataclass(frozen=True)
-class InbetweenChoice:
-    """Which in-betweener the spans that touch a generated keyframe get, and why.
-
-    backend: "flow", "ltx" or "wan"; model: where the video model's weights are (a local folder,
-    a hub id found in the Hugging Face cache, or "tiny"), None for flow; wanted: the preset's
-    video backend; fallback: why flow was chosen instead of `wanted` (what to fetch, which
-    variable points elsewhere), None when there is no fallback."""
-
-    backend: str
-    model: str | None = None
-    wanted: str | None = None
-    fallback: str | None = None
-
-    @property
-    def video(self) -> bool:
-        return self.backend != "flow"
-
-    def cache_record(self) -> dict:
-        """For the cache keys of shots with generated keyframes: the backend and where its weights
-        are (fetching the weights, or pointing the variable elsewhere, renders those shots again)."""
-        return {"backend": self.backend, "model": self.model}
-
-    def manifest(self) -> dict:
-        return {"backend": self.backend, "model": self.model, "wanted": self.wanted, "fallback": self.fallback}
 
 
 def choose_inbetweener(preset, cache_dir: str | None = None) -> InbetweenChoice:
@@ -206,10 +149,20 @@ def choose_inbetweener(preset, cache_dir: str | None = None) -> InbetweenChoice:
     return InbetweenChoice(family, found, family)
 
 
-def inbetween_choice(preset, memo: dict):
-    """The in-betweener of spans that touch a generated keyframe (`choose_inbetweener`: the
-    preset's video model when its weights are on this machine, else flow with the reason), decided
-    once per `memo` (a plan, a run). Imports no torch."""
+def span_plan(shot: Shot, options: RenderOptions, preset, memo: dict) -> SpanPlan:
+    """How a shot's spans are filled: its flow options for the preset's interpolator, and the
+    keyframe-conditioned video model (`choose_inbetweener`: the preset's, when its weights are on
+    this machine, else flow with the reason) for the spans flow cannot make: those that touch a
+    generated keyframe, and, when the weights are here, the spans between two storyboard pictures
+    that turn out not to be a camera move. Decided once per `memo` (a plan) and carried by the
+    shot's job. Imports no torch."""
+    flow = interpolation_options(shot, options, preset.interpolator)
+    if options.interpolator is not None:
+        return SpanPlan(flow)
     if preset.name not in memo:
         memo[preset.name] = choose_inbetweener(preset)
-    return memo[preset.name]
+    video = memo[preset.name]
+    if shot.storyboard and not video.video:
+        return SpanPlan(flow)  # storyboard pictures without a video model here: flow, nothing to say
+    video_flow = interpolation_options(shot, options, video.backend) if video.video else None
+    return SpanPlan(flow, video, video_flow)
