@@ -92,6 +92,9 @@ def _step_range(ctx, param, value):
 @click.option("--offline/--online", default=None, help="Never / may look up the Hugging Face hub (default: HF_HUB_OFFLINE).")
 @click.option("--no-refine", is_flag=True, help="Skip the identity check-and-repair loop.")
 @click.option("--check-every", type=click.IntRange(min=1), default=None, help="Check every N-th in-between (default: every 3rd, and about 240 checks at most per shot; keyframes are always checked).")
+@click.option("--follow-faces/--no-follow-faces", "follow_faces", default=True, show_default=True,
+              help="Checked in-betweens follow the faces of their keyframes and are embedded afresh only when "
+                   "they do not match them; --no-follow-faces embeds every checked frame (slower).")
 @click.option("--keyframe-attempts", type=click.IntRange(min=0), default=3, show_default=True,
               help="Re-rolls of a keyframe that fails identity checks.")
 @click.option("--budget", "shot_generations", type=click.IntRange(min=0), default=12, show_default=True,
@@ -123,7 +126,7 @@ def _step_range(ctx, param, value):
 @click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
               help="Flow in-betweens: pixels without a trusted flow follow the fitted camera motion (default: on).")
 def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images, force, strict, face_model, allow_download,
-        offline, no_refine, check_every, keyframe_attempts, shot_generations, repair_depth, as_json, quiet,
+        offline, no_refine, check_every, follow_faces, keyframe_attempts, shot_generations, repair_depth, as_json, quiet,
         executor, address, num_gpus, joint, joint_rate, joint_layers, joint_steps, hedge, camera_motion):
     """Render every shot of SHOTLIST (a CSV) into video."""
     from keyrender.pipeline import RenderOptions
@@ -133,7 +136,8 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
         out=out or shotlist.parent / "renders", out_named=out is not None, cast=cast, preset=preset, device=device,
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
-        allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every, keyframe_attempts=keyframe_attempts,
+        allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every,
+        follow_faces=follow_faces, keyframe_attempts=keyframe_attempts,
         shot_generations=shot_generations, repair_depth=repair_depth,
         consistent=_joint_options(preset, joint, joint_rate, joint_layers, joint_steps), **flow,
     )
@@ -152,6 +156,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
         close = getattr(runner, "close", None)
         if close is not None:
             close()
+    _late_warnings(result, progress, as_json=as_json, quiet=quiet)
     _summary(result, as_json=as_json, quiet=quiet)
     if result.report and not as_json:
         click.echo(f"report: {result.report}" + (f"; timeline: {result.timeline}" if result.timeline else ""))
@@ -231,6 +236,7 @@ class _Progress:
         self.as_json, self.quiet = as_json, quiet
         self.tty = sys.stderr.isatty() and not quiet and not as_json
         self.bar = None
+        self.warned: set[str] = set()  # the warnings printed (or sent as JSON) during the run
 
     def __enter__(self):
         return self
@@ -245,6 +251,8 @@ class _Progress:
 
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
+        if kind == "warning":
+            self.warned.add(str(event.get("message")))
         if self.as_json:
             if kind not in ("frame", "debug") or event.get("done") == event.get("total"):
                 click.echo(json.dumps(event, default=str))
@@ -274,10 +282,50 @@ class _Progress:
             if event["status"] == "failed":
                 click.echo(f"{event['shot']}: FAILED: {event['reason']}", err=True)
             elif event["status"] == "rendered":
-                flag = f" ({event['flagged']} frames flagged by identity checks)" if event.get("flagged") else ""
+                flag = ""
+                if event.get("flagged"):
+                    why = f": {event['reason']}" if event.get("reason") else ""
+                    flag = f" ({event['flagged']} frames flagged by identity checks{why})"
                 click.echo(f"{event['shot']}: done{flag}", err=True)
         elif kind == "load":
             click.echo(f"loading {event['what']}...", err=True)
+
+
+def _late_warnings(result, progress: "_Progress", as_json: bool, quiet: bool) -> None:
+    """The warnings of the shots rendered in this run that did not reach the console while it
+    ran (a shot's manifest keeps some without sending them: an unavailable repair, each shot's
+    copy of a line said once per run), each once: the same line of several shots is one line
+    naming them. --json: as warning events; -q: one line counting them."""
+    import re
+
+    from keyrender.outputs.manifest import Manifest
+
+    lines: dict[str, list[str]] = {}
+    for r in result.shots:
+        if r.status != "rendered" or r.out_dir is None:
+            continue
+        m = Manifest.read(r.out_dir)
+        for w in (m.warnings if m else []):
+            if w in progress.warned:
+                continue
+            text = re.sub(rf"^shot {re.escape(r.shot)}: ", "", w)
+            if text in progress.warned:
+                continue
+            shots = lines.setdefault(text, [])
+            if r.shot not in shots:
+                shots.append(r.shot)
+    if not lines:
+        return
+    if as_json:
+        for text, shots in lines.items():
+            click.echo(json.dumps({"event": "warning", "message": text, "shots": shots}))
+        return
+    if quiet:
+        click.echo(f"{len(lines)} more warning(s) in the shots' manifests and report.html", err=True)
+        return
+    click.echo("warnings of this run not shown above (each shot's manifest and report.html keep them):", err=True)
+    for text, shots in lines.items():
+        click.echo(f"warning: {', '.join(shots)}: {text}", err=True)
 
 
 def _summary(result, as_json: bool, quiet: bool) -> None:
@@ -286,12 +334,14 @@ def _summary(result, as_json: bool, quiet: bool) -> None:
                                "report": str(result.report) if getattr(result, "report", None) else None,
                                "timeline": str(result.timeline) if getattr(result, "timeline", None) else None, "shots": [
             {"shot": r.shot, "status": r.status, "video": str(r.video) if r.video else None,
-             "flagged_frames": r.flagged, "reason": r.reason, "seconds": round(r.seconds, 2)}
+             "flagged_frames": r.flagged, "reason": r.reason, "wrong_person": _wrong_person(r),
+             "seconds": round(r.seconds, 2)}
             for r in result.shots]}))
         return
     if not quiet:
         for r in result.shots:
-            detail = r.reason if r.status == "failed" else (str(r.video) + (f"  [{len(r.flagged)} frames flagged]" if r.flagged else ""))
+            flag = f"  [{len(r.flagged)} frames flagged" + (f": {r.reason}]" if r.reason else "]") if r.flagged else ""
+            detail = r.reason if r.status == "failed" else str(r.video) + flag
             click.echo(f"  {r.shot:<10} {r.status:<9} {detail}")
     counts = {k: sum(r.status == k for r in result.shots) for k in ("rendered", "cached", "failed")}
     flagged = sum(1 for r in result.shots if r.flagged)
@@ -299,6 +349,17 @@ def _summary(result, as_json: bool, quiet: bool) -> None:
     if flagged:
         line += f", {flagged} with flagged frames" + (" (counted as failed: --strict)" if result.strict else "")
     click.echo(line + f"; output in {result.out}")
+
+
+def _wrong_person(r) -> list[dict]:
+    """Who-is-who of a shot (its manifest's identity.wrong_person): each character shown as
+    another cast member, with the frames and the similarity."""
+    if not r.ok or r.out_dir is None:
+        return []
+    from keyrender.outputs.manifest import Manifest
+
+    m = Manifest.read(r.out_dir)
+    return list(m.identity.wrong_person) if m else []
 
 # ---- identity, check --------------------------------------------------------------------------
 def _identity_model_options(fn):
@@ -329,13 +390,27 @@ def _identity_echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=json_default))
 
 
-def _identity_build_progress(as_json: bool):
+def _identity_build_progress(as_json: bool, done: dict | None = None):
+    """The store's build events on the console: skipped references as warnings at once; each
+    character's outcome ("built", "cached") into `done` (printed with its threshold after the
+    build, `_identity_built_lines`), or at once when no `done` is given."""
     def report(event) -> None:
         if event.action == "skipped-reference":
             click.echo(f"warning: {event.name}: skipped {event.detail}", err=True)
-        elif not as_json and event.action in ("built", "cached"):
-            click.echo(f"{event.name}: {event.action}" + (f" ({event.detail})" if event.detail else ""))
+        elif event.action in ("built", "cached"):
+            if done is not None:
+                done[event.name] = event.action
+            elif not as_json:
+                click.echo(f"{event.name}: {event.action}" + (f" ({event.detail})" if event.detail else ""))
     return report
+
+
+def _identity_built_lines(ids: dict, done: dict) -> None:
+    """One line per character: built or cached, its threshold and what the threshold rests on
+    ("1 reference: the model's default threshold; add photos for a calibrated one")."""
+    for name, ident in ids.items():
+        click.echo(f"{name}: {done.get(name, 'loaded')}, threshold {ident.threshold:.3f} "
+                   f"({ident.calibration_note})")
 
 
 @main.group()
@@ -359,9 +434,12 @@ def identity_build(cast_dir, cast_opt, characters, face_model, recognizer, allow
     store.cast()  # a missing or empty cast folder is an input error before any model loads
     embedder = _identity_load_model(face_model, recognizer, allow_download, lazy=True)
     names = [c.strip() for c in characters.split(",") if c.strip()] if characters else None
-    ids = store.build(embedder, names=names, progress=_identity_build_progress(as_json))
+    done: dict[str, str] = {}
+    ids = store.build(embedder, names=names, progress=_identity_build_progress(as_json, done))
     if as_json:
         _identity_echo_json({n: i.to_json() for n, i in ids.items()})
+    else:
+        _identity_built_lines(ids, done)
 
 
 @identity.command("list")
@@ -390,13 +468,15 @@ def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
             ident = None
         if ident is not None:
             row.update(model=ident.model, threshold=ident.threshold, used=len(ident.references),
-                       skipped=len(ident.skipped))
+                       skipped=len(ident.skipped), calibration=ident.calibration,
+                       calibration_note=ident.calibration_note)
         rows.append(row)
     if as_json:
         _identity_echo_json(rows)
         return
     for r in rows:
-        extra = f" threshold={r['threshold']:.3f} used={r['used']}/{r['references']}" if "model" in r else ""
+        extra = (f" threshold={r['threshold']:.3f} used={r['used']}/{r['references']} ({r['calibration_note']})"
+                 if "model" in r else "")
         why = f" ({r['reason']})" if r["reason"] else ""
         click.echo(f"{r['name']}: {r['status']}{why}{extra}")
 
@@ -408,18 +488,26 @@ def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def identity_show(name, cast_dir, as_json):
     """A saved identity: model, threshold, spread, references and skipped files."""
+    import numpy as np
+
     from keyrender.identity import IdentityStore
 
     ident = IdentityStore(cast_dir).load(name)
     info = ident.to_json()
+    sims = np.atleast_1d(ident.similarity(ident.embeddings))
+    for ref, sim in zip(info["references"], sims):
+        ref["similarity"] = round(float(sim), 4)  # to the centroid, on compare's scale
     if as_json:
         _identity_echo_json(info)
         return
+    from keyrender.identity import get_metric
+
     click.echo(f"{ident.name}: model {ident.model}")
-    click.echo(f"  threshold {ident.threshold:.3f} (calibrated {ident.calibrated_threshold:.3f}), "
-               f"spread {ident.spread:.3f}, dim {info['dim']}, digest {ident.digest[:16]}")
-    for ref, sim in zip(ident.references, ident.embeddings @ ident.centroid):
-        click.echo(f"  {ref.file}  sim {float(sim):.3f}  sha256 {ref.sha256[:16]}")
+    click.echo(f"  threshold {ident.threshold:.3f}: {ident.calibration_note}")
+    click.echo(f"  spread {ident.spread:.3f}, dim {info['dim']}, digest {ident.digest[:16]}")
+    click.echo(f"  similarity of each reference ({get_metric(ident.metric).description}, as `identity compare`):")
+    for ref, sim in zip(ident.references, sims):
+        click.echo(f"  {ref.file}  similarity {float(sim):.3f}  sha256 {ref.sha256[:16]}")
     for f, why in ident.skipped:
         click.echo(f"  {f}  skipped: {why}")
 
@@ -440,7 +528,8 @@ def identity_compare(a, b, cast_dir, face_model, recognizer, allow_download, thr
 
     got = compare(a, b, IdentityStore(cast_dir),
                   lambda: _identity_load_model(face_model, recognizer, allow_download),
-                  threshold=threshold, warn=lambda line: click.echo(f"warning: {line}", err=True))
+                  threshold=threshold, warn=lambda line: click.echo(f"warning: {line}", err=True),
+                  progress=_identity_build_progress(True))
     if as_json:
         _identity_echo_json(got.to_json())
     else:

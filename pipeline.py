@@ -32,6 +32,7 @@ from keyrender.core.fsutil import atomic_write_json, sha256_file
 from keyrender.core.jobs import MANIFEST, VIDEO, Callback, Event, RunResult, ShotJob, ShotResult
 from keyrender.core.shotlist import Scene, Shot, ShotList, load_shotlist
 from keyrender.identity.cast import find_cast
+from keyrender.identity.identity import JUDGE_RULES
 from keyrender.outputs.manifest import cached_result, is_done, Manifest, read_manifest, SCHEMA as MANIFEST_SCHEMA
 from keyrender.outputs.folder import LOCK_FILE, LOCK_OWNER, claim, output_problems, owner_problem, temp_file_is_ours
 from keyrender.outputs.staging import clean_leftovers, written_by_keyrender
@@ -142,7 +143,8 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
             "stage": STAGE_VERSION,
             # notes, the line number and the raw row change nothing in the pictures; hedge goes in
             # below as the effective value (a blank column and the run's default may agree)
-            "shot": {k: _jsonable(v) for k, v in asdict(shot).items() if k not in ("line", "row", "notes", "hedge")},
+            "shot": {k: _jsonable(v) for k, v in asdict(shot).items()
+                     if k not in ("line", "row", "notes", "hedge", "storyboard_repair")},
             "size": [width, height],
             "scene_style": scene.style,
             "files": files,
@@ -156,6 +158,13 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
                        options.check_every] if options.refine and shot.refine and shot.characters else False,
             "anchor": None if first or shot.storyboard else scene_keys.get(shot.scene),
         }
+        if key_data["refine"]:
+            # who-is-who: the shot's faces are judged against the whole cast, by these rules
+            key_data["judge"] = {"rules": JUDGE_RULES, "cast": _cast_digest(cast, shot.characters, hashes)}
+            if not options.follow_faces:
+                key_data["judge"]["follow_faces"] = False
+            if shot.storyboard_repair:
+                key_data["storyboard_repair"] = True
         spans = span_plan(shot, options, preset, choices)
         if spans.flow.applied and not spans.flow.is_default:
             key_data["interpolation"] = spans.flow.flow
@@ -178,6 +187,14 @@ def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]]
             continue
         jobs.append(ShotJob(done=not options.force and is_done(out_dir, key), **decided))
     return jobs
+
+
+def _cast_digest(cast: dict[str, list[Path]], characters, hashes: dict[Path, str]) -> str:
+    """A hash of the references of the cast members a shot does not name (its own are in the
+    key already): a face of any of them in the shot is named, so adding one re-judges it."""
+    others = {name: [_sha256_file(p, hashes) for p in files] for name, files in sorted(cast.items())
+              if name not in characters}
+    return hashlib.sha256(json.dumps(others, sort_keys=True).encode()).hexdigest()
 
 
 def _jsonable(v: Any) -> Any:

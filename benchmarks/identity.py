@@ -16,7 +16,14 @@ groups/; evaluation only, read in place, never copied). Protocol, for each face 
   alone checked as the other person: must be reported as the wrong person.
 
 Rows "dlib @ distance 0.60 / 0.55" apply dlib's fixed distance rules instead of the calibrated
-thresholds, the comparison the threshold choice rests on. An insightface pack is measured when it
+thresholds, the comparison the threshold choice rests on.
+
+References per identity (`--counts`, the table of docs/identity.md): identities made from 1, 2,
+3 and 4 references (every choice of them, up to 40 per person, among each person's photos with a
+face), each judged on all that person's other photos (genuine accept), on every other person's
+photos (cast impostor false accept, per pair) and on the stranger faces (per pair), by the rule in
+force (`Identity.from_embeddings`: fewer than 3 references take the model's pair threshold) and by
+the rule before it (calibrated from the references whatever their number). An insightface pack is measured when it
 is installed (`$INSIGHTFACE_HOME/models/buffalo_l`); otherwise its row says so.
 
 Time: ms per face (detection + alignment + descriptor, over every photo, batched as the
@@ -165,6 +172,53 @@ def frame_times(embedder, cast, root: Path, n: int) -> dict[str, float]:
     return out
 
 
+def reference_counts(people, stranger_faces, model_name: str, metric: str, counts=(1, 2, 3, 4),
+                     per_person: int = 40) -> list[tuple]:
+    """Rows (references, rule, genuine accept, cast impostor FA, stranger FA, worst margins) for
+    identities made from `counts` references (see the module docstring)."""
+    from itertools import combinations
+
+    from keyrender.identity.identity import calibrate_threshold
+
+    emb = {p: [f.embedding for _, f in rows if f is not None] for p, rows in people.items()}
+    rows = []
+    for k in counts:
+        for rule in ("now", "before"):
+            ga, fa, sa = [0, 0], [0, 0], [0, 0]
+            worst = [np.inf, -np.inf]
+            for person, e in emb.items():
+                if len(e) <= k:
+                    continue
+                for refs in list(combinations(range(len(e)), k))[:per_person]:
+                    ident = Identity.from_embeddings(person, np.stack([e[i] for i in refs]),
+                                                     tuple(Reference(str(i), "-") for i in refs), model_name,
+                                                     metric=metric)
+                    if rule == "before":
+                        ident = ident.with_threshold(calibrate_threshold(ident.embeddings, metric=metric,
+                                                                         min_references=1))
+                    for i, x in enumerate(e):
+                        if i not in refs:
+                            m = ident.similarity(x) - ident.threshold
+                            ga[0] += m >= 0
+                            ga[1] += 1
+                            worst[0] = min(worst[0], m)
+                    for other, xs in emb.items():
+                        if other != person:
+                            for x in xs:
+                                m = ident.similarity(x) - ident.threshold
+                                fa[0] += m >= 0
+                                fa[1] += 1
+                                worst[1] = max(worst[1], m)
+                    for f in stranger_faces:
+                        m = ident.similarity(f.embedding) - ident.threshold
+                        sa[0] += m >= 0
+                        sa[1] += 1
+                        worst[1] = max(worst[1], m)
+            label = ("pair threshold" if k < 3 else "calibrated") if rule == "now" else "calibrated (before)"
+            rows.append((k, label, pct(ga), pct(fa), pct(sa), f"{worst[0]:+.3f} / {-worst[1]:+.3f}"))
+    return rows
+
+
 def pct(x) -> str:
     hits, n = x
     return f"{100 * hits / max(n, 1):.1f}% ({hits}/{n})"
@@ -175,11 +229,24 @@ def main(argv=None) -> int:
     ap.add_argument("--faces", type=Path, default=FACES)
     ap.add_argument("--models", default="dlib,dlib-cnn,buffalo_l")
     ap.add_argument("--frames", type=int, default=24, help="frames per size for the frame timing")
+    ap.add_argument("--counts", action="store_true",
+                    help="only the table of identities from 1, 2, 3, 4 references (first model)")
     args = ap.parse_args(argv)
     if not (args.faces / "people").is_dir():
         print(f"no real faces at {args.faces} (expected people/<person>/*.jpg): nothing to measure")
         return 2
     print(f"faces: {args.faces}; CPU threads: {os.cpu_count()}")
+    if args.counts:
+        model = args.models.split(",")[0]
+        emb = load_face_model(model)
+        people, _, _ = embed_people(emb, args.faces)
+        print(f"\n{model}: identities from k references, judged on every other photo and the strangers")
+        print("\n| references | threshold | genuine accept (held-back photos) | cast impostor false accept "
+              "(per pair) | stranger false accept (per pair) | worst margin: genuine / others |")
+        print("| ---: | --- | --- | --- | --- | --- |")
+        for r in reference_counts(people, strangers(emb, args.faces), emb.name, emb.metric):
+            print("| " + " | ".join(map(str, r)) + " |")
+        return 0
     rows, timing = [], []
     for model in args.models.split(","):
         try:

@@ -141,7 +141,7 @@ class ShotResult:
     video: Path | None = None
     manifest: Path | None = None
     flagged: list[int] = field(default_factory=list)
-    reason: str | None = None
+    reason: str | None = None          # a failed shot: why; a shot with flagged frames: what they show
     seconds: float = 0.0
     error_type: str | None = None
 
@@ -150,9 +150,10 @@ class ShotResult:
         return self.status in ("rendered", "cached")
 
     @classmethod
-    def rendered(cls, job: ShotJob, flagged: list[int], seconds: float) -> "ShotResult":
+    def rendered(cls, job: ShotJob, flagged: list[int], seconds: float, reason: str | None = None) -> "ShotResult":
+        """A rendered shot; `reason`: why its flagged frames are flagged (None when none is)."""
         return cls(job.shot.id, "rendered", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST,
-                   list(flagged), seconds=seconds)
+                   list(flagged), reason=reason if flagged else None, seconds=seconds)
 
     @classmethod
     def failed(cls, job: ShotJob, reason: str, seconds: float, error_type: str = "error") -> "ShotResult":

@@ -95,6 +95,9 @@ class Shot:
     control_type: str = "openpose"
     identity_strength: float | None = None
     refine: bool = True
+    # the identity loop may repaint (diffusion) the in-betweens between two storyboard images: off
+    # by default, the pictures are the user's (checked and flagged, never repainted unless asked)
+    storyboard_repair: bool = False
     hedge: float | None = None  # None: the run's default (RenderOptions.hedge, --hedge)
     notes: str = ""
     row: dict[str, str] = field(default_factory=dict, compare=False)

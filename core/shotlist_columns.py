@@ -464,13 +464,15 @@ def _number_in(col: str, lo: float, hi: float) -> Callable[[str, RowContext], fl
     return parse
 
 
-def _on_off(text: str, row: RowContext) -> bool:
-    flag = text.lower()
-    if flag in ("off", "no", "false", "0"):
-        return False
-    if flag not in ("on", "yes", "true", "1"):
-        row.error(f"'{text}' is not on or off", "refine")
-    return True
+def _on_off(col: str) -> Callable[[str, RowContext], bool]:
+    def parse(text: str, row: RowContext) -> bool:
+        flag = text.lower()
+        if flag in ("off", "no", "false", "0"):
+            return False
+        if flag not in ("on", "yes", "true", "1"):
+            row.error(f"'{text}' is not on or off", col)
+        return True
+    return parse
 
 
 def _list(text: str, row: RowContext) -> tuple[str, ...]:
@@ -507,7 +509,9 @@ COLUMNS: tuple[Column, ...] = (
            None, "from the preset"),
     Column("hedge", "0..1, the flow in-betweens' share of cross-fade where the warps disagree",
            _number_in("hedge", 0, 1), None, "the run's --hedge (0.5)"),
-    Column("refine", "`on` or `off`: the identity check-and-repair loop for this shot", _on_off, True, "on"),
+    Column("refine", "`on` or `off`: the identity check-and-repair loop for this shot", _on_off("refine"), True, "on"),
+    Column("storyboard_repair", "`on` or `off`: whether the identity loop may repaint, by diffusion, the "
+           "in-betweens of a span between two storyboard images", _on_off("storyboard_repair"), False, "off"),
     Column("negative_prompt", "what to avoid"),
     Column("style", "the scene's style text; every shot of a scene that gives one gives the same"),
     Column("camera", "the camera move in words, added to the prompt"),

@@ -207,12 +207,20 @@ def render_plot(result: AuditResult, width: int = 1000, height: int = 380) -> np
     title = f"identity similarity: {Path(result.path).name}" + ("  DRIFT" if result.drift else "")
     cv2.putText(img, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                 (200, 0, 0) if result.drift else (0, 0, 0), 1)
+    labels: list[int] = []
     for k, name in enumerate(result.characters):
         color = _COLORS[k % len(_COLORS)]
         thr = result.thresholds[name]
         _, ty = xy(0, thr)
         for x in range(left, left + pw, 12):  # dashed threshold line
             cv2.line(img, (x, ty), (min(x + 6, left + pw), ty), color, 1)
+        label = f"{name[:16]} threshold {thr:.3f}"
+        (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        ly = ty - 4
+        while any(abs(ly - v) < 12 for v in labels):  # equal thresholds: stacked above, not overprinted
+            ly -= 12
+        labels.append(ly)
+        cv2.putText(img, label, (left + pw - tw - 4, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
         pts = [(r, xy(r.index, r.similarity[name])) for r in result.frames
                if r.similarity.get(name) is not None]
         for (_, a), (_, b) in zip(pts, pts[1:]):

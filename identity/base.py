@@ -61,7 +61,11 @@ class CharacterResult:
     similarity: similarity (higher is better, in the face model's metric: cosine, or 1 - dlib's
     Euclidean distance) between the face assigned to this character and the identity's
     centroid (None when no face was assigned). wrong_person: the cast member that assigned face matches
-    better than the expected one (None when it is the right person).
+    better than the expected one (None when it is the right person); wrong_similarity: its
+    similarity to that member. followed: set when the face was not embedded but followed from
+    the keyframes around the frame (identity.follow): how closely its aligned face matches
+    theirs (normalised cross-correlation, 0..1); `similarity` is then the keyframes' similarity
+    interpolated, not a measurement.
     """
 
     name: str
@@ -71,6 +75,9 @@ class CharacterResult:
     passed: bool
     box: tuple[float, float, float, float] | None = None
     wrong_person: str | None = None
+    wrong_similarity: float | None = None
+    followed: float | None = None
+    landmarks: np.ndarray | None = field(default=None, repr=False, compare=False)  # of the assigned face
 
     @property
     def margin(self) -> float:
@@ -82,10 +89,12 @@ class CharacterResult:
 @dataclass(frozen=True)
 class FrameCheck:
     """The identity verdict for one frame: a result per expected character, plus the faces
-    that belong to nobody expected (boxes)."""
+    that belong to nobody expected (boxes), and among those the cast members recognised (name ->
+    similarity, each accepted by that member's threshold): who else is in the picture."""
 
     characters: dict[str, CharacterResult]
     strangers: tuple[tuple[float, float, float, float], ...] = ()
+    others: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

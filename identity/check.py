@@ -10,10 +10,12 @@ Then, for each expected character:
 * no face assigned -> missing (found=False, failed);
 * the assigned face matches another cast member (any identity in `identities`, expected or not)
   better than the expected one, and is accepted by that member's threshold -> `wrong_person`
-  names that member and the character fails, whatever its own similarity;
+  names that member (`wrong_similarity`: how well) and the character fails, whatever its own
+  similarity. A render passes the whole cast's identities, so another cast member is named;
 * else it passes when similarity >= its threshold.
 
-Faces not assigned to anybody expected are returned as `strangers` (their boxes).
+Faces not assigned to anybody expected are returned as `strangers` (their boxes); those that are
+a cast member not expected (accepted by that member's threshold) are also named in `others`.
 """
 
 from __future__ import annotations
@@ -48,10 +50,34 @@ def similarity_matrix(faces: Sequence[Face], identities: Sequence[Identity]) -> 
     return np.stack([np.atleast_1d(i.similarity(emb)) for i in identities], axis=1).astype(np.float32)
 
 
+#: up to this many faces x characters, `assign` tries every matching itself (exact, and no
+#: scipy import: 0.4 s of CPU, a run's whole check budget on a short storyboard shot)
+EXHAUSTIVE_PAIRS = 8
+
+
 def assign(sims: np.ndarray) -> list[tuple[int, int]]:
-    """Optimal (face, column) pairs maximising total similarity (Hungarian algorithm)."""
+    """Optimal (face, column) pairs maximising total similarity: the Hungarian algorithm
+    (scipy's linear_sum_assignment), or every matching tried when the matrix is small (the
+    same optimum; the usual frame has one or two faces for one or two characters)."""
     if sims.size == 0:
         return []
+    n, m = sims.shape
+    if min(n, m) <= 3 and max(n, m) <= EXHAUSTIVE_PAIRS:
+        from itertools import permutations
+
+        k = min(n, m)
+        best, best_total = None, -np.inf
+        if n <= m:  # each face gets a distinct column
+            for cols in permutations(range(m), k):
+                total = float(sum(sims[i, c] for i, c in enumerate(cols)))
+                if total > best_total:
+                    best, best_total = [(i, c) for i, c in enumerate(cols)], total
+        else:  # each column gets a distinct face
+            for rows in permutations(range(n), k):
+                total = float(sum(sims[r, j] for j, r in enumerate(rows)))
+                if total > best_total:
+                    best, best_total = [(r, j) for j, r in enumerate(rows)], total
+        return sorted(best)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(sims, maximize=True)
@@ -89,10 +115,19 @@ def check_frame(faces: Sequence[Face], identities: Mapping[str, Identity],
             name, found=True, similarity=sim, threshold=ident.threshold,
             passed=wrong is None and sim >= ident.threshold,
             box=tuple(faces[f].box), wrong_person=wrong,
+            wrong_similarity=None if wrong is None else float(row[cast.index(wrong)]),
+            landmarks=faces[f].landmarks,
         )
     assigned = {f for f, _ in pairs}
-    strangers = tuple(tuple(faces[i].box) for i in range(len(faces)) if i not in assigned)
-    return FrameCheck(characters=results, strangers=strangers)
+    unassigned = [i for i in range(len(faces)) if i not in assigned]
+    strangers = tuple(tuple(faces[i].box) for i in unassigned)
+    others: dict[str, float] = {}  # cast members among the faces nobody expected
+    for i in unassigned:
+        row = sims_all[i]
+        j = int(np.argmax(row)) if len(cast) else -1
+        if j >= 0 and row[j] >= all_ids[j].threshold and cast[j] not in expected:
+            others[cast[j]] = max(float(row[j]), others.get(cast[j], -np.inf))
+    return FrameCheck(characters=results, strangers=strangers, others=others)
 
 
 class FaceChecker:

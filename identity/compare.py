@@ -5,6 +5,9 @@ dlib; see `identity.METRICS`): a character counts as its identity's centroid, an
 largest face. The verdict's threshold is, in order: the one given; the stricter (higher) of the
 characters' own calibrated thresholds; for two images, the metric's pair threshold
 (`Metric.pair`: cosine 0.35, dlib distance 0.55).
+
+A character whose identity is not built yet, or is stale (its references changed), is built first,
+as `keyrender check` does (the face model is loaded for it).
 """
 
 from __future__ import annotations
@@ -36,13 +39,19 @@ class Comparison:
         return asdict(self)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
 def compare(a: str, b: str, store: IdentityStore, load_model: Callable[[], FaceEmbedder], *,
             threshold: float | None = None,
-            warn: Callable[[str], None] | None = None) -> Comparison:
+            warn: Callable[[str], None] | None = None,
+            progress: Callable | None = None) -> Comparison:
     """`a` and `b` are character names (identities in `store`) or image files. `load_model` is
-    called only when an image must be embedded; the characters' identities are then the ones of
-    that model. Raises InputError for an image without a face, an unknown character, or sides
-    embedded by different face models."""
+    called only when an image must be embedded or a character's identity must be built (missing
+    or stale: built and saved as `IdentityStore.build` does, its events to `progress`); the
+    characters' identities are then the ones of that model. Raises InputError for an image
+    without a face, a missing image file, an unknown character, or sides embedded by different
+    face models."""
     warn = warn or (lambda line: None)
     embedder: FaceEmbedder | None = None
     sides: list[tuple[str, np.ndarray | Identity]] = []
@@ -56,12 +65,20 @@ def compare(a: str, b: str, store: IdentityStore, load_model: Callable[[], FaceE
             if len(faces) > 1:
                 warn(f"{len(faces)} faces in {arg}; using the largest")
             sides.append((arg, faces[0].embedding))
+        elif Path(arg).suffix.lower() in IMAGE_SUFFIXES:
+            raise InputError(f"{arg}: no such image file (and not a character of {store.cast_dir})")
         else:
             sides.append((arg, None))
     model = embedder.name if embedder is not None else None
     for i, (arg, value) in enumerate(sides):
         if value is None:
-            ident = store.load(arg, model)
+            if store.why_stale(arg, model) is not None:  # not built, or its references changed
+                if embedder is None:
+                    embedder = load_model()
+                    model = embedder.name
+                ident = store.build(embedder, names=[arg], progress=progress)[arg]
+            else:
+                ident = store.load(arg, model)
             model = model or ident.model
             sides[i] = (arg, ident)
     idents = [v for _, v in sides if isinstance(v, Identity)]

@@ -46,6 +46,9 @@ AUTO_UPSAMPLE_MAX_SIDE = 1024
 # boundary on 11 of 48 frames (found on every frame at -0.3). Only a miss pays the second pass,
 # and a stray box that is not a face gets a descriptor that matches nobody (a "stranger").
 HOG_RETRY_ADJUST = -0.3
+# the aligned face `face_chips` returns for following a face between frames (identity.follow):
+# small, and tight on the face (no padding): what moves with the face, little of the background
+FOLLOW_CHIP_SIZE = 64
 _INSTALL_HINT = ("it is installed with keyrender (pip install dlib-bin face_recognition_models); "
                  "nothing is downloaded at run time")
 
@@ -87,6 +90,29 @@ def _import_dlib():
         raise ModelNotFoundError(f"face model 'dlib': the dlib module cannot be imported ({exc}); "
                                  f"{_INSTALL_HINT}") from exc
     return dlib
+
+
+def frontal_face_detector(dlib):
+    """dlib's frontal HOG face detector. `get_frontal_face_detector()` decodes its filters from a
+    string compiled into dlib, about 0.6 s of CPU in every process (more than checking a frame);
+    the same detector is saved once in keyrender's cache (per dlib version, as dlib serialises
+    it: byte for byte the same detector, the same boxes and scores) and loaded from there in
+    about 1 ms. Any problem with the cached file falls back to building it."""
+    from keyrender.core.fsutil import atomic_path, cache_root
+
+    path = cache_root() / "dlib" / f"frontal_face_detector-{getattr(dlib, '__version__', 'x')}.svm"
+    if path.is_file():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except (RuntimeError, OSError):
+            pass
+    det = dlib.get_frontal_face_detector()
+    try:
+        with atomic_path(path) as tmp:
+            det.save(str(tmp))
+    except (OSError, RuntimeError):
+        pass  # a read-only cache: build it every time, as before
+    return det
 
 
 def _logistic(x: float) -> float:
@@ -140,7 +166,7 @@ class DlibFaceEmbedder:
         dlib = _import_dlib()
         try:
             if self.detector == "hog":
-                det = dlib.get_frontal_face_detector()
+                det = frontal_face_detector(dlib)
             else:
                 det = dlib.cnn_face_detection_model_v1(str(self.files["cnn_detector"]))
             sp = dlib.shape_predictor(str(self.files["shape_predictor"]))
@@ -161,14 +187,14 @@ class DlibFaceEmbedder:
             return self.upsample
         return 1 if max(image.shape[:2]) <= AUTO_UPSAMPLE_MAX_SIDE else 0
 
-    def _detect(self, images: list[np.ndarray]) -> list[list[tuple[object, float]]]:
-        """(dlib rectangle, raw score) per face per image."""
+    def _detect(self, images: list[np.ndarray], coarse: bool = False) -> list[list[tuple[object, float]]]:
+        """(dlib rectangle, raw score) per face per image (coarse: HOG at upsample 0, no second look)."""
         out: list[list[tuple[object, float]]] = []
         if self.detector == "hog":
             for img in images:
-                up = self._upsample_for(img)
+                up = 0 if coarse else self._upsample_for(img)
                 rects, scores, _ = self._det.run(img, up, 0.0)
-                if not len(rects):
+                if not len(rects) and not coarse:
                     rects, scores, _ = self._det.run(img, up, HOG_RETRY_ADJUST)
                 out.append(list(zip(rects, scores)))
             return out
@@ -186,14 +212,26 @@ class DlibFaceEmbedder:
     def faces(self, image: np.ndarray) -> list[Face]:
         return self.faces_batch([image])[0]
 
-    def faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+    def faces_coarse(self, image: np.ndarray) -> list[Face] | None:
+        """faces() with HOG at the image's own scale only (no upsampling, no second look): faces
+        from about 80 px, in a quarter of the detection time. None where that is what faces()
+        does anyway (the CNN detector, a fixed upsample, a frame longer than 1024 px). A check
+        that passes on these faces passes on faces()'s (the expected faces are there and
+        recognised; a smaller face could only be somebody else's); one that does not is
+        checked with faces() (identity.follow)."""
+        if self.detector != "hog" or self.upsample is not None or self._upsample_for(self._check_image(image)) == 0:
+            return None
+        return self.faces_batch([image], coarse=True)[0]
+
+    def faces_batch(self, images: Sequence[np.ndarray], *, coarse: bool = False) -> list[list[Face]]:
         """Detection and alignment per image, then one descriptor batch over every face of every
-        image (dlib's compute_face_descriptor on a list of aligned chips)."""
+        image (dlib's compute_face_descriptor on a list of aligned chips). coarse: see
+        `faces_coarse`."""
         import dlib
 
         self.load()
         imgs = [self._check_image(im) for im in images]
-        found = self._detect(imgs)
+        found = self._detect(imgs, coarse)
         chips, meta = [], []
         for i, (img, dets) in enumerate(zip(imgs, found)):
             h, w = img.shape[:2]
@@ -212,6 +250,38 @@ class DlibFaceEmbedder:
             out[i].append(Face(box=box, landmarks=points, score=score, embedding=descriptors[k]))
         for faces in out:
             faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        return out
+
+
+    def face_chips(self, image: np.ndarray, landmarks: Sequence[np.ndarray],
+                   size: int = FOLLOW_CHIP_SIZE) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The face aligned on each set of landmarks (this backend's five points, as in
+        `Face.landmarks`), without detection or descriptor: `get_face_chip` (size x size RGB
+        uint8, no padding) and a mask of its pixels that lie inside the image (a face cut by
+        the frame's edge). About 0.3 ms a face, against ~80 ms for a descriptor:
+        identity.follow compares these to follow a face from the keyframes into the
+        in-betweens."""
+        import dlib
+
+        img = self._check_image(image)
+        h, w = img.shape[:2]
+        out = []
+        for lm in landmarks:
+            pts = dlib.points()
+            for x, y in np.asarray(lm, np.float64).reshape(-1, 2):
+                pts.append(dlib.point(int(round(x)), int(round(y))))
+            det = dlib.full_object_detection(dlib.rectangle(0, 0, 1, 1), pts)
+            chip = np.asarray(dlib.get_face_chip(img, det, size=size, padding=0.0), np.uint8)
+            # where each chip pixel comes from (dlib's chip details: a rotated square)
+            d = dlib.get_face_chip_details(det, size, 0.0)
+            r = d.rect
+            u = (np.arange(size) - (size - 1) / 2)
+            x = u[None, :] * (r.right() - r.left()) / (size - 1)
+            y = u[:, None] * (r.bottom() - r.top()) / (size - 1)
+            c, s_ = math.cos(d.angle), math.sin(d.angle)
+            cx, cy = (r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2
+            X, Y = cx + c * x - s_ * y, cy + s_ * x + c * y
+            out.append((chip, (X >= 0) & (X <= w - 1) & (Y >= 0) & (Y <= h - 1)))
         return out
 
 

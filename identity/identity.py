@@ -23,6 +23,15 @@ Similarity is computed in each face model's own metric (`METRICS`), always "high
   the farthest reference's distance + 0.25 (a held-back photo lies farther from the centroid
   than the references that made it), kept within distance 0.50..0.55 (similarity 0.45..0.50).
 
+A threshold calibrated from one or two references knows nothing: with one there is no spread to
+measure (the rule falls to its strictest bound), with two there is one distance. An identity built
+from fewer than `CALIBRATE_FROM` (3) usable references therefore takes the face model's own pair
+threshold (`Metric.pair`, the one `identity compare` applies to two photos: dlib distance 0.55,
+ArcFace cosine 0.35) and says so (`Identity.calibration`, `calibration_note`). Measured in
+benchmarks/identity.py (docs/identity.md): from one dlib reference, the calibrated rule accepted
+96.8% of the person's other photos, the pair threshold 99.0%, both with no cast or stranger false
+accept (the closest other face 0.051 under the pair threshold).
+
 All constants can be overridden, and a threshold can be forced per identity.
 """
 
@@ -53,6 +62,14 @@ METRICS = {
     "euclidean": Metric("euclidean", "1 - Euclidean distance to the centroid (dlib's metric)",
                         0.25, 0.45, 0.50, 0.30, 0.45),
 }
+#: the rules by which a render's checks judge faces; part of a checked shot's cache key, so a
+#: change of rules judges (and repairs) those shots again. 2: identities from 1-2 references take
+#: the model's pair threshold; faces matched against the whole cast; faces followed into the
+#: in-betweens (identity.follow)
+JUDGE_RULES = "2"
+#: usable references an identity needs before its threshold is calibrated from their spread;
+#: with fewer it takes its face model's pair threshold (`Metric.pair`)
+CALIBRATE_FROM = 3
 MARGIN = METRICS["cosine"].margin
 THRESHOLD_FLOOR = METRICS["cosine"].floor
 THRESHOLD_CEILING = METRICS["cosine"].ceiling
@@ -90,8 +107,10 @@ def similarity_to(embedding: np.ndarray, centroid: np.ndarray, metric: str = "co
 
 
 def calibrate_threshold(embeddings: np.ndarray, *, metric: str = "cosine", margin: float | None = None,
-                        floor: float | None = None, ceiling: float | None = None) -> float:
-    """The acceptance threshold on similarity-to-centroid (in `metric`), from the references."""
+                        floor: float | None = None, ceiling: float | None = None,
+                        min_references: int = CALIBRATE_FROM) -> float:
+    """The acceptance threshold on similarity-to-centroid (in `metric`), from the references; the
+    metric's pair threshold when there are fewer than `min_references` of them."""
     m = get_metric(metric)
     margin = m.margin if margin is None else margin
     floor = m.floor if floor is None else floor
@@ -99,8 +118,25 @@ def calibrate_threshold(embeddings: np.ndarray, *, metric: str = "cosine", margi
     if floor > ceiling:
         raise ValueError(f"threshold floor {floor} is above the ceiling {ceiling}")
     emb, centroid = prepare(embeddings, metric)
+    if emb.shape[0] < min_references:
+        return float(m.pair)
     worst = float(np.min(similarity_to(emb, centroid, metric)))
     return float(np.clip(worst - margin, floor, ceiling))
+
+
+def calibration_of(count: int, min_references: int = CALIBRATE_FROM) -> str:
+    """How an identity of `count` usable references gets its threshold: "references" (calibrated
+    from their spread) or "pair" (the face model's pair threshold)."""
+    return "references" if count >= min_references else "pair"
+
+
+def calibration_note(count: int, calibration: str) -> str:
+    """What the threshold of an identity of `count` references rests on, in words."""
+    refs = f"{count} reference{'s' if count != 1 else ''}"
+    if calibration == "pair":
+        return (f"{refs}: the model's default threshold; add photos for a calibrated one "
+                f"({CALIBRATE_FROM} or more)")
+    return f"{refs}: threshold calibrated from their spread"
 
 
 @dataclass(frozen=True)
@@ -137,6 +173,7 @@ class Identity:
     calibrated_threshold: float | None = None
     skipped: tuple[tuple[str, str], ...] = ()
     metric: str = "cosine"
+    calibration: str = "references"  # "references" (from their spread) or "pair" (too few: the model's)
 
     @classmethod
     def from_embeddings(cls, name: str, embeddings: np.ndarray, references: tuple[Reference, ...],
@@ -148,10 +185,20 @@ class Identity:
         emb, centroid = prepare(embeddings, metric)
         spread = float(max(0.0, 1.0 - float(np.min(similarity_to(emb, centroid, metric)))))
         calibrated = calibrate_threshold(emb, metric=metric, **calibration)
+        how = calibration_of(emb.shape[0], calibration.get("min_references", CALIBRATE_FROM))
         return cls(name=name, embeddings=emb, centroid=centroid, spread=spread,
                    threshold=float(calibrated if threshold is None else threshold),
                    references=tuple(references), model=model, calibrated_threshold=calibrated,
-                   skipped=tuple(skipped), metric=metric)
+                   skipped=tuple(skipped), metric=metric, calibration=how)
+
+    @property
+    def calibration_note(self) -> str:
+        """What the threshold rests on, in words ("1 reference: the model's default threshold;
+        add photos for a calibrated one"); a forced threshold says so too."""
+        note = calibration_note(len(self.embeddings), self.calibration)
+        if self.calibrated_threshold is not None and abs(self.threshold - self.calibrated_threshold) > 1e-9:
+            note += f" (forced to {self.threshold:.3f})"
+        return note
 
     def similarity(self, embedding: np.ndarray) -> float | np.ndarray:
         """Similarity (the metric's, higher is better) of an embedding (D,) -- or each row of
@@ -181,7 +228,8 @@ class Identity:
         """Metadata (everything but the embedding arrays)."""
         return {
             "name": self.name, "model": self.model, "metric": self.metric, "threshold": self.threshold,
-            "calibrated_threshold": self.calibrated_threshold, "spread": self.spread,
+            "calibrated_threshold": self.calibrated_threshold, "calibration": self.calibration,
+            "calibration_note": self.calibration_note, "spread": self.spread,
             "dim": int(self.embeddings.shape[1]), "digest": self.digest,
             "references": [
                 {"file": r.file, "sha256": r.sha256, "size": r.size, "mtime_ns": r.mtime_ns,

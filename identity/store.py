@@ -163,7 +163,7 @@ class IdentityStore:
             return f"damaged: {meta_path.name} is not an identity"
         if meta.get("version") != FORMAT_VERSION:
             return f"saved in store format {meta.get('version')!r}, this keyrender reads {FORMAT_VERSION}"
-        if meta.get("checksum") != _checksum(meta):
+        if meta.get("checksum") != metadata_checksum(meta):
             return f"damaged: {meta_path.name} does not match its checksum (edited?)"
         if meta.get("npz_sha256") != hashlib.sha256(raw).hexdigest():
             return f"damaged: {npz_path.name} does not match the checksum in {meta_path.name}"
@@ -193,7 +193,8 @@ class IdentityStore:
             skipped=tuple((s["file"], s["reason"]) for s in meta.get("skipped", ())),
             metric=meta.get("metric", "cosine"),
         )
-        ident = ident.with_threshold(meta["threshold"])
+        # the threshold is calibrated again from the saved embeddings (the saved one is a record):
+        # an identity saved under an older rule is judged by the current one without a rebuild
         if self.threshold is not None:
             ident = ident.with_threshold(self.threshold)
         return ident
@@ -330,11 +331,11 @@ class IdentityStore:
             if path.exists():
                 st = path.stat()
                 s["size"], s["mtime_ns"] = st.st_size, st.st_mtime_ns
-        meta["checksum"] = _checksum(meta)  # last: it covers everything above, the threshold too
+        meta["checksum"] = metadata_checksum(meta)  # last: it covers everything above, the threshold too
         atomic_write_json(meta_path, meta)
 
 
-def _checksum(meta: dict) -> str:
+def metadata_checksum(meta: dict) -> str:
     """The sha256 of an identity's metadata (everything but the checksum itself), as canonical
     JSON: the threshold, the metric, the references, the .npz's sha256."""
     import hashlib

@@ -56,6 +56,8 @@ class CharacterScore:
     threshold: float | None = None
     passed: bool = False
     wrong_person: str | None = None     # the cast member this face matches instead
+    wrong_similarity: float | None = None  # its similarity to that member
+    followed: float | None = None       # set when followed from the keyframes, not embedded: the match
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "CharacterScore":
@@ -70,13 +72,14 @@ class Score:
     margin: float | None = None
     characters: dict[str, CharacterScore] = field(default_factory=dict)
     strangers: int = 0
+    others: dict[str, float] = field(default_factory=dict)  # cast members not expected, in the frame
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Score":
         d = d or {}
         return cls(passed=bool(d.get("passed")), margin=d.get("margin"),
                    characters={n: CharacterScore.from_dict(c) for n, c in (d.get("characters") or {}).items()},
-                   strangers=int(d.get("strangers") or 0))
+                   strangers=int(d.get("strangers") or 0), others=dict(d.get("others") or {}))
 
     def why(self) -> str:
         """Why the frame failed, in words."""
@@ -87,12 +90,38 @@ class Score:
             if not c.found:
                 parts.append(f"{name} missing")
             elif c.wrong_person:
-                parts.append(f"{name} looks like {c.wrong_person}")
+                parts.append(f"{name} looks like {c.wrong_person}" + (
+                    f" ({c.wrong_similarity:.3f})" if c.wrong_similarity is not None else ""))
             elif c.similarity is not None:
                 parts.append(f"{name} {c.similarity:.3f} < {c.threshold:.3f}")
         if self.strangers:
             parts.append(f"{self.strangers} stranger(s)")
         return "; ".join(parts) or "failed"
+
+    def shows(self) -> str:
+        """What a failing picture shows, in words: "shows scarlett, not angelina (similarity to
+        scarlett 0.621, to angelina 0.221)" (the face taken for angelina is scarlett), "shows
+        scarlett (0.704), not angelina (...)" (scarlett elsewhere in the picture), "shows no face
+        of angelina", "does not show angelina (similarity 0.221 < 0.491; nobody else in the cast
+        either)"."""
+        others = ", ".join(f"{n} ({v:.3f})" for n, v in self.others.items())
+        parts = []
+        for name, c in self.characters.items():
+            if c.passed:
+                continue
+            if c.found and c.wrong_person:
+                parts.append(f"shows {c.wrong_person}, not {name}" + (
+                    f" (similarity to {c.wrong_person} {c.wrong_similarity:.3f}, to {name} {c.similarity:.3f})"
+                    if c.wrong_similarity is not None and c.similarity is not None else ""))
+            elif others:
+                parts.append(f"shows {others}, not {name}" + (
+                    f" (similarity to {name} {c.similarity:.3f} < {c.threshold:.3f})" if c.similarity is not None else ""))
+            elif not c.found:
+                parts.append(f"shows no face of {name}")
+            else:
+                parts.append(f"does not show {name} (similarity {c.similarity:.3f} < {c.threshold:.3f}; "
+                             "nobody else in the cast either)")
+        return "; ".join(parts) or "passes"
 
 
 @dataclass
@@ -107,7 +136,7 @@ class Attempt(Score):
     def from_dict(cls, d: dict | None) -> "Attempt":
         d = d or {}
         s = Score.from_dict(d)
-        return cls(s.passed, s.margin, s.characters, s.strangers, attempt=int(d.get("attempt") or 0),
+        return cls(s.passed, s.margin, s.characters, s.strangers, s.others, attempt=int(d.get("attempt") or 0),
                    seed=d.get("seed"), identity_strength=d.get("identity_strength"))
 
 
@@ -278,6 +307,49 @@ class BudgetRecord:
     spent: int = 0
 
 
+def flag_summary(frames: dict[str, dict], flagged: list[int]) -> tuple[list[dict], str | None]:
+    """Who-is-who over a shot's flagged frames (`identity.frames` scores): one record per
+    character shown as another cast member ({"character", "shows", "frames", "similarity": the
+    highest to that member}), and why the shot is flagged, in words (None when nothing is):
+    "angelina is scarlett in 17 frames (similarity to scarlett up to 0.621)", "angelina under
+    her threshold in 3 frames (lowest 0.402 < 0.450)", "angelina missing in 2 frames"."""
+    wrong: dict[tuple[str, str], dict] = {}
+    low: dict[str, list[tuple[float, float]]] = {}
+    missing: dict[str, int] = {}
+    seen: dict[str, float] = {}  # cast members not expected, recognised in the flagged frames
+    for f in sorted(flagged):
+        score = Score.from_dict(frames.get(str(f)))
+        for n, v in score.others.items():
+            seen[n] = max(v, seen.get(n, -1e9))
+        for name, c in score.characters.items():
+            if c.passed:
+                continue
+            if not c.found:
+                missing[name] = missing.get(name, 0) + 1
+            elif c.wrong_person:
+                w = wrong.setdefault((name, c.wrong_person), {"character": name, "shows": c.wrong_person,
+                                                               "frames": [], "similarity": None})
+                w["frames"].append(f)
+                if c.wrong_similarity is not None:
+                    w["similarity"] = round(max(c.wrong_similarity, w["similarity"] or -1e9), 4)
+            elif c.similarity is not None:
+                low.setdefault(name, []).append((c.similarity, c.threshold))
+    parts = []
+    for w in wrong.values():
+        n = len(w["frames"])
+        parts.append(f"{w['character']} is {w['shows']} in {n} frame{'s' if n != 1 else ''}" + (
+            f" (similarity to {w['shows']} up to {w['similarity']:.3f})" if w["similarity"] is not None else ""))
+    for name, vals in low.items():
+        s, t = min(vals)
+        parts.append(f"{name} under the threshold in {len(vals)} frame{'s' if len(vals) != 1 else ''} "
+                     f"(lowest {s:.3f} < {t:.3f})")
+    for name, n in missing.items():
+        parts.append(f"{name} missing in {n} frame{'s' if n != 1 else ''}")
+    if seen:
+        parts.append("in those frames: " + ", ".join(f"{n} (similarity up to {v:.3f})" for n, v in seen.items()))
+    return list(wrong.values()), ("; ".join(parts) or ("failed identity checks" if flagged else None))
+
+
 @dataclass
 class IdentityRecord:
     checked: bool = False
@@ -290,6 +362,10 @@ class IdentityRecord:
     budget: BudgetRecord = field(default_factory=BudgetRecord)
     repairs: list[dict] = field(default_factory=list)
     flagged_frames: list[int] = field(default_factory=list)
+    # why the shot is flagged, in words (flag_summary), and each character shown as another member
+    flag_reason: str | None = None
+    wrong_person: list[dict] = field(default_factory=list)
+    checks: dict[str, int] = field(default_factory=dict)    # {"embedded": n, "followed": m}
     frames: dict[str, dict] = field(default_factory=dict)   # frame index (string) -> score
 
     def scores(self) -> dict[int, Score]:
@@ -409,7 +485,9 @@ def cached_result(job: ShotJob) -> ShotResult:
     """The result of a shot that is already rendered (its flagged frames from its manifest)."""
     m = Manifest.read(job.out_dir)
     flagged = list(m.identity.flagged_frames) if m else []
-    return ShotResult(job.shot.id, "cached", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST, flagged)
+    reason = m.identity.flag_reason if m and flagged else None
+    return ShotResult(job.shot.id, "cached", job.out_dir, job.out_dir / VIDEO, job.out_dir / MANIFEST, flagged,
+                      reason=reason)
 
 
 def scene_anchor_path(job: ShotJob) -> Path | None:

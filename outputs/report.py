@@ -30,6 +30,10 @@ THUMB_WIDTH = 192
 THUMB_QUALITY = 70
 PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
 FLAG = "#d62728"
+#: the camera models of a span (interpolate.camera.MODELS), in words: "similarity" is the
+#: geometric name of shift + zoom + roll, not a face similarity
+CAMERA_MODELS = {"translation": "shift", "similarity": "shift, zoom and roll", "affine": "affine",
+                 "homography": "perspective"}
 
 
 def esc(value: Any) -> str:
@@ -123,9 +127,12 @@ def _spans(m: Manifest, out_dir: Path) -> str:
         cam = sp.camera
         extra = []
         if sp.mode == "camera" and cam:
-            extra.append(f"{esc(cam.get('model'))} fit: pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
+            fit = sp.info.get("similarity")  # the flow's word: how well the pair agrees once aligned
+            extra.append(f"camera fit: {esc(CAMERA_MODELS.get(cam.get('model'), cam.get('model')))}, "
+                         f"pan {100 * float(cam.get('pan_x', 0)):+.0f}%/"
                          f"{100 * float(cam.get('pan_y', 0)):+.0f}%, zoom {float(cam.get('zoom', 1)):.2f}x, "
-                         f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;")
+                         f"roll {float(cam.get('roll_deg', 0)):+.1f}&deg;"
+                         + (f"; aligned frames agree {float(fit):.2f}" if isinstance(fit, (int, float)) else ""))
         if sp.mode == "generative":
             extra.append(f'{esc(sp.info.get("backend"))}, {esc(sp.info.get("steps"))} steps')
         if sp.explained is not None:
@@ -256,9 +263,11 @@ def _contact_sheet(m: Manifest, out_dir: Path) -> str:
                      f'{"pass" if final.passed else "FLAGGED"}</span> ')
         elif kf.frame in flagged:
             badge = '<span class="bad">FLAGGED</span> '
+        verdict = (kf.identity or {}).get("verdict")
         caption = (f'{badge}frame {kf.frame} &middot; {float(Fraction(kf.frame) / fps):.2f} s &middot; '
                    f'{esc(kf.source)}' + (f' &middot; seed {esc(kf.seed)}' if kf.seed is not None else "")
-                   + (f' &middot; {len(attempts) - 1} re-roll(s)' if len(attempts) > 1 else ""))
+                   + (f' &middot; {len(attempts) - 1} re-roll(s)' if len(attempts) > 1 else "")
+                   + (f'<br><span class="bad">{esc(verdict)}</span>' if verdict else ""))
         title = esc(kf.prompt or "")
         cells.append(f'<figure title="{title}">{img}<figcaption>{caption}</figcaption></figure>')
     return '<h3>keyframes</h3><div class="sheet">' + "".join(cells) + "</div>"
@@ -276,8 +285,13 @@ def _identity(m: Manifest) -> str:
         out.append(identity_svg(scores, ident.thresholds, frames_total, fps, keyframes=[k.frame for k in m.keyframes]))
     flagged = ident.flagged_frames
     if ident.checked:
+        if ident.flag_reason:
+            out.append(f'<p class="bad">flagged: {esc(ident.flag_reason)}</p>')
+        how = ident.checks
+        followed = (f' &middot; {esc(how.get("embedded"))} frame(s) embedded, {esc(how.get("followed"))} in-between(s) '
+                    'followed from their keyframes (hollow points: similarity interpolated)') if how.get("followed") else ""
         out.append(f'<p class="meta">checked every {esc(ident.check_every)} frame(s) &middot; '
-                   f'generation budget {esc(ident.budget.spent)} of {esc(ident.budget.generations)} spent</p>')
+                   f'generation budget {esc(ident.budget.spent)} of {esc(ident.budget.generations)} spent{followed}</p>')
         if flagged:
             out.append(f'<p class="bad">flagged frames ({len(flagged)}): '
                        + ", ".join(f"{f} ({float(Fraction(f) / fps):.2f} s): {esc(_why(scores.get(f)))}" for f in flagged)
@@ -338,8 +352,10 @@ def _repairs_table(repairs: list[Repair]) -> str:
 def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], frames: int, fps: Fraction, *,
                  keyframes: list[int] = (), width: int = 720, height: int = 200) -> str:
     """An inline SVG: similarity of each character per checked frame (x: seconds), each
-    identity's threshold as a dashed line of its colour, keyframes as grey ticks, failing frames
-    in red, frames where a character was not found as red crosses on the bottom axis. `scores`:
+    identity's threshold as a labelled dashed line of its colour, keyframes as grey ticks, failing
+    frames in red (a face that is another cast member: a red diamond at its similarity to that
+    member), frames whose face was followed from the keyframes as hollow points, frames where a
+    character was not found as red crosses on the bottom axis. `scores`:
     frame -> Score (a manifest's score dicts are read as Scores)."""
     scores = {f: s if isinstance(s, Score) else Score.from_dict(s) for f, s in scores.items()}
     names: list[str] = []
@@ -386,12 +402,20 @@ def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], 
     for f in keyframes:
         el.append(f'<line x1="{x(f):.1f}" x2="{x(f):.1f}" y1="{top}" y2="{top + ph}" stroke="#ccc" '
                   f'stroke-dasharray="2,3"><title>keyframe at frame {f}</title></line>')
+    labels: list[float] = []  # the threshold labels' y, so that equal thresholds do not overprint
+    wrong_seen: set[str] = set()  # cast members the faces turned out to be
     for i, name in enumerate(names):
         color = PALETTE[i % len(PALETTE)]
         if thr.get(name) is not None:
             ty = y(float(thr[name]))
             el.append(f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{color}" '
                       f'stroke-dasharray="6,4"><title>{esc(name)} threshold {float(thr[name]):.3f}</title></line>')
+            ly = ty - 3
+            while any(abs(ly - v) < 11 for v in labels):  # equal thresholds: stacked above the line
+                ly -= 11
+            labels.append(ly)
+            el.append(f'<text x="{left + pw - 4}" y="{ly:.1f}" text-anchor="end" fill="{color}" class="th">'
+                      f'{esc(name)} threshold {float(thr[name]):.3f}</text>')
         pts, marks = [], []
         for f in sorted(scores):
             c = scores[f].characters.get(name)
@@ -405,14 +429,30 @@ def identity_svg(scores: dict[int, Score | dict], thresholds: dict[str, float], 
                 continue
             px, py = x(f), y(float(c.similarity))
             pts.append(f"{px:.1f},{py:.1f}")
-            fill = color if c.passed else FLAG
+            paint = f'fill="{color if c.passed else FLAG}"'
             r = 2.2 if c.passed else 3.5
-            marks.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" fill="{fill}"><title>{esc(name)} frame {f} '
-                         f'({tt:.2f} s): {float(c.similarity):.3f}{"" if c.passed else " FAILED"}</title></circle>')
+            what = f"{float(c.similarity):.3f}{'' if c.passed else ' FAILED'}"
+            if c.wrong_person:
+                what += f": looks like {esc(c.wrong_person)}" + (
+                    f" ({c.wrong_similarity:.3f})" if c.wrong_similarity is not None else "")
+            if c.followed is not None:  # not embedded: followed from the keyframes, similarity interpolated
+                paint = f'fill="#fff" stroke="{color}"'
+                what += f" (followed from the keyframes, match {c.followed:.3f}; similarity interpolated)"
+            marks.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" {paint}><title>{esc(name)} frame {f} '
+                         f'({tt:.2f} s): {what}</title></circle>')
+            if c.wrong_person and c.wrong_similarity is not None:  # who the face is: a red diamond
+                wy = y(float(c.wrong_similarity))
+                marks.append(f'<path d="M{px:.1f},{wy - 4:.1f}l4,4l-4,4l-4,-4z" fill="none" stroke="{FLAG}" '
+                             f'stroke-width="1.5"><title>{esc(name)} frame {f} ({tt:.2f} s) looks like '
+                             f'{esc(c.wrong_person)}: {c.wrong_similarity:.3f}</title></path>')
+                wrong_seen.add(c.wrong_person)
         if len(pts) > 1:
             el.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="1.2"/>')
         el.extend(marks)
         el.append(f'<text x="{left + 6 + 110 * i}" y="{top + 12}" fill="{color}" class="lg">&#9632; {esc(name)}</text>')
+    if wrong_seen:
+        el.append(f'<text x="{left + 6 + 110 * len(names)}" y="{top + 12}" fill="{FLAG}" class="lg">&#9671; similarity '
+                  f'to who the face is: {esc(", ".join(sorted(wrong_seen)))}</text>')
     el.append("</svg>")
     return "".join(el)
 
@@ -446,6 +486,6 @@ figure img{width:192px;display:block;border:1px solid #ccc}figcaption{font-size:
 .missing{width:192px;height:108px;background:#eee;font-size:11px}
 figure.span.bad img{border:3px solid #c62828}figure.span.ok img{border:1px solid #9c9}
 video.player{display:block;margin:8px 0;background:#000}
-svg.plot .ax{font-size:10px;fill:#666}svg.plot .lg{font-size:11px}
+svg.plot .ax{font-size:10px;fill:#666}svg.plot .lg{font-size:11px}svg.plot .th{font-size:10px}
 code{font-size:12px}
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from keyrender.core.errors import ModelNotFoundError
+from keyrender.core.errors import InputError, ModelNotFoundError
 from keyrender.core.jobs import Callback
 from keyrender.shot.options import InterpolationOptions, RenderOptions, backend_parameters, face_model_name
 
@@ -39,6 +39,7 @@ class RenderContext:
         # every shot, its traceback growing by that shot's frames (and keeping them alive)
         self._embedder_error: str | None = None
         self._identities: dict[str, Any] = {}
+        self._cast_loaded = False  # the whole cast's identities are loaded (cast_identities)
         self._conditioner = None
         self._conditioning: dict[str, Any] = {}
         self._interpolators: dict[tuple, Any] = {}  # one per backend and distinct set of options
@@ -50,6 +51,7 @@ class RenderContext:
         the identities built from the last task's cast are dropped (each task ships its own)."""
         self.options, self.cast_dir, self.emit = options, cast_dir, emit
         self._identities = {}
+        self._cast_loaded = False
         self._conditioning = {}
 
     @property
@@ -140,6 +142,25 @@ class RenderContext:
                 raise ModelNotFoundError(self._embedder_error or "no face model")
             self._identities.update(store.build(embedder, names=names))
         return self._identities
+
+    def cast_identities(self, required: Iterable[str]) -> dict[str, Any]:
+        """The judge's identities of the whole cast (who-is-who: a face that is another cast
+        member is named), built or loaded once per run. The `required` ones (a shot's
+        characters) raise as `identities` does; another member that cannot be built (no usable
+        reference) is left out, said once per run."""
+        required = list(required)
+        have = self.identities(required)
+        if not self._cast_loaded:
+            self._cast_loaded = True
+            from keyrender.identity import IdentityStore
+
+            others = [n for n in IdentityStore(self.cast_dir).cast() if n not in have]
+            for name in others:
+                try:
+                    self.identities([name])
+                except InputError as exc:
+                    self.say_once(f"{name} is left out of who-is-who checks: {exc}")
+        return dict(self._identities)
 
     def conditioning_identities(self, names: Iterable[str]) -> dict[str, Any]:
         """The identities of the conditioning model (`conditioner`), for IP-Adapter FaceID."""

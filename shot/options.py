@@ -44,6 +44,10 @@ class RenderOptions:
     allow_outside_images: bool = False
     refine: bool = True
     check_every: int | None = None
+    # checked in-betweens follow the faces of the keyframes around them (identity.follow) and are
+    # embedded afresh only when they do not match; False embeds every checked frame (slower; the
+    # method before issue 20, kept to measure against). False is part of the cache keys.
+    follow_faces: bool = True
     keyframe_attempts: int = 3
     shot_generations: int = 12
     repair_depth: int = 3

@@ -99,10 +99,15 @@ def _scores(check: FrameCheck) -> dict:
                 "threshold": round(float(r.threshold), 4),
                 "passed": r.passed,
                 **({"wrong_person": r.wrong_person} if r.wrong_person else {}),
+                **({"wrong_similarity": round(float(r.wrong_similarity), 4)}
+                   if getattr(r, "wrong_similarity", None) is not None else {}),
+                **({"followed": r.followed} if getattr(r, "followed", None) is not None else {}),
             }
             for name, r in check.characters.items()
         },
         **({"strangers": len(check.strangers)} if check.strangers else {}),
+        **({"others": {n: round(float(v), 4) for n, v in check.others.items()}}
+           if getattr(check, "others", None) else {}),
     }
 
 

@@ -32,7 +32,7 @@ from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, Mod
 from keyrender.core.jobs import MANIFEST, VIDEO, Callback, InterpolationOptions, ShotJob, ShotResult
 from keyrender.outputs.manifest import (
     BudgetRecord, FileRecord, FlowOptions, IdentityRecord, Inputs, Interpolation, Judge, KeyframeEntry, Manifest,
-    scene_anchor_path, VideoInfo,
+    flag_summary, scene_anchor_path, VideoInfo,
 )
 from keyrender.outputs.staging import create_staging, swap_into_place
 from keyrender.shot.models import RenderContext
@@ -58,8 +58,9 @@ class Warnings:
 @dataclass
 class Keyframes:
     """Step 1. images: keyframe index -> RGB uint8 image; generated: the indices generated (the
-    rest are the storyboard's); identities: the judge's identities of the shot's characters
-    (empty when checks are off); conditioned: whether generation was conditioned on faces."""
+    rest are the storyboard's); identities: the judge's identities of the whole cast (a face is
+    matched against every member, so another one is named; empty when checks are off);
+    conditioned: whether generation was conditioned on faces."""
 
     images: dict[int, Any]
     generated: list[int]
@@ -123,6 +124,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
         timings["keyframes_s"] = time.perf_counter() - t
         t = time.perf_counter()
         checked = check_keyframes(job, context, kf, loop)
+        for line in storyboard_verdicts(job, kf, checked):
+            warnings.add(line)
         timings["check_keyframes_s"] = time.perf_counter() - t
         entries = write_keyframes(staging, job, kf, checked)
         t = time.perf_counter()
@@ -138,7 +141,8 @@ def render_shot(job: ShotJob, context: RenderContext) -> ShotResult:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ShotResult.rendered(job, manifest.identity.flagged_frames, time.perf_counter() - t_start)
+    return ShotResult.rendered(job, manifest.identity.flagged_frames, time.perf_counter() - t_start,
+                               manifest.identity.flag_reason)
 
 
 def render_shot_safely(job: ShotJob, context: RenderContext) -> ShotResult:
@@ -182,10 +186,10 @@ def make_keyframes(job: ShotJob, context: RenderContext, warnings: Warnings) -> 
         if path is not None:
             images[i] = fit_image(load_image(path), job.width, job.height)
     generated = [i for i in range(len(shot.keyframe_frames)) if i not in images]
-    identities: dict[str, Any] = {}  # the judge's (checks)
+    identities: dict[str, Any] = {}  # the judge's (checks): the whole cast's, for who-is-who
     if shot.characters and opts.refine and shot.refine:
         try:
-            identities = context.identities(shot.characters)
+            identities = context.cast_identities(shot.characters)
         except ModelNotFoundError:
             pass  # checks off: the warning is out, `checker_for` says why in the manifest
     # the conditioning model's (IP-Adapter FaceID): only a generated keyframe needs them
@@ -261,8 +265,10 @@ def checker_for(job: ShotJob, context: RenderContext, identities: dict):
     if embedder is None:
         return None, f"no face model: {context.checks_off}"
     from keyrender.identity import FaceChecker
+    from keyrender.identity.follow import FollowingChecker
 
-    return FaceChecker(embedder, identities).check, None
+    # check(image, expected); it follows the keyframes' faces into the in-betweens (fill_video)
+    return FollowingChecker(FaceChecker(embedder, identities), enabled=context.options.follow_faces), None
 
 
 def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, loop) -> CheckedKeyframes:
@@ -277,6 +283,24 @@ def check_keyframes(job: ShotJob, context: RenderContext, kf: Keyframes, loop) -
         if outcome.skipped:
             why_not, loop.check = outcome.skipped, None
     return CheckedKeyframes(images, records, loop, why_not)
+
+
+def storyboard_verdicts(job: ShotJob, kf: Keyframes, checked: CheckedKeyframes) -> list[str]:
+    """A line for each storyboard keyframe that fails its check, saying what the picture shows
+    ("shows scarlett, not angelina"); the same words go into its record (`verdict`). A storyboard
+    picture is the user's: it is never replaced, and no model would be the fix."""
+    from keyrender.outputs.manifest import Score
+
+    lines = []
+    for i, path in enumerate(job.shot.keyframe_images):
+        record = checked.records.get(i)
+        if path is None or i in kf.generated or not record or record["final"]["passed"]:
+            continue
+        shows = Score.from_dict(record["final"]).shows()
+        record["verdict"] = shows
+        lines.append(f"shot {job.shot.id}: storyboard keyframe {i} ({Path(path).name}) {shows}; keyrender "
+                     "does not repaint your pictures: fix the picture or the shot's characters")
+    return lines
 
 
 # ---- 3. written keyframes -----------------------------------------------------------------------
@@ -326,8 +350,10 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
 
     shot, emit = job.shot, context.emit
     loop, images = checked.loop, checked.images
+    repair = None
     if loop.check is not None:
-        loop.repair = repair_function(job, context, kf.request, warnings.lines, images, loop.config)
+        repair = repair_function(job, context, kf.request, warnings.lines, images, loop.config)
+    follow = getattr(loop.check, "follow", None)  # the keyframes' faces followed into the in-betweens
     loop.stride = loop.config.stride(shot.frames)
     judge = _judge(context) if loop.check is not None else None
     flow = job.spans.flow
@@ -350,7 +376,8 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         wrote()
         for i, span_interp in enumerate(span_interps):
             fa, fb = kf_frames[i], kf_frames[i + 1]
-            for f, img, source in loop.fill_span(fa, images[i], fb, images[i + 1], _inbetween(span_interp)):
+            loop.repair = span_repair(job, kf, i, repair)
+            for f, img, source in loop.fill_span(fa, images[i], fb, images[i + 1], _inbetween(span_interp, follow)):
                 if source == "repair":
                     path = f"keyframes/repair_f{f:05d}.png"
                     save_image(staging / path, img)
@@ -369,10 +396,9 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         raise KeyrenderError(f"shot {shot.id}: wrote {written} frames, expected {shot.frames}")
     for line in untrusted_spans(shot.id, loop.rec.spans):
         warnings.add(line)
-    # the backend that drew the frames: a video model if any span used one, else the spans' own
-    drew = [sp["backend"] for sp in loop.rec.spans if sp.get("backend")]
-    backend = next((b for b in drew if b != "flow"), drew[0] if drew else
-                   getattr(span_interps[0], "name", context.preset.interpolator))
+    # the backend that drew the frames: a video model if any span used one, else the first span's
+    video_drew = next((sp["backend"] for sp in loop.rec.spans if sp.get("backend") not in (None, "flow")), None)
+    backend = video_drew or getattr(span_interps[0], "name", context.preset.interpolator)
     return FilledVideo(backend, flow, fallback, judge, repairs, inbetweens)
 
 
@@ -389,9 +415,25 @@ def untrusted_spans(shot_id: str, spans: list[dict]) -> list[str]:
     return lines
 
 
-def _inbetween(interpolator) -> Callable:
-    """An Interpolator's `inbetween` as the identity loop calls it: (a, b, times, info)."""
-    return lambda a, b, times, info: interpolator.inbetween(a, b, times, info=info)
+def _inbetween(interpolator, follow: Callable | None) -> Callable:
+    """An Interpolator's `inbetween` as the identity loop calls it: (a, b, times, info), its
+    frames passed through `follow` (the checker's: the keyframes' faces followed) when given."""
+    def interpolate(a, b, times, info):
+        frames = interpolator.inbetween(a, b, times, info=info)
+        return follow(a, b, times, frames) if follow is not None else frames
+
+    return interpolate
+
+
+def span_repair(job: ShotJob, kf: Keyframes, span: int, repair):
+    """The repair of keyframe span `span` (keyframes span and span + 1): `repair`, except for a
+    span between two storyboard images, which is the user's picture and only checked (its
+    failing frames flagged) unless the shot asks for it (`storyboard_repair` on)."""
+    if repair is None or job.shot.storyboard_repair:
+        return repair
+    if span not in kf.generated and span + 1 not in kf.generated:
+        return None
+    return repair
 
 
 def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
@@ -444,7 +486,7 @@ class FlowFirst:
 
     def __init__(self, flow, video):
         self.flow, self.video = flow, video
-        self.name = getattr(video, "name", "video")
+        self.name = getattr(flow, "name", "flow")  # what it is unless a span turns out to need the video model
 
     def inbetween(self, a, b, times, info: dict | None = None):
         info = {} if info is None else info
@@ -523,6 +565,8 @@ def shot_manifest(job: ShotJob, context: RenderContext, *, keyframes: Keyframes,
             if not checked.records[i]["final"]["passed"]:
                 flagged.add(f)
     identities = kf.identities
+    frames = {str(f): s for f, s in sorted(scores.items())}
+    wrong, reason = flag_summary(frames, sorted(flagged))
     return Manifest(
         shot=shot.id, scene=shot.scene, cache_key=job.cache_key, flagged=bool(flagged),
         inputs=Inputs(row=shot.row, line=shot.line, prompt=shot.prompt, negative_prompt=shot.negative_prompt,
@@ -541,8 +585,8 @@ def shot_manifest(job: ShotJob, context: RenderContext, *, keyframes: Keyframes,
             thresholds={n: round(float(identities[n].threshold), 4) for n in shot.characters if n in identities},
             check_every=loop.stride,
             budget=BudgetRecord(generations=loop.config.shot_generations, spent=loop.budget.spent),
-            repairs=rec.repairs, flagged_frames=sorted(flagged),
-            frames={str(f): s for f, s in sorted(scores.items())}),
+            repairs=rec.repairs, flagged_frames=sorted(flagged), flag_reason=reason, wrong_person=wrong,
+            checks=dict(getattr(loop.check, "counts", {})), frames=frames),
         timings={k: round(v, 3) for k, v in timings.items()},
         warnings=warnings,
     )

@@ -201,17 +201,38 @@ def test_lazy_model_does_not_create_sessions(pack):
 
 # -- thresholds and Identity -----------------------------------------------------------------
 def test_calibrated_threshold_is_bounded():
-    assert calibrate_threshold(np.array([[1.0, 0.0]])) == pytest.approx(0.5)  # ceiling
+    cal = dict(min_references=1)  # the clip rule itself, from any number of references
+    assert calibrate_threshold(np.array([[1.0, 0.0]]), **cal) == pytest.approx(0.5)  # ceiling
     loose = np.array([[1.0, 0.0], [0.0, 1.0]])  # each ref at cos 0.707 of the centroid
-    assert calibrate_threshold(loose) == pytest.approx(0.5)  # 0.557, capped
+    assert calibrate_threshold(loose, **cal) == pytest.approx(0.5)  # 0.557, capped
     looser = np.array([[1.0, 0.0], [-0.2, 0.98]])  # 101.5 degrees apart: cos 0.632 to centroid
     half = np.arccos(looser[0] @ looser[1] / np.linalg.norm(looser[1])) / 2
-    assert calibrate_threshold(looser) == pytest.approx(np.cos(half) - 0.15, abs=1e-4)
+    assert calibrate_threshold(looser, **cal) == pytest.approx(np.cos(half) - 0.15, abs=1e-4)
     very_loose = np.array([[1.0, 0.0], [-0.9, 0.1]])
-    assert calibrate_threshold(very_loose) == pytest.approx(0.30)  # floor
-    assert calibrate_threshold(loose, margin=0.0, ceiling=0.9) == pytest.approx(0.7071, abs=1e-3)
+    assert calibrate_threshold(very_loose, **cal) == pytest.approx(0.30)  # floor
+    assert calibrate_threshold(loose, margin=0.0, ceiling=0.9, **cal) == pytest.approx(0.7071, abs=1e-3)
     with pytest.raises(ValueError):
         calibrate_threshold(loose, floor=0.6, ceiling=0.5)
+
+
+def test_one_or_two_references_take_the_models_pair_threshold():
+    """Calibration knows what it doesn't know: 1-2 references have no spread worth the name, so
+    the identity takes the metric's pair threshold and says so; 3 are calibrated."""
+    for metric, pair in (("cosine", 0.35), ("euclidean", 0.45)):
+        one = Identity.from_embeddings("a", np.array([[1.0, 0.0, 0.0]]), (Reference("0.png", "x"),), "m",
+                                       metric=metric)
+        assert one.threshold == pytest.approx(pair) and one.calibration == "pair"
+        assert one.calibration_note == ("1 reference: the model's default threshold; add photos for a "
+                                        "calibrated one (3 or more)")
+        two = Identity.from_embeddings("a", np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]]),
+                                       (Reference("0.png", "x"), Reference("1.png", "y")), "m", metric=metric)
+        assert two.threshold == pytest.approx(pair) and two.calibration_note.startswith("2 references: the model's")
+    three = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.95, 0.0, 0.05]])
+    ident = Identity.from_embeddings("a", three, tuple(Reference(f"{i}.png", str(i)) for i in range(3)), "m")
+    assert ident.calibration == "references" and ident.threshold == pytest.approx(0.5)  # tight refs: the ceiling
+    assert ident.calibration_note == "3 references: threshold calibrated from their spread"
+    assert ident.to_json()["calibration"] == "references"
+    assert "forced to 0.600" in ident.with_threshold(0.6).calibration_note
 
 
 def test_identity_centroid_spread_similarity_digest():
@@ -250,6 +271,30 @@ def test_check_frame_found_missing_stranger():
     assert fc.passed and fc.margin == float("inf")
     with pytest.raises(InputError, match="unknown character"):
         check_frame([], ids, ["carol"])
+
+
+def test_other_cast_members_in_the_frame_are_named():
+    """Who-is-who: a face nobody expected that is a cast member is named (`others`), with its
+    similarity; the words of a failing picture say who it shows."""
+    from keyrender.outputs.manifest import Score
+    from keyrender.shot.refine import _scores
+
+    ids = {n: _ident(n, v, threshold=0.5) for n, v in
+           (("a", [1, 0, 0, 0]), ("b", [0, 1, 0, 0]), ("c", [0, 0, 1, 0]))}
+    # a weak likeness of a, and b clearly: a gets the weak face (the best for a), b is named
+    fc = check_frame([_face([0.45, 0.1, 0, 1], 1), _face([0, 1, 0, 0], 2)], ids, ["a"])
+    assert not fc.passed and fc.characters["a"].wrong_person is None
+    assert set(fc.others) == {"b"} and fc.others["b"] == pytest.approx(1.0) and len(fc.strangers) == 1
+    score = _scores(fc)
+    assert score["others"] == {"b": 1.0}
+    assert Score.from_dict(score).shows().startswith("shows b (1.000), not a (similarity to a 0.")
+    # the face taken for a is b: the wrong person, by name and similarity
+    fc = check_frame([_face([0.3, 1, 0, 0], 1)], ids, ["a"])
+    r = fc.characters["a"]
+    assert r.wrong_person == "b" and r.wrong_similarity == pytest.approx(0.958, abs=1e-3) and not r.passed
+    assert Score.from_dict(_scores(fc)).shows() == f"shows b, not a (similarity to b 0.958, to a {r.similarity:.3f})"
+    # a stranger (nobody in the cast) is not named
+    assert check_frame([_face([1, 0, 0, 0], 1), _face([0, 0, 0, 1], 2)], ids, ["a"]).others == {}
 
 
 def test_drift_below_threshold_fails():

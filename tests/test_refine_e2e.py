@@ -159,8 +159,9 @@ def test_prompt_warnings_reach_the_manifest_and_the_console(project):
     assert {"event": "warning", "message": "shot S1: keyframe 1 prompt is 90 tokens"} in events
 
 
-def _small_2a(proj: Path, width: int = 128, height: int = 64) -> None:
-    """Shot 2A of the sample at width x height (the storyboard is fitted to it)."""
+def _small_2a(proj: Path, width: int = 128, height: int = 64, storyboard_repair: bool = False) -> None:
+    """Shot 2A of the sample at width x height (the storyboard is fitted to it); with
+    storyboard_repair, its storyboard spans may be repainted by the identity loop."""
     import csv
 
     path = proj / "shotlist.csv"
@@ -168,6 +169,7 @@ def _small_2a(proj: Path, width: int = 128, height: int = 64) -> None:
         rows = list(csv.DictReader(f))
     for r in rows:
         r["width"], r["height"] = (str(width), str(height)) if r["shot"] == "2A" else ("", "")
+        r["storyboard_repair"] = "on" if storyboard_repair and r["shot"] == "2A" else ""
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -177,7 +179,8 @@ def _small_2a(proj: Path, width: int = 128, height: int = 64) -> None:
 def test_failing_inbetween_reaches_the_real_tiny_regenerate(tmp_path, copy_sample, monkeypatch, tiny_generator):
     """No stand-in generator: storyboard shot 2A (at 128 x 64) with the tiny face pack fails its
     in-between checks, and the pipeline's repair path calls the real tiny diffusers generator's
-    `regenerate` (image-to-image) with the neighbouring keyframes as context, the preset's
+    `regenerate` (image-to-image) with the neighbouring keyframes as context (the shot asks for
+    it: a storyboard span is repaired only with `storyboard_repair` on), the preset's
     regenerate strength (read through RefineConfig.repair_strength) and the identity strength
     rising per attempt (RefineConfig.identity_strength). The spy only records and calls through."""
     from dataclasses import replace
@@ -199,7 +202,7 @@ def test_failing_inbetween_reaches_the_real_tiny_regenerate(tmp_path, copy_sampl
 
     monkeypatch.setattr(tiny_generator, "regenerate", spy)
     proj = copy_sample(tmp_path / "proj")
-    _small_2a(proj)
+    _small_2a(proj, storyboard_repair=True)
     result = render(proj / "shotlist.csv", RenderOptions(out=tmp_path / "out", only=["2A"], preset="tiny", face_model="tiny",
                                                          device="cpu", shot_generations=2, generator=tiny_generator))
     assert result.exit_code in (0, 3)

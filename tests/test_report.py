@@ -43,6 +43,10 @@ def runs(tmp_path_factory, copy_sample):
 
     for p in (proj / "cast" / "eileen").glob("*.jpg"):
         cv2.imwrite(str(p), cv2.imread(str(p))[::-1].copy())
+    # 2A is a storyboard shot: its spans are repaired only when asked (storyboard_repair on)
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0] + ",storyboard_repair"]
+                             + [ln + (",on" if ln.startswith("2,2A,") else ",") for ln in lines[1:]]) + "\n")
     checked = render(csv, RenderOptions(out=root / "checked", only=["2A"], face_model="tiny", offline=True,
                                         cache_dir=root / "cache"), executor="local")
     return proj, csv, plain, checked
@@ -145,6 +149,46 @@ def test_identity_svg_handles_missing_faces_and_negative_similarity():
     assert "b not found at frame 0 (0.00 s)" in titles
     assert any(t.startswith("a frame 5 (0.21 s): -0.300 FAILED") for t in titles)
     assert re.search(r'class="ax">-0\.[1-9]</text>', svg)  # the axis extends below zero
+    # the threshold lines are labelled on the plot itself, not only in a tooltip
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "a threshold 0.400" in texts and "b threshold 0.450" in texts
+
+
+def test_identity_svg_shows_who_the_face_is_and_followed_frames():
+    ns = "{http://www.w3.org/2000/svg}"
+    scores = {0: {"passed": False, "characters": {"a": {"found": True, "similarity": 0.2, "threshold": 0.45, "passed": False,
+                                                        "wrong_person": "b", "wrong_similarity": 0.7}}},
+              3: {"passed": True, "characters": {"a": {"found": True, "similarity": 0.6, "threshold": 0.45, "passed": True,
+                                                       "followed": 0.99}}}}
+    root = ET.fromstring(identity_svg(scores, {"a": 0.45}, frames=6, fps=Fraction(24)))
+    titles = [t.text for t in root.iter(ns + "title")]
+    assert "a frame 0 (0.00 s) looks like b: 0.700" in titles
+    assert any(t.startswith("a frame 0 (0.00 s): 0.200 FAILED: looks like b (0.700)") for t in titles)
+    followed = [c for c in root.iter(ns + "circle") if c.get("fill") == "#fff"]
+    assert len(followed) == 1 and "followed from the keyframes" in followed[0].find(ns + "title").text
+    assert any("similarity to who the face is: b" in (t.text or "") for t in root.iter(ns + "text"))
+
+
+def test_camera_fit_is_not_called_similarity(runs):
+    proj, csv, plain, _ = runs
+    page = render_report(plain, load_shotlist(csv))
+    assert "camera fit: " in page and "(similarity:" not in page
+    assert "camera fit: shift, zoom and roll" in page or "camera fit: shift," in page or "camera fit: perspective" in page
+
+
+def test_check_plot_labels_its_threshold_lines():
+    from keyrender.identity.audit import AuditResult, FrameRecord, render_plot
+
+    r = AuditResult(path="x.mp4", characters=["a"], mode="expected", every=1, thresholds={"a": 0.45})
+    r.frames = [FrameRecord(i, None, {"a": 0.8}, {"a": "pass"}) for i in range(10)]
+    img = render_plot(r)
+    h, w = img.shape[:2]
+    colour = (31, 119, 180)
+    # the dashed threshold line: dashes of 6 px every 12 from x=60, white between them
+    (y,) = [y for y in range(h) if tuple(img[y, 62]) == colour and tuple(img[y, 69]) == (255, 255, 255)]
+    # its label sits just above it at the plot's right end, in the character's colour
+    band = img[y - 14:y - 1, w - 170 - 160:w - 170]
+    assert (np.abs(band.astype(int) - (31, 119, 180)).sum(axis=2) < 60).sum() > 40
 
 
 def test_timeline_loads_in_opentimelineio_in_shot_list_order(runs, tmp_path):

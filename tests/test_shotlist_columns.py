@@ -82,7 +82,7 @@ def test_registry_records_are_complete_and_defaults_are_what_the_doc_says(tmp_pa
     row = RowContext(cells={}, line=2, base=tmp_path, cast=None, allow_outside=False,
                      fail=lambda *a: issues.append(a))
     literal = [c for c in COLUMNS if c.default_doc and c.default is not None and not callable(c.default)]
-    assert {c.name for c in literal} == {"fps", "control_type", "refine"}
+    assert {c.name for c in literal} == {"fps", "control_type", "refine", "storyboard_repair"}
     for col in literal:
         assert col.parse(col.default_doc, row) == col.default, col.name
     assert issues == []

@@ -208,9 +208,15 @@ def _payload(job: ShotJob, options: RenderOptions, cast_dir: Path) -> dict:
     style = ship(scene.style_image, "style")
     control = ship(shot.control_image, "control")
     cast = find_cast(cast_dir)
-    for name in shot.characters:
+    # a checked shot's faces are matched against the whole cast (who-is-who): every member's
+    # references travel, and the identities saved beside them, so the worker loads rather than
+    # embeds them again (the store reads them as current: same files, same sha256)
+    checked = bool(shot.characters) and options.refine and shot.refine
+    for name in (cast if checked else shot.characters):
         for p in cast.get(name, []):
             files[f"cast/{name}/{Path(p).name}"] = Path(p).read_bytes()
+    if checked:
+        files.update(_saved_identities(cast_dir))
     # the anchor as the worker's render_shot reads it: the first shot's manifest and keyframe 0
     anchor = scene_anchor_path(job)
     if anchor is not None:
@@ -220,6 +226,22 @@ def _payload(job: ShotJob, options: RenderOptions, cast_dir: Path) -> dict:
         "job": job, "options": options, "files": files, "anchor": anchor is not None,
         "paths": {"keyframe_images": kf_images, "style_image": style, "control_image": control},
     }
+
+
+def _saved_identities(cast_dir: Path) -> dict[str, bytes]:
+    """The identity store's files (every face model's), as `cast/.keyrender/identities/...` of a
+    task's folder; nothing when none is saved or it cannot be read."""
+    from keyrender.identity.store import STORE_DIR, IdentityStore
+
+    out: dict[str, bytes] = {}
+    try:
+        store = IdentityStore(cast_dir).dir
+        for p in sorted(store.glob("*/*")):
+            if p.suffix in (".json", ".npz") and p.is_file() and not p.name.startswith("."):
+                out[(Path("cast") / STORE_DIR / p.parent.name / p.name).as_posix()] = p.read_bytes()
+    except OSError:
+        return {}
+    return out
 
 
 ANCHOR_DIR = "anchor"   # in a task's folder: the anchor's files, as under the scene's first shot
@@ -322,7 +344,7 @@ def _receive(job: ShotJob, reply: dict, options: RenderOptions, seconds: float) 
         if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS:  # as shot.render_shot_safely
             raise output_error(exc, out) from None
         raise
-    return ShotResult.rendered(job, list(reply.get("flagged") or []), seconds)
+    return ShotResult.rendered(job, list(reply.get("flagged") or []), seconds, reply.get("reason"))
 
 
 def _safe_rel(rel: str) -> bool:
