@@ -626,16 +626,23 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
                    "cross-fade (default: 0.5; 0: crisp warping everywhere, may tear on fast crossing motion).")
 @click.option("--camera-motion/--no-camera-motion", "camera_motion", default=None,
               help="Flow: pixels without a trusted flow follow the fitted camera motion (default: on).")
-def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge, camera_motion):
+@click.option("--face-hints/--no-face-hints", "face_hints", default=True, show_default=True,
+              help="Image pairs: find the largest face in each image (dlib, built in) and let the in-betweens "
+                   "follow it when the images differ by more than a camera move.")
+def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge, camera_motion, face_hints):
     """In-betweens for A.png B.png (--frames N --out DIR), or retime VIDEO (--factor K --out FILE).
 
-    Image pairs write DIR/frame_0000.png (A) ... frame_{N+1}.png (B). Videos are written as H.264
-    yuv420p at exactly K times the input rate.
+    Image pairs write DIR/frame_0000.png (A) ... frame_{N+1}.png (B): always a continuous
+    transition (a pose change follows the face; what nothing relates dissolves), never a cut.
+    Videos are written as H.264 yuv420p at exactly K times the input rate; a cut in the footage
+    stays a cut.
     """
     from keyrender.interpolate import get_interpolator
 
     # the flow backend's options; ltx and wan start from the flow in-betweens and take them as flow_options
     flow = {k: v for k, v in (("preset", preset), ("hedge", hedge), ("camera_motion", camera_motion)) if v is not None}
+    if len(inputs) == 1:
+        flow["detect_cuts"] = True  # footage may contain cuts; between two keyframes there are none
     if backend == "flow":
         options = flow
     else:
@@ -644,7 +651,7 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
     with output_errors(out, advice="Free space or choose another --out, then run again"):
-        summary = _interpolate(inputs, n_frames, factor, out, interp, bar)
+        summary = _interpolate(inputs, n_frames, factor, out, interp, bar, face_hints=face_hints)
     if bar is not None:
         bar.close()
     click.echo(json.dumps({"out": str(out), **summary}))
@@ -664,15 +671,17 @@ def _check_interpolate_paths(inputs, out) -> None:
         check_output_path(out, folder=True)
 
 
-def _interpolate(inputs, n_frames, factor, out, interp, bar) -> dict:
+def _interpolate(inputs, n_frames, factor, out, interp, bar, *, face_hints=True) -> dict:
     from keyrender.core.errors import InputError
 
     if len(inputs) == 2:
         if n_frames is None or factor is not None:
             raise InputError("two images: give --frames N (and no --factor)")
         from keyrender.interpolate.retime import interpolate_pair
+        from keyrender.shot.hints import largest_face_hints
 
-        summary = interpolate_pair(inputs[0], inputs[1], n_frames, out, interp, progress=_bar_progress(bar))
+        summary = interpolate_pair(inputs[0], inputs[1], n_frames, out, interp, progress=_bar_progress(bar),
+                                   find_hints=largest_face_hints if face_hints else None)
     elif len(inputs) == 1:
         if factor is None or n_frames is not None:
             raise InputError(f"{inputs[0]}: a video takes --factor K (and no --frames)")

@@ -52,7 +52,7 @@ __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "get_executor",
 ]
 
-STAGE_VERSION = "7"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "8"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
@@ -63,6 +63,9 @@ STAGE_VERSION = "7"  # bump when a stage's output for the same inputs changes
 # 5: large motion: a second flow from feature matches where DIS misses it, and flow reversal
 # 6: the flow backend skips the SIFT camera solve and the match hypothesis where DIS explains a
 #    small motion (flow_suffices)
+# 7: large motion: block matches and DIS refined from the match hypothesis
+# 8: between keyframes no cut and no hold: spans that neither the camera nor the flow explains are
+#    bridged as pose changes (interpolate.posechange), the flow backend's detect_cuts off by default
 
 
 

@@ -125,6 +125,11 @@ class FollowingChecker:
             yield frame
         self._pending = None
 
+    def keyframe_check(self, image: np.ndarray, expected: Sequence[str]) -> FrameCheck:
+        """The full check of a keyframe (or repair): the one made when it was checked, else made
+        now. Its characters carry the faces assigned to them (box, landmarks)."""
+        return self._anchor(image, tuple(dict.fromkeys([expected] if isinstance(expected, str) else expected))).result
+
     # -- internals ------------------------------------------------------------------------------
     def _embed(self, image: np.ndarray, expected: tuple[str, ...]) -> FrameCheck:
         """The full check; where the backend has a coarse detection (`faces_coarse`: dlib's HOG

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from keyrender.interpolate.base import Interpolator
+from keyrender.interpolate.base import Interpolator, SubjectHint, takes_hints
 from keyrender.interpolate.checks import InterpolationInputError, check_pair, check_times, even_times
 
 BACKENDS = ("flow", "ltx", "wan")
@@ -28,10 +28,12 @@ __all__ = [
     "BACKENDS",
     "InterpolationInputError",
     "Interpolator",
+    "SubjectHint",
     "backend_options",
     "even_times",
     "get_interpolator",
     "inbetween",
+    "takes_hints",
 ]
 
 
@@ -74,6 +76,7 @@ def inbetween(
     *,
     backend: str | Interpolator = "flow",
     info: dict | None = None,
+    hints: Sequence[SubjectHint] | None = None,
     **options,
 ) -> Iterator[np.ndarray]:
     """Yield one RGB uint8 H x W x 3 frame per time in `times`, between `frame_a` (t=0) and `frame_b` (t=1).
@@ -82,11 +85,21 @@ def inbetween(
     Inputs are checked at call time (`InterpolationInputError`, a `ValueError` and an
     `InputError`); the frames are computed lazily, one per `next()`. `backend` is a name from
     `BACKENDS` (built with `**options`) or an `Interpolator`. When `info` is a dict, it receives
-    what was decided for the pair (`mode`: "flow", "static", "cut", ...) before the first frame.
+    what was decided for the pair before the first frame: `mode` ("camera", "flow", "pose",
+    "fallback", "static"; "cut" only with the flow option `detect_cuts`), `explained`, `trusted`,
+    `verdict` (see `Interpolator`). `hints`: subjects seen in both keyframes (`SubjectHint`, e.g.
+    a face's landmarks), passed to interpolators that take them (`takes_hints`) and otherwise
+    left out (`info["hints"]` then says so).
     """
     check_pair(frame_a, frame_b)
     ts = check_times(times)
     interp = backend if not isinstance(backend, str) else get_interpolator(backend, **options)
     if not isinstance(backend, str) and options:
         raise InterpolationInputError(f"options {sorted(options)} given with an Interpolator instance; pass them to its constructor")
-    return interp.inbetween(frame_a, frame_b, ts, info=info)
+    if hints and not takes_hints(interp):
+        if info is not None:
+            info["hints"] = f"ignored: {getattr(interp, 'name', type(interp).__name__)} takes no hints"
+        return interp.inbetween(frame_a, frame_b, ts, info=info)
+    if hints is None:
+        return interp.inbetween(frame_a, frame_b, ts, info=info)
+    return interp.inbetween(frame_a, frame_b, ts, info=info, hints=hints)

@@ -13,7 +13,7 @@ from keyrender.interpolate.flowcore import (
 )
 
 
-def _field_scale(h: int, w: int, fh: int, fw: int) -> np.ndarray:
+def field_scale(h: int, w: int, fh: int, fw: int) -> np.ndarray:
     """The map from a field's pixel (u, v, 1) to the frame's (x, y, 1), pixel centres aligned (as
     `_strip` samples the fields)."""
     sx, sy = w / fw, h / fh
@@ -49,7 +49,7 @@ class CameraPairState:
         h, w = a.shape[:2]
         fh, fw = working_size(h, w, max_side)
         ga, gb = gray_pair(a, b, (fh, fw))
-        cf = _field_scale(h, w, fh, fw)
+        cf = field_scale(h, w, fh, fw)
         path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
         half, half_inv = path_f.at(0.5), path_f.at(-0.5)
         am = cv2.warpPerspective(ga, half, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -89,10 +89,13 @@ class CameraPairState:
         self.r01 = c0v * r01 + (1.0 - c0v) * sub01
         self.r10 = c1v * r10 + (1.0 - c1v) * sub10
         self.c0, self.c1 = c0 * va, c1 * vb
+        # what `posechange.explained_shares` trusts: the residual's consistency where both views see,
+        # and what only one keyframe sees (the camera explains it)
+        self.trust = np.where(both, c0, 1.0).astype(np.float32)
         self.gray = (am_f, bm_f)
         self.size = (h, w)
         self.wsize = (wh, ww)
-        cw = _field_scale(h, w, wh, ww)
+        cw = field_scale(h, w, wh, ww)
         self.path = path_f.conjugate(np.linalg.inv(cf) @ cw)  # (one matrix logarithm per pair)
         self.half, self.half_inv = self.path.at(0.5), self.path.at(-0.5)
 

@@ -3,12 +3,16 @@
 The algorithm, per keyframe pair (A at t=0, B at t=1):
 
 1. Pair guard on small thumbnails (as RIFE does): a *static* pair (nothing moved) is cross-faded
-   without computing flow; an *unrelated* pair (a scene cut: neither a camera model nor the flow
-   explains B from A, the feature matches do not relate the pictures, and frames too plain to
-   match differ in colour too; see `_generate`) is not morphed but held (A for t < 0.5, B from
-   t >= 0.5) and reported in `info`; a related pair that nothing explains is a reported
-   cross-fade (`fallback`). A moving camera is solved first (`camera.pair_camera`, or
+   without computing flow. A moving camera is solved first (`camera.pair_camera`, or
    `direct.direct_camera` for keyframes too plain for features) and handled by `CameraPairState`.
+   A pair that neither the camera nor the flow explains (keyframes of one shot that differ by
+   pose, expression, background) is bridged as a pose change (`posechange.PoseState`: the
+   subject named by the caller's hints followed, the consistent residual morphed, the rest
+   dissolved); between keyframes there is never a cut or a hold. Only with `detect_cuts`
+   (retiming footage, `retime.retime_video`) is an *unrelated* pair (a scene cut: no camera
+   model, the flow does not explain B from A, the feature matches do not relate the pictures,
+   and frames too plain to match differ in colour too; see `_generate`) held (A for t < 0.5, B
+   from t >= 0.5) and a related pair that nothing explains cross-faded (`fallback`).
 2. Bidirectional flow A->B and B->A with OpenCV's DIS (Kroeger et al., "Fast Optical Flow using
    Dense Inverse Search", ECCV 2016), computed once per pair at a working resolution (frames are
    downscaled so that the long side is at most `flow_max_side`). DIS estimates at its finest
@@ -68,6 +72,9 @@ from keyrender.interpolate.flowcore import (  # noqa: F401  (public names stay i
     thumbnail, working_size,
 )
 from keyrender.interpolate.largemotion import block_matches, match_flow, pick_flow, splat_flow  # noqa: F401
+from keyrender.interpolate.posechange import (
+    POSE_FROM, PoseState, judged, move_summary, pair_path, plain_explained, state_explained,
+)
 
 
 #: flow reversal takes over from the linear approximation where the splatted motion to t exceeds
@@ -368,7 +375,9 @@ class FlowInterpolator(CheckedInterpolator):
     the resolution the flow is computed at), `variational_iterations` (DIS's variational
     refinement; default 1, which matched the presets' 5 on the benchmark clips within 0.02 dB at
     about 60% of the flow time; None keeps the preset's), `static_threshold` and `cut_threshold` (see `guard_pair`),
-    `on_cut` ("hold": A then B, or "fade": cross-fade), `strip_rows` (rows warped at a time),
+    `detect_cuts` (off: every pair is a continuous transition, as between the keyframes of a shot;
+    on, for retiming footage that contains cuts: an unrelated pair is a cut, see `_generate`),
+    `on_cut` ("hold": A then B, or "fade": cross-fade; with `detect_cuts`), `strip_rows` (rows warped at a time),
     `camera_motion` (fit the camera's motion as a homography and let the pixels without a trusted
     flow follow it; see `global_motion`), `hedge` and `hedge_level` (where A and B warped to t
     still disagree, mix in the plain cross-fade: up to `hedge` of it, reached at a disagreement of
@@ -383,7 +392,7 @@ class FlowInterpolator(CheckedInterpolator):
     name = "flow"
     #: the keyword options the constructor takes (interpolate.backend_options; a test keeps it true)
     OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
-                         "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
+                         "detect_cuts", "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
                          "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal",
                          "flow_gate"})
 
@@ -395,6 +404,7 @@ class FlowInterpolator(CheckedInterpolator):
         static_threshold: float = 2.0,
         cut_threshold: float = 0.35,
         on_cut: str = "hold",
+        detect_cuts: bool = False,
         strip_rows: int = 256,
         camera_motion: bool = True,
         hedge: float = 0.5,
@@ -420,6 +430,7 @@ class FlowInterpolator(CheckedInterpolator):
         self.static_threshold = float(static_threshold)
         self.cut_threshold = float(cut_threshold)
         self.on_cut = on_cut
+        self.detect_cuts = bool(detect_cuts)
         self.strip_rows = int(strip_rows)
         self.camera_motion = bool(camera_motion)
         if not 0.0 <= hedge <= 1.0:
@@ -439,10 +450,11 @@ class FlowInterpolator(CheckedInterpolator):
         self.flow_reversal = bool(flow_reversal)
         self.flow_gate = bool(flow_gate)
 
-    def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
+    def _generate(self, a, b, ts, info, hints=()) -> Iterator[np.ndarray]:
         if not ts:
             if info is not None:
-                info.update(mode="empty", backend=self.name)
+                info.update(mode="empty", backend=self.name, explained=1.0)
+                judged(info)
             return
         if info is None:
             info = {}
@@ -450,6 +462,8 @@ class FlowInterpolator(CheckedInterpolator):
         info.update(mode=guard.mode, backend=self.name,
                     max_diff=round(guard.max_diff, 3), similarity=round(guard.similarity, 4))
         if guard.mode == "static":
+            info["explained"] = 1.0
+            judged(info)
             for t in ts:
                 yield cross_fade(a, b, t)
             return
@@ -488,9 +502,19 @@ class FlowInterpolator(CheckedInterpolator):
         if cam is not None and cam.corner_motion(h, w) >= self.camera_min_move * float(np.hypot(h, w)):
             # 1. the camera moved: it explains B from A (see `CameraPairState`)
             state = CameraPairState(a, b, cam.matrix, self.flow_max_side, self.preset, self.variational_iterations)
+            explained, textured = state_explained(state)
+            if textured < POSE_FROM and not self.detect_cuts:
+                # 1'. the model explains too little of the textured picture (its matches are on a
+                # subject over backgrounds that differ): a pose change, along the camera when no
+                # subject is named
+                yield from self._pose(a, b, ts, info, hints, f"the camera model explains only {round(100 * textured)}% "
+                                      f"of the textured picture", camera=cam.matrix)
+                return
             info.update(mode="camera", similarity=round(state.similarity, 4), flow_size=list(state.flow_size),
                         overlap=round(state.overlap, 4), camera_motion=True,
-                        occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
+                        occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4),
+                        explained=round(explained, 3))
+            judged(info)
             for t in ts:
                 yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)
             return
@@ -501,16 +525,22 @@ class FlowInterpolator(CheckedInterpolator):
                                check_cut=True, matches=full, reversal=self.flow_reversal)
             sim = state.similarity
             info["similarity"] = round(sim, 4)
+            if sim < self.cut_threshold and not self.detect_cuts:
+                # 3. neither the camera nor the flow explains B from A: between keyframes, a pose
+                # change (see `posechange`), never a cut
+                yield from self._pose(a, b, ts, info, hints, "neither a camera move nor the flow explains B from A")
+                return
             if sim < self.cut_threshold:
-                # 3. neither the camera nor the flow explains B from A: a cut when the pictures
-                # share nothing (no camera model, different colours), else a fallback cross-fade
+                # 3'. footage (`detect_cuts`): a cut when the pictures share nothing (no camera
+                # model, different colours), else a fallback cross-fade
                 shared = fit.inliers if fit is not None else 0
                 # related: enough matches agree on one camera model, or fewer that are most of the
                 # matches (between unrelated pictures 1-5 of 27-48 agree by chance: <= 17%)
                 related = shared >= self.related_matches or (shared >= 5 and fit.inlier_ratio >= 0.5)
                 # (frames too plain to match are a cut only when their colours differ too)
                 if not related and (plain is None or colour_distance(a, b) >= CUT_COLOUR_DISTANCE):
-                    info.update(mode="cut", on_cut=self.on_cut)
+                    info.update(mode="cut", on_cut=self.on_cut, explained=0.0)
+                    judged(info)
                     for t in ts:
                         if self.on_cut == "fade":
                             yield cross_fade(a, b, t)
@@ -521,14 +551,48 @@ class FlowInterpolator(CheckedInterpolator):
                        f"one keyframe is too plain for feature matches ({plain} keypoints) and their colours agree")
                 info.update(mode="fallback", fallback="cross-fade",
                             why=f"neither the camera nor the flow explains B from A, but the pictures are related "
-                                f"({why}): not a cut")
+                                f"({why}): not a cut", explained=round(plain_explained(a, b), 3))
+                judged(info)
                 for t in ts:
                     yield cross_fade(a, b, t)
                 return
         if state is None:
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
                                matches=full, reversal=self.flow_reversal, flows=flows)
+        explained, textured = state_explained(state)
+        if textured < POSE_FROM and not self.detect_cuts:
+            # 4. the flow explains too little of the textured picture to be followed: a pose change
+            yield from self._pose(a, b, ts, info, hints,
+                                  f"the flow explains only {round(100 * textured)}% of the textured picture")
+            return
         info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
-                    occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4))
+                    occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4),
+                    explained=round(explained, 3))
+        judged(info)
+        for t in ts:
+            yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)
+
+    def _pose(self, a, b, ts, info, hints, why: str, camera: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """A pair that nothing explains, bridged continuously (see `posechange`): the largest
+        subject of `hints` followed and the others moved in their regions, the consistent residual
+        morphed, the rest dissolved. Without hints: along `camera` when a camera model was found
+        (`camera`), else `fallback`, the same morph with no path."""
+        matrix, main = pair_path(hints)
+        if main is None and camera is not None:
+            matrix = camera
+        state = PoseState(a, b, matrix, self.flow_max_side, self.preset, self.variational_iterations, hints, main)
+        explained = state_explained(state)[0]
+        if main is None and camera is not None:
+            info.update(mode="camera", camera_motion=True, morph="smooth",
+                        why=f"{why}: the camera followed, what it does not explain dissolves")
+        elif main is None:
+            info.update(mode="fallback", fallback="dissolve", why=f"{why}, and no subject was given: "
+                        f"a dissolve that moves only what matches nearby")
+        else:
+            hint = hints[main]
+            info.update(mode="pose", why=why, subject=hint.label or "the subject", subjects=len(hints),
+                        subject_move=move_summary(matrix, *a.shape[:2]))
+        info.update(flow_size=list(state.flow_size), overlap=round(state.overlap, 4), explained=round(explained, 3))
+        judged(info)
         for t in ts:
             yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)

@@ -347,26 +347,31 @@ class GenerativeInterpolator(CheckedInterpolator):
             self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype, local_only=self.offline)
         return self._pipe
 
-    def _generate(self, a, b, ts, info) -> Iterator[np.ndarray]:
+    def _generate(self, a, b, ts, info, hints=()) -> Iterator[np.ndarray]:
         if not ts:
             return
-        # 1. the flow guard: a cut is held and a static pair faded, as in the flow backend
+        # 1. the flow guard: a static pair faded (and with the flow's `detect_cuts`, a cut held), as
+        # in the flow backend; the hints go to the flow start
         flow_info: dict = {}
         n = grid_frames(len(ts), self.spec.temporal_multiple, max_frames=self.max_frames)
         # ltx starts from the flow in-betweens on the grid; wan needs only the guard's verdict
         grid_t = [i / (n - 1) for i in range(1, n - 1)] if self.spec.family == "ltx" else [0.5]
-        flow_frames = list(self.flow.inbetween(a, b, grid_t, info=flow_info))
+        flow_frames = list(self.flow.inbetween(a, b, grid_t, info=flow_info, hints=hints))
         if flow_info.get("mode") in ("cut", "static"):
             if info is not None:
                 info.update(flow_info, backend=self.name)
-            yield from self.flow.inbetween(a, b, ts)
+            yield from self.flow.inbetween(a, b, ts, hints=hints)
             return
         # 2. generate the whole grid A, ..., B in one call
         video = self._run(a, b, [a, *flow_frames, b], n)
         if info is not None:
             strength = self.denoise_strength if self.spec.family == "ltx" else 1.0  # wan starts from noise
             info.update(mode="generative", backend=self.name, num_frames=n, flow=flow_info.get("mode"),
-                        denoise_strength=strength, steps=self.steps)
+                        denoise_strength=strength, steps=self.steps,
+                        # the verdict of the flow start (what the model was started from, or, for
+                        # wan, what its guard saw); the model's own frames are not judged here
+                        explained=flow_info.get("explained"), trusted=flow_info.get("trusted"),
+                        verdict=f"redrawn by the video model {self.name}; its flow start: {flow_info.get('verdict')}")
         # 3. the requested times: a generated frame, or flow between the two nearest ones
         for t in ts:
             p = t * (n - 1)

@@ -36,6 +36,9 @@ def retime_video(
 ) -> dict:
     """Write `src` retimed by `factor` to `dst`; returns a summary (frames, fps, pair modes).
 
+    Footage may contain cuts: build the flow interpolator with `detect_cuts=True` (as `keyrender
+    interpolate VIDEO --factor K` does) so that a pair across a cut is held, not morphed.
+
     `progress(done, total)` is called after each input frame (total may be 0 if unknown).
     """
     src, dst = Path(src), Path(dst)
@@ -137,12 +140,15 @@ PAIR_RECORD = ".keyrender-frames.json"  # the frames this command wrote into its
 
 
 def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: str | Path, interpolator,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     progress: Callable[[int, int], None] | None = None,
+                     find_hints: Callable[[np.ndarray, np.ndarray], list] | None = None) -> dict:
     """Write A, N in-betweens and B as PNGs into `out_dir`, streamed: each frame is written as
     soon as it is made (memory does not grow with N). Names are zero-padded to fit N + 2 frames
     (frame_0000.png ... at least four digits). A rerun into the same folder first removes the
     frames it wrote before (listed in .keyrender-frames.json), and never overwrites a file it did
-    not write. Returns {"frames": count, "info": the interpolator's decisions}."""
+    not write. `find_hints(a, b)`: the pair's `SubjectHint`s, found once both images are read
+    (passed to interpolators that take hints). Returns {"frames": count, "info": the
+    interpolator's decisions}."""
     import json
     import os
 
@@ -180,8 +186,11 @@ def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: st
     for nm in sorted(old - set(names)):
         if "/" not in nm and nm.startswith("frame_") and nm.endswith(".png"):
             (out / nm).unlink(missing_ok=True)
+    from keyrender.interpolate import inbetween
+
     info: dict = {}
-    frames = iter(interpolator.inbetween(a, b, even_times(n), info=info))
+    hints = find_hints(a, b) if find_hints is not None else None
+    frames = iter(inbetween(a, b, even_times(n), backend=interpolator, info=info, hints=hints or None))
     for i, nm in enumerate(names):
         frame = a if i == 0 else b if i == total - 1 else next(frames)
         save_image(out / nm, frame)

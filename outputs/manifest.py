@@ -33,7 +33,9 @@ SCHEMA = "keyrender.manifest/1"
 
 #: how a span between keyframes was filled (interpolate.flow's modes)
 SPAN_MODES = {"camera": "camera move + residual flow", "flow": "optical flow", "static": "static (cross-fade)",
-              "cut": "CUT: held, then jump", "fallback": "FALLBACK: cross-fade (not explained)",
+              "pose": "pose change: the subject follows its face, the rest dissolves",
+              "fallback": "FALLBACK: a dissolve (nothing explained the keyframes)",
+              "cut": "CUT: held, then jump (renders from before version 8)",
               "generative": "keyframe-conditioned video model"}
 
 

@@ -93,12 +93,16 @@ def _index(run_result) -> str:
     rows = []
     for r in run_result.shots:
         cls = _status_class(r, run_result.strict)
+        m = _read_manifest(r) if r.ok else None
+        spans = [sp for sp in m.interpolation.span_records() if "split_at" not in sp.info] if m else []
+        look = sum(sp.suspect for sp in spans)
         rows.append(
             f'<tr><td><a href="#shot-{esc(r.shot)}">{esc(r.shot)}</a></td>'
             f'<td class="{cls}">{esc(r.status)}</td><td>{len(r.flagged)}</td>'
+            f'<td class="{"warn" if look else ""}">{f"{look} of {len(spans)}" if spans else ""}</td>'
             f'<td>{r.seconds:.1f}</td><td>{esc(r.reason or "")}</td></tr>')
     return ('<table class="index"><tr><th>shot</th><th>status</th><th>flagged frames</th>'
-            '<th>seconds</th><th>reason</th></tr>' + "".join(rows) + "</table>")
+            '<th>spans to look at</th><th>seconds</th><th>reason</th></tr>' + "".join(rows) + "</table>")
 
 
 def _status_class(r, strict: bool) -> str:
@@ -135,7 +139,7 @@ def _spans(m: Manifest, out_dir: Path) -> str:
                          + (f"; aligned frames agree {float(fit):.2f}" if isinstance(fit, (int, float)) else ""))
         if sp.mode == "generative":
             extra.append(f'{esc(sp.info.get("backend"))}, {esc(sp.info.get("steps"))} steps')
-        if sp.explained is not None:
+        if sp.explained is not None and not sp.verdict:
             extra.append(f"{100 * sp.explained:.0f}% of the picture explained by the warp")
         src = _thumbnail(out_dir / sp.middle) if sp.middle else None
         img = (f'<img src="{src}" alt="frame {(sp.start + sp.end) // 2}">' if src
@@ -158,7 +162,7 @@ def _player(m: Manifest, href: str, out_dir: Path) -> str:
     """The shot's video in a player (linked, not embedded: the report stays small), its first
     keyframe as the poster."""
     width = min(480, int(m.video.width or 480))
-    poster = _thumbnail(out_dir / m.keyframes[0].path) if m.keyframes else None
+    poster = _thumbnail(out_dir / m.keyframes[0].path, width) if m.keyframes else None
     return (f'<video class="player" controls preload="metadata" width="{width}" src="{esc(href)}"'
             + (f' poster="{poster}"' if poster else "") + f'><a href="{esc(href)}">video</a></video>')
 
@@ -226,8 +230,9 @@ def _timings(m: Manifest, result) -> str:
     return f'<h3>timings{esc(note)}</h3><table class="timings"><tr>{cells}</tr></table>' if cells else ""
 
 
-def _thumbnail(path: Path) -> str | None:
-    """A data: URL of a small JPEG of the image at path, or None if it cannot be read."""
+def _thumbnail(path: Path, width: int = THUMB_WIDTH) -> str | None:
+    """A data: URL of a small JPEG (at most `width` wide) of the image at path, or None if it
+    cannot be read."""
     import cv2
     import numpy as np
 
@@ -239,8 +244,8 @@ def _thumbnail(path: Path) -> str | None:
     except InputError:
         return None
     h, w = img.shape[:2]
-    if w > THUMB_WIDTH:
-        img = cv2.resize(img, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    if w > width:
+        img = cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
     if not ok:
         return None

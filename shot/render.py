@@ -354,6 +354,7 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
     if loop.check is not None:
         repair = repair_function(job, context, kf.request, warnings.lines, images, loop.config)
     follow = getattr(loop.check, "follow", None)  # the keyframes' faces followed into the in-betweens
+    hints_for = span_hints(shot, context, loop)
     loop.stride = loop.config.stride(shot.frames)
     judge = _judge(context) if loop.check is not None else None
     flow = job.spans.flow
@@ -377,7 +378,8 @@ def fill_video(staging: Path, job: ShotJob, context: RenderContext, kf: Keyframe
         for i, span_interp in enumerate(span_interps):
             fa, fb = kf_frames[i], kf_frames[i + 1]
             loop.repair = span_repair(job, kf, i, repair)
-            for f, img, source in loop.fill_span(fa, images[i], fb, images[i + 1], _inbetween(span_interp, follow)):
+            interpolate = _inbetween(span_interp, follow, hints_for)
+            for f, img, source in loop.fill_span(fa, images[i], fb, images[i + 1], interpolate):
                 if source == "repair":
                     path = f"keyframes/repair_f{f:05d}.png"
                     save_image(staging / path, img)
@@ -415,14 +417,33 @@ def untrusted_spans(shot_id: str, spans: list[dict]) -> list[str]:
     return lines
 
 
-def _inbetween(interpolator, follow: Callable | None) -> Callable:
-    """An Interpolator's `inbetween` as the identity loop calls it: (a, b, times, info), its
-    frames passed through `follow` (the checker's: the keyframes' faces followed) when given."""
+def _inbetween(interpolator, follow: Callable | None, hints_for: Callable) -> Callable:
+    """An Interpolator's `inbetween` as the identity loop calls it: (a, b, times, info), with the
+    subjects of the two keyframes as hints (`hints_for(a, b)`; an interpolator that takes none is
+    called without them), its frames passed through `follow` (the checker's: the keyframes' faces
+    followed) when given."""
+    from keyrender.interpolate import inbetween
+
     def interpolate(a, b, times, info):
-        frames = interpolator.inbetween(a, b, times, info=info)
+        frames = inbetween(a, b, times, backend=interpolator, info=info, hints=hints_for(a, b))
         return follow(a, b, times, frames) if follow is not None else frames
 
     return interpolate
+
+
+def span_hints(shot, context: RenderContext, loop) -> Callable:
+    """hints_for(a, b): where the subject is in the two keyframes of a span, for the in-betweener
+    (shot.hints): the faces the identity check assigned to the shot's characters; with the checks
+    off for a shot with characters, the largest face of each keyframe as the judge finds it (none
+    without a face model); none for a shot without characters (nobody to follow)."""
+    from keyrender.shot.hints import character_hints, largest_face_hints
+
+    if loop.check is not None:
+        return lambda a, b: character_hints(loop.check, a, b, list(shot.characters))
+    embedder = context.embedder() if shot.characters else None
+    if embedder is None or not callable(getattr(embedder, "faces", None)):
+        return lambda a, b: []
+    return lambda a, b: largest_face_hints(a, b, embedder)
 
 
 def span_repair(job: ShotJob, kf: Keyframes, span: int, repair):
@@ -488,9 +509,11 @@ class FlowFirst:
         self.flow, self.video = flow, video
         self.name = getattr(flow, "name", "flow")  # what it is unless a span turns out to need the video model
 
-    def inbetween(self, a, b, times, info: dict | None = None):
+    def inbetween(self, a, b, times, info: dict | None = None, hints=()):
+        from keyrender.interpolate import inbetween
+
         info = {} if info is None else info
-        frames = self.flow.inbetween(a, b, list(times), info=info)
+        frames = inbetween(a, b, list(times), backend=self.flow, info=info, hints=hints)
         first = next(frames)  # the pair is analysed before the first frame
         if info.get("mode") in self.FLOW_MODES:
             yield first
@@ -500,7 +523,7 @@ class FlowFirst:
         verdict = {k: info[k] for k in ("mode", "explained", "trusted", "verdict") if k in info}
         info.clear()
         info["flow_verdict"] = verdict
-        yield from self.video.inbetween(a, b, list(times), info=info)
+        yield from inbetween(a, b, list(times), backend=self.video, info=info, hints=hints)
 
 
 def repair_function(job: ShotJob, context: RenderContext, request, warnings: list[str], keyframes: dict, config):

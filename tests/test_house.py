@@ -111,6 +111,8 @@ KNOWN_LONG = {
     "interpolate/direct.py direct_camera", "keyframes/generator.py DiffusersKeyframeGenerator.__init__",
     "keyframes/generator.py DiffusersKeyframeGenerator.regenerate", "keyframes/base.py KeyframeGenerator.regenerate",
     "keyframes/loading.py _load_real", "keyframes/control.py preprocess_control",
+    "interpolate/flow.py FlowInterpolator._pose", "interpolate/posechange.py PoseState.__init__",
+    "interpolate/retime.py interpolate_pair",
 }
 
 

@@ -171,14 +171,27 @@ def test_hedge_leaves_a_well_explained_motion_alone():
 # ---- pair guard --------------------------------------------------------------------------------
 
 
-def test_scene_cut_is_held_not_morphed_and_reported():
+def test_scene_cut_is_held_not_morphed_and_reported_when_cuts_are_detected():
     a = texture(90, 120, seed=1)
     b = texture(90, 120, seed=2)  # unrelated picture
     info: dict = {}
-    outs = list(inbetween(a, b, [0.2, 0.5, 0.8], info=info))
-    assert info["mode"] == "cut"
+    outs = list(inbetween(a, b, [0.2, 0.5, 0.8], info=info, detect_cuts=True))
+    assert info["mode"] == "cut" and info["trusted"] is False and "cut" in info["verdict"]
     assert np.array_equal(outs[0], a)
     assert np.array_equal(outs[1], b) and np.array_equal(outs[2], b)
+
+
+def test_between_keyframes_an_unrelated_pair_is_a_continuous_dissolve_never_a_cut():
+    a = texture(90, 120, seed=1)
+    b = texture(90, 120, seed=2)
+    ts = [i / 8 for i in range(1, 8)]
+    info: dict = {}
+    outs = list(inbetween(a, b, ts, info=info))  # the default: continuous
+    assert info["mode"] == "fallback" and info["fallback"] == "dissolve" and info["trusted"] is False, info
+    assert "check this span" in info["verdict"]
+    seq = [a, *outs, b]
+    steps = [float(np.abs(x.astype(np.int16) - y).mean()) for x, y in zip(seq, seq[1:])]
+    assert max(steps) / np.mean(steps) < 2.0  # no hold then jump (a hold scores about 8 here)
 
 
 def test_large_but_real_motion_is_not_a_cut():

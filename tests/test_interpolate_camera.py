@@ -140,9 +140,14 @@ def test_unrelated_photographs_are_a_cut(photo):
     cam = fit_camera(a, b)
     assert cam is None or cam.inliers < 10
     info: dict = {}
-    outs = list(inbetween(a, b, [0.25, 0.75], info=info))
+    outs = list(inbetween(a, b, [0.25, 0.75], info=info, detect_cuts=True))
     assert info["mode"] == "cut"
     assert np.array_equal(outs[0], a) and np.array_equal(outs[1], b)
+    # between keyframes (the default) the same pair is bridged, never held
+    info = {}
+    outs = list(inbetween(a, b, [0.25, 0.75], info=info))
+    assert info["mode"] == "fallback", info
+    assert not np.array_equal(outs[0], a) and not np.array_equal(outs[1], b)
 
 
 @pytest.mark.skipif(not (SHARED / "tree.avi").is_file(), reason="../shared/bench-data/tree.avi not present")
@@ -154,12 +159,15 @@ def test_a_cut_between_real_footage_is_a_cut_and_a_shot_is_not():
     other = cv2.cvtColor(cv2.imread(str(SHARED / "basketball1.png")), cv2.COLOR_BGR2RGB)
     other = cv2.resize(other, tree[0].shape[1::-1], interpolation=cv2.INTER_AREA)
     info: dict = {}
-    list(inbetween(tree[0], other, [0.5], info=info))
+    list(inbetween(tree[0], other, [0.5], info=info, detect_cuts=True))
     assert info["mode"] == "cut", info
-    # a keyframe gap of 24 distinct frames inside the shot: explained, not a cut
+    # a keyframe gap of 24 distinct frames inside the shot: explained, not a cut, and trusted
+    info = {}
+    list(inbetween(tree[0], tree[24], [0.5], info=info, detect_cuts=True))
+    assert info["mode"] in ("camera", "flow"), info
     info = {}
     list(inbetween(tree[0], tree[24], [0.5], info=info))
-    assert info["mode"] in ("camera", "flow"), info
+    assert info["mode"] in ("camera", "flow") and info["trusted"] and info["explained"] > 0.8, info
 
 
 def test_related_but_unexplained_pair_is_a_cross_fade_fallback_never_a_hold():
@@ -170,12 +178,12 @@ def test_related_but_unexplained_pair_is_a_cross_fade_fallback_never_a_hold():
     b = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (0, 0), 1.5)
     info: dict = {}
     ts = [0.2, 0.5, 0.8]
-    outs = list(FlowInterpolator(related_matches=0).inbetween(a, b, ts, info=info))
+    outs = list(FlowInterpolator(related_matches=0, detect_cuts=True).inbetween(a, b, ts, info=info))
     assert info["mode"] == "fallback" and "not a cut" in info["why"], info
     for t, out in zip(ts, outs):
         assert np.array_equal(out, cross_fade(a, b, t))
     info = {}
-    list(FlowInterpolator().inbetween(a, b, ts, info=info))
+    list(FlowInterpolator(detect_cuts=True).inbetween(a, b, ts, info=info))
     assert info["mode"] == "cut"
 
 

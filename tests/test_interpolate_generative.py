@@ -79,7 +79,8 @@ def test_cut_pair_is_held_without_calling_the_model(family):
     # too; B is darker and blue, its grey picture the same up to gain and offset)
     b = texture(40, 56, seed=2) // 3 + np.uint8([0, 0, 170])
     info: dict = {}
-    outs = list(gen.GenerativeInterpolator(family=family, pipeline=Boom()).inbetween(a, b, [0.2, 0.7], info=info))
+    interp = gen.GenerativeInterpolator(family=family, pipeline=Boom(), flow_options={"detect_cuts": True})
+    outs = list(interp.inbetween(a, b, [0.2, 0.7], info=info))
     assert info["mode"] == "cut" and info["backend"] == family
     assert np.array_equal(outs[0], a) and np.array_equal(outs[1], b)
 

@@ -89,10 +89,16 @@ def test_a_pan_over_a_plain_wall_is_never_held_as_a_cut(wall, x0, width, reason)
     a, b = render(wall, view(wall, x0, 0.5, width)), render(wall, view(wall, x0 + 0.55 * width, 0.5, width))
     ts = [0.25, 0.75]
     info: dict = {}
-    outs = list(inbetween(a, b, ts, info=info))
+    outs = list(inbetween(a, b, ts, info=info, detect_cuts=True))
     assert info["mode"] == "fallback" and reason in info["why"] and "not a cut" in info["why"], info
     for t, out in zip(ts, outs):
         assert np.array_equal(out, cross_fade(a, b, t))
+    # between keyframes (the default): a dissolve too (a bare wall has nothing to move)
+    info = {}
+    outs = list(inbetween(a, b, ts, info=info))
+    assert info["mode"] == "fallback", info
+    for t, out in zip(ts, outs):
+        assert np.abs(out.astype(np.int16) - cross_fade(a, b, t)).mean() < 1.0
 
 
 def test_a_plain_frame_cut_to_a_differently_coloured_one_is_still_a_cut(wall):
@@ -104,7 +110,7 @@ def test_a_plain_frame_cut_to_a_differently_coloured_one_is_still_a_cut(wall):
     b = np.clip(sky + np.random.default_rng(1).normal(0, 1.5, sky.shape), 0, 255).astype(np.uint8)
     assert colour_distance(a, b) > 0.6
     info: dict = {}
-    outs = list(inbetween(a, b, [0.25, 0.75], info=info))
+    outs = list(inbetween(a, b, [0.25, 0.75], info=info, detect_cuts=True))
     assert info["mode"] == "cut", info
     assert np.array_equal(outs[0], a) and np.array_equal(outs[1], b)
 
@@ -119,4 +125,4 @@ def test_camera_motion_off_skips_the_direct_search(wall, monkeypatch):
     a, b = render(wall, view(wall, 0.5, 0.5, 0.6)), render(wall, view(wall, 0.5, 0.5, 0.4))
     info: dict = {}
     list(FlowInterpolator(camera_motion=False).inbetween(a, b, [0.5], info=info))
-    assert info["mode"] == "flow", info   # not a camera (the search did not run), and not held as a cut
+    assert info["mode"] == "fallback", info   # not a camera (the search did not run), and not held as a cut

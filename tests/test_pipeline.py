@@ -217,3 +217,47 @@ def test_a_span_nothing_explains_is_said_on_the_console_the_manifest_and_the_rep
     assert any("frames 0-12" in w for w in m["warnings"])
     page = (tmp_path / "out" / "report.html").read_text()
     assert '<figure class="span bad">' in page and "frames 0&ndash;12" in page
+
+
+FACES = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "faces" / "people"
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason="../shared/faces (evaluation photos) not present")
+def test_a_storyboard_pose_change_follows_the_character_it_checks(tmp_path):
+    """Two different photos of one person as a shot's two storyboard keyframes (a pose change):
+    the span is bridged as a pose change that follows the character the identity check found in
+    both keyframes, nothing is held or cut, every checked frame is still the person, and the
+    verdict (how much of the picture matched) is on the console and in the manifest."""
+    import cv2
+
+    from keyrender.identity.dlib_backend import DlibFaceEmbedder
+    from keyrender.outputs.media import load_image, save_image
+
+    emb = DlibFaceEmbedder()
+
+    def crop(src, dst):  # face-centred, the face about a third of the height, 320x180
+        img = load_image(src)
+        x0, y0, x1, y1 = max(emb.faces(img), key=lambda f: f.box[3] - f.box[1]).box
+        s = 180 / (3.0 * (y1 - y0))
+        img = cv2.copyMakeBorder(cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA),
+                                 200, 200, 400, 400, cv2.BORDER_REFLECT)
+        cx, cy = round((x0 + x1) / 2 * s) + 400, round((y0 + y1) / 2 * s) + 200
+        save_image(dst, np.ascontiguousarray(img[cy - 90:cy + 90, cx - 160:cx + 160]))
+
+    person = FACES / "jennifer"
+    crop(person / "img3.jpg", tmp_path / "a.png")
+    crop(person / "img53.jpg", tmp_path / "b.png")
+    (tmp_path / "cast" / "jen").mkdir(parents=True)
+    for ref in ("img12.jpg", "img54.jpg", "img55.jpg"):
+        (tmp_path / "cast" / "jen" / ref).write_bytes((person / ref).read_bytes())
+    (tmp_path / "shots.csv").write_text("scene,shot,prompt,characters,frames,keyframe_images\n1,P,,jen,13,a.png;b.png\n")
+    r = run("run", str(tmp_path / "shots.csv"), "--out", str(tmp_path / "out"), "--check-every", "1")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "out" / "P" / "manifest.json").read_text())
+    (span,) = m["interpolation"]["spans"]
+    assert span["mode"] == "pose" and span["subject"] == "jen", span
+    assert span["verdict"].startswith("pose change: jen follows") and f"frames 0-12: {span['verdict']}" in r.output
+    assert m["identity"]["flagged_frames"] == []          # every frame is still the person
+    frames = [f for _, _, f in read_frames(tmp_path / "out" / "P" / "video.mp4")]
+    steps = [float(np.abs(x.astype(np.int16) - y).mean()) for x, y in zip(frames, frames[1:])]
+    assert max(steps) / np.mean(steps) < 4                 # no hold then jump

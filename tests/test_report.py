@@ -75,7 +75,7 @@ def test_report_is_self_contained_and_escapes_shot_list_text(runs, tmp_path):
     assert re.findall(r'src="(?!data:)([^"]*)"', page) == ["1A/video.mp4", "1B/video.mp4", "2A/video.mp4"]
     assert page.count("<video ") == 3 and page.count('poster="data:image/jpeg;base64,') == 3
     assert "<link" not in page
-    assert page.count("frames 0&ndash;24: ") == 2 and "camera move + residual flow" in page   # the filmstrip
+    assert page.count("frames 0&ndash;24: ") == 2 and "camera move (" in page   # the filmstrip, with each verdict
     for shot in ("1A", "1B", "2A"):
         assert f'id="shot-{shot}"' in page
     assert "not checked: no face model" in page
