@@ -81,6 +81,9 @@ class DiffusersKeyframeGenerator:
         self._style_zero: torch.Tensor | None = None
         self._state = ConsistentAttentionState()
         install_consistent_attention(pipe.unet, self._state)
+        # a call decodes (and img2img encodes) every row, context rows included: one at a time, as
+        # a batch of five at 1024 x 1024 the upcast float32 VAE peaks near 17 GB (docs/fullsize.md)
+        pipe.vae.enable_slicing()
         self._controlnet_loader = controlnet_loader
         self._annotator_loader = annotator_loader
         self._controlnets: dict[str, object] = {}
