@@ -416,6 +416,9 @@ def _run_keyframe_family(family: str, args, rows: list, tmp: Path) -> None:
             assert img.shape == (H, W, 3) and img.dtype == np.uint8, (stage, img.shape, img.dtype)
         assert probe.steps >= 1, f"{family} {stage}: the denoiser took no step"
         latents = probe.inputs[0] if probe.inputs else None
+        rows_expected = 2 * (request.count + 2) if stage != "regenerate" else 2 * (1 + 2 + 2)  # + anchor, style
+        assert latents and latents[0] == (rows_expected, 4, H // 8, W // 8), (stage, latents)
+        assert latents[1] == str(dtype).replace("torch.", ""), (stage, latents)
         rows_in_batch = latents[0][0] if latents else None
         rows.append({
             "family": family, "component": "unet", "stage": stage, "device": str(device),
@@ -496,7 +499,7 @@ def run_video_family(family: str, args, rows: list) -> None:
     probe.close()
     assert info.get("mode") == "generative", f"{family}: the span was not generated ({info})"
     assert len(out) == len(times) and all(f.shape == (H, W, 3) and f.dtype == np.uint8 for f in out)
-    assert probe.steps >= 1
+    assert probe.steps >= 1 and probe.inputs and probe.inputs[0][1] == str(dtype).replace("torch.", ""), probe.inputs
     if family == "ltx":
         lat = [int(transformer.config.in_channels), (n - 1) // spec.temporal_multiple + 1, gh // 32, gw // 32]
         # the sequence the transformer attends over: the video latents' tokens, plus the tokens of
