@@ -404,7 +404,8 @@ class GenerativeInterpolator(CheckedInterpolator):
         if info is not None:
             strength = self.denoise_strength if self.spec.family == "ltx" else 1.0  # wan starts from noise
             info.update(mode="generative", backend=self.name, num_frames=n, flow=flow_info.get("mode"),
-                        denoise_strength=strength, steps=denoising_steps(self.steps, strength)[1])
+                        denoise_strength=strength, steps=self.steps,
+                        steps_run=denoising_steps(self.steps, strength)[1])
         # 3. the requested times: a generated frame, or flow between the two nearest ones
         for t in ts:
             p = t * (n - 1)

@@ -374,7 +374,7 @@ def test_ltx_runs_at_least_one_denoising_step(tiny_pipe, pair):
     finally:
         handle.remove()
     assert calls, "the video model was never called"
-    assert info["mode"] == "generative" and info["steps"] == 1
+    assert info["mode"] == "generative" and info["steps"] == 1 and info["steps_run"] == 1
     assert gen.denoising_steps(40, 0.6) == (40, 24) and gen.denoising_steps(1, 0.6) == (2, 1)
     assert gen.denoising_steps(3, 1.0) == (3, 3) and gen.denoising_steps(2, 0.25) == (4, 1)
 
