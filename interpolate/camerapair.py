@@ -115,8 +115,8 @@ class CameraPairState:
         ft0 = np.dstack([ax - gx, ay - gy])
         ft1 = np.dstack([bx - gx, by - gy])
         k = max(3, int(round(9 * ww / self.size[1])) | 1)
-        wa, fade = blend_fields(t, (self.c0, self.c1), self.gray, (max_, may_), (mbx, mby), in_a, in_b,
-                                hedge, hedge_level, k)
+        wa, fade = blend_fields(t, (self.c0, self.c1), self.gray, (max_, may_), (mbx, mby), inside=(in_a, in_b),
+                                hedge=hedge, hedge_level=hedge_level, k=k)
         return ft0, ft1, wa, fade
 
     def fade_fields(self, t: float):

@@ -143,7 +143,7 @@ def _simplest(m: np.ndarray, w: int, h: int) -> tuple[str, np.ndarray]:
     return "affine", m
 
 
-def direct_camera(a: np.ndarray, b: np.ndarray, seed: np.ndarray | None = None, search: bool = True,
+def direct_camera(a: np.ndarray, b: np.ndarray, *, seed: np.ndarray | None = None, search: bool = True,
                   min_ncc: float = 0.97, min_drop: float = 0.01, keep: int = 6) -> CameraModel | None:
     """The camera A -> B by direct alignment (see the module docstring), or None when no model is
     both good and determined by the pictures. `seed`: a homography to refine too (e.g. a feature

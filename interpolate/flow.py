@@ -275,7 +275,8 @@ class _PairState:
         bx, by = self.gx + ft1[..., 0], self.gy + ft1[..., 1]
         k = max(3, int(round(9 * ww / self.size[1])) | 1)  # the hedge's smoothing: ~9 px of the frame
         wa, fade = blend_fields(t, (self.c0, self.c1), self.gray, (ax, ay), (bx, by),
-                                inside_frame(ax, ay, ww, wh), inside_frame(bx, by, ww, wh), hedge, hedge_level, k)
+                                inside=(inside_frame(ax, ay, ww, wh), inside_frame(bx, by, ww, wh)),
+                                hedge=hedge, hedge_level=hedge_level, k=k)
         return ft0, ft1, wa, fade
 
 
@@ -580,7 +581,8 @@ class FlowInterpolator(CheckedInterpolator):
         matrix, main = pair_path(hints)
         if main is None and camera is not None:
             matrix = camera
-        state = PoseState(a, b, matrix, self.flow_max_side, self.preset, self.variational_iterations, hints, main)
+        state = PoseState(a, b, matrix, max_side=self.flow_max_side, preset=self.preset,
+                              variational=self.variational_iterations, hints=hints, main=main)
         explained = state_explained(state)[0]
         if main is None and camera is not None:
             info.update(mode="camera", camera_motion=True, morph="smooth",

@@ -86,13 +86,13 @@ def gray_pair(a: np.ndarray, b: np.ndarray, size: tuple[int, int]) -> tuple[np.n
 
 def blend_fields(t: float, vis: tuple[np.ndarray, np.ndarray], gray: tuple[np.ndarray, np.ndarray],
                  maps_a: tuple[np.ndarray, np.ndarray], maps_b: tuple[np.ndarray, np.ndarray],
-                 in_a: np.ndarray, in_b: np.ndarray, hedge: float, hedge_level: float, k: int
+                 *, inside: tuple[np.ndarray, np.ndarray], hedge: float, hedge_level: float, k: int
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """A's weight at time t and the hedge's cross-fade field, from where frame t samples A and B.
 
     `vis`: each keyframe's consistency (is its pixel visible in the other), `gray`: the grey
-    keyframes, `maps_a`/`maps_b`: the (x, y) sample maps into them, `in_a`/`in_b`: whether a sample
-    falls inside its frame. A's sample is trusted unless B sees the point and A's pixel is not
+    keyframes, `maps_a`/`maps_b`: the (x, y) sample maps into them, `inside`: whether a sample
+    falls inside its frame (A's, B's). A's sample is trusted unless B sees the point and A's pixel is not
     visible in B, and the reverse; where both are doubtful the time weights decide.
 
     Hedge: where A and B, both warped to t, still disagree, the flow is wrong there (people
@@ -100,6 +100,7 @@ def blend_fields(t: float, vis: tuple[np.ndarray, np.ndarray], gray: tuple[np.nd
     ghost. The plain cross-fade is mixed in, up to `hedge`, in proportion to the disagreement
     (smoothed over a k x k box) up to `hedge_level` levels; not where a sample falls outside its
     frame (they differ there by construction). None when hedge is 0."""
+    in_a, in_b = inside
     vis_a = cv2.remap(vis[0], *maps_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     vis_b = cv2.remap(vis[1], *maps_b, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     w_a = (1.0 - t) * (0.05 + vis_b) * in_a + 1e-4

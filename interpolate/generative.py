@@ -336,6 +336,7 @@ class GenerativeInterpolator(CheckedInterpolator):
     def __init__(
         self,
         family: str = "ltx",
+        *,
         model: str | None = None,
         pipeline=None,
         device: str | None = None,

@@ -12,7 +12,7 @@ import numpy as np
 from keyrender.interpolate.flowcore import inside_frame
 
 
-def match_flow(pa: np.ndarray, pb: np.ndarray, flow: np.ndarray, radius: float,
+def match_flow(pa: np.ndarray, pb: np.ndarray, flow: np.ndarray, radius: float, *,
                min_miss: float = 3.0, min_move: float = 0.0, min_support: int = 1) -> np.ndarray | None:
     """A second flow hypothesis A->B from sparse feature matches (`pa` -> `pb`, N x 2, in the
     flow's pixels), for the motions that DIS's coarse-to-fine search cannot follow (a small
@@ -135,7 +135,7 @@ def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray
 
 
 
-def block_matches(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
+def block_matches(g_from: np.ndarray, g_to: np.ndarray, flow: np.ndarray, grid: tuple[np.ndarray, np.ndarray], *,
                   block: int = 15, stride: int = 8, search: float = 0.3, min_err: float = 20.0,
                   min_score: float = 0.8, max_back: float = 2.0, max_blocks: int = 600
                   ) -> tuple[np.ndarray, np.ndarray]:

@@ -139,7 +139,7 @@ class PoseState(CameraPairState):
     by their own similarity inside their regions. Renders through `flow.render_time` like the
     camera state it extends."""
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, max_side: int, preset: str,
+    def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, *, max_side: int, preset: str,
                  variational: int | None, hints: Sequence[SubjectHint] = (), main: int | None = None):
         h, w = a.shape[:2]
         fh, fw = working_size(h, w, max_side)

@@ -139,7 +139,7 @@ def _decode(container, stream, src: Path):
 PAIR_RECORD = ".keyrender-frames.json"  # the frames this command wrote into its folder last time
 
 
-def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: str | Path, interpolator,
+def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: str | Path, interpolator, *,
                      progress: Callable[[int, int], None] | None = None,
                      find_hints: Callable[[np.ndarray, np.ndarray], list] | None = None) -> dict:
     """Write A, N in-betweens and B as PNGs into `out_dir`, streamed: each frame is written as

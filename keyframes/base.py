@@ -121,6 +121,7 @@ class KeyframeGenerator(Protocol):
         index: int,
         init_image: np.ndarray,
         prompt: str,
+        *,
         strength: float,
         attempt: int,
         identity_strength: float | None = None,

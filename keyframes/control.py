@@ -64,6 +64,7 @@ def load_annotator(kind: str, source: str, cache_dir: str | None, offline: bool)
 def preprocess_control(
     image: np.ndarray,
     kind: str,
+    *,
     preprocessed: bool,
     width: int,
     height: int,

@@ -59,7 +59,7 @@ class DiffusersKeyframeGenerator:
     image (default: the preset's; a call may pass its own).
     """
 
-    def __init__(self, preset: Preset, pipe, name: str, device: str, dtype, id_dim: int,
+    def __init__(self, preset: Preset, pipe, *, name: str, device: str, dtype, id_dim: int,
                  controlnet_loader=None, annotator_loader=None, style_loader=None, cpu_offload: bool = False):
         self.preset = preset
         self.pipe = pipe
@@ -351,7 +351,8 @@ class DiffusersKeyframeGenerator:
             return None
         kind, pre = parsed
         img = _check_image(request.control_image, "the control image", request.shot)
-        cond = preprocess_control(img, kind, pre, request.width, request.height, self._annotator_loader, request.shot)
+        cond = preprocess_control(img, kind, preprocessed=pre, width=request.width, height=request.height,
+                                  annotator=self._annotator_loader, shot=request.shot)
         return kind, cond
 
     # -- the KeyframeGenerator API ----------------------------------------------------------------
@@ -456,10 +457,10 @@ class DiffusersKeyframeGenerator:
         index: int,
         init_image: np.ndarray,
         prompt: str,
+        *,
         strength: float,
         attempt: int,
         identity_strength: float | None = None,
-        *,
         style_strength: float | None = None,
     ) -> np.ndarray:
         """Image-to-image repair of one frame at denoise `strength`, conditioned like `generate`:

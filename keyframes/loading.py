@@ -108,7 +108,7 @@ def _load_tiny(preset: Preset, device: str, dtype, tiny_dir) -> DiffusersKeyfram
     )
 
 
-def _load_real(preset: Preset, device: str, dtype, offline: bool, cache_dir: str, cpu_offload: bool,
+def _load_real(preset: Preset, device: str, dtype, *, offline: bool, cache_dir: str, cpu_offload: bool,
                vae_tiling: bool) -> DiffusersKeyframeGenerator:
     from diffusers import ControlNetModel, StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -253,7 +253,7 @@ def load_generator(
             if p.tiny:
                 gen = _load_tiny(p, dev, dt, tiny_dir)
             else:
-                gen = _load_real(p, dev, dt, off, cache, cpu_offload, vae_tiling)
+                gen = _load_real(p, dev, dt, offline=off, cache_dir=cache, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
             if use_cache:
                 while len(_CACHE) >= _CACHE_SIZE:
                     _CACHE.pop(next(iter(_CACHE)))

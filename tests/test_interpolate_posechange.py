@@ -104,7 +104,7 @@ def test_the_pose_morph_is_continuous_and_its_residual_is_bounded(subject_pair):
     frames = list(inbetween(a, b, ts, hints=[hint]))
     assert held([a, *frames, b]) < 2.0
     matrix, main_index = pair_path([hint])
-    state = PoseState(a, b, matrix, 640, "medium", 1, [hint], main_index)
+    state = PoseState(a, b, matrix, max_side=640, preset="medium", variational=1, hints=[hint], main=main_index)
     side = max(state.wsize)
     # the flow's part is bounded; the background's stay (which undoes the path) adds at most the
     # path's own motion at the frame's corners

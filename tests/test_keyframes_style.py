@@ -335,9 +335,10 @@ def test_repair_passes_the_keyframes_around_the_frame(tmp_path, monkeypatch, gen
         def generate(self, *a, **kw):
             return gen.generate(*a, **kw)
 
-        def regenerate(self, request, index, init_image, prompt, strength, attempt, identity_strength=None):
+        def regenerate(self, request, index, init_image, prompt, *, strength, attempt, identity_strength=None):
             seen.append((sorted(request.fixed), request.style is not None and request.style.scene))
-            return gen.regenerate(request, index, init_image, prompt, strength, attempt, identity_strength)
+            return gen.regenerate(request, index, init_image, prompt, strength=strength, attempt=attempt,
+                                  identity_strength=identity_strength)
 
     samples = Path(__file__).resolve().parent.parent / "samples"
     options = RenderOptions(out=tmp_path / "out", preset="tiny", device="cpu", generator=Recording())

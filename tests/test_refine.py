@@ -45,7 +45,7 @@ class Generator:
             out[i] = img(self.plan.get((i, k), 30))
         return out
 
-    def regenerate(self, request, index, init_image, prompt, strength, attempt, identity_strength=None):
+    def regenerate(self, request, index, init_image, prompt, *, strength, attempt, identity_strength=None):
         self.calls.append(("regenerate", index, attempt))
         return img(self.repair_values.get(attempt, 30))
 
@@ -98,7 +98,7 @@ def test_all_passing_costs_no_generation():
     rec = SpanRecorder()
     interp = dip_interpolator(dip=0)
     loop = IdentityLoop(check, ["anna"], RefineConfig(), Budget(10),
-                        repair=lambda f, im, k: (gen.regenerate(None, f, im, "", 0.3, k), 0), stride=1, rec=rec)
+                        repair=lambda f, im, k: (gen.regenerate(None, f, im, "", strength=0.3, attempt=k), 0), stride=1, rec=rec)
     frames = list(loop.fill_span(0, img(200), 24, img(210), interp))
     assert len(frames) == 23 and gen.calls == [] and not rec.flagged and not rec.repairs
 
@@ -133,7 +133,7 @@ def test_drifting_span_gets_a_new_keyframe_and_passes():
     budget = Budget(10)
 
     def repair(f, image, k):
-        return gen.regenerate(None, f, image, "", 0.35, k), 1234
+        return gen.regenerate(None, f, image, "", strength=0.35, attempt=k), 1234
 
     loop = IdentityLoop(check, ["anna"], RefineConfig(), budget, repair=repair, stride=1, rec=rec)
     frames = list(loop.fill_span(0, img(200), 24, img(200), interp))
@@ -154,7 +154,7 @@ def test_unrepairable_span_is_flagged_bounded_and_never_loops():
     budget = Budget(50)
 
     def repair(f, image, k):
-        return gen.regenerate(None, f, image, "", 0.35, k), k
+        return gen.regenerate(None, f, image, "", strength=0.35, attempt=k), k
 
     loop = IdentityLoop(check, ["anna"], RefineConfig(repair_attempts=2), budget, repair=repair, stride=1, rec=rec)
     frames = list(loop.fill_span(0, img(200), 48, img(200), interp))
@@ -170,7 +170,7 @@ def test_budget_caps_repairs_across_depths():
     budget = Budget(3)
 
     def repair(f, image, k):
-        return gen.regenerate(None, f, image, "", 0.35, k), k
+        return gen.regenerate(None, f, image, "", strength=0.35, attempt=k), k
 
     loop = IdentityLoop(check, ["anna"], RefineConfig(repair_depth=10), budget, repair=repair, stride=1, rec=rec)
     frames = list(loop.fill_span(0, img(200), 64, img(200), interp))
@@ -184,7 +184,7 @@ def test_repair_depth_is_bounded():
     interp = dip_interpolator(dip=200, min_span=2)
     rec = SpanRecorder()
     loop = IdentityLoop(check, ["anna"], RefineConfig(repair_depth=1), Budget(100),
-                        repair=lambda f, im, k: (gen.regenerate(None, f, im, "", 0.35, k), k), stride=1, rec=rec)
+                        repair=lambda f, im, k: (gen.regenerate(None, f, im, "", strength=0.35, attempt=k), k), stride=1, rec=rec)
     frames = list(loop.fill_span(0, img(200), 64, img(200), interp))
     assert len(frames) == 63 and len(gen.calls) == 1 and max(r["depth"] for r in rec.repairs) == 0
 

@@ -46,7 +46,7 @@ class PlantedGenerator:
             out[i] = frame(STRANGER if (i, k) == (1, 0) else ANNA)
         return out
 
-    def regenerate(self, request, index, init_image, prompt, strength, attempt, identity_strength=None):
+    def regenerate(self, request, index, init_image, prompt, *, strength, attempt, identity_strength=None):
         self.calls.append(("regenerate", index, attempt))
         assert init_image.shape == (SIZE, SIZE, 3)
         return frame(ANNA)
@@ -71,7 +71,7 @@ class DriftingInterpolator:
 
 
 @pytest.fixture
-def project(tmp_path) -> Path:
+def drift_project(tmp_path) -> Path:
     cast = tmp_path / "cast" / "anna"
     for i, bg in enumerate((128, 120, 136)):
         ref = synthetic_frame([(ANNA, POS)], size=(SIZE, SIZE), background=bg)
@@ -83,12 +83,12 @@ def project(tmp_path) -> Path:
     return tmp_path
 
 
-def test_planted_drift_is_repaired_and_recorded(project):
-    pack = make_tiny_face_pack(project / "faces")
+def test_planted_drift_is_repaired_and_recorded(drift_project):
+    pack = make_tiny_face_pack(drift_project / "faces")
     gen, interp = PlantedGenerator(), DriftingInterpolator()
-    out = project / "out"
+    out = drift_project / "out"
     options = RenderOptions(out=out, preset="tiny", face_model=str(pack), generator=gen, interpolator=interp)
-    result = render(project / "shots.csv", options)
+    result = render(drift_project / "shots.csv", options)
     assert result.exit_code == 0 and result.shots[0].status == "rendered", result.shots[0].reason
     m = json.loads((out / "S1" / "manifest.json").read_text())
 
@@ -113,7 +113,7 @@ def test_planted_drift_is_repaired_and_recorded(project):
     assert all(s["passed"] for s in scores.values()) and {"0", "24"} <= set(scores)
 
     # the final video holds the repaired frames: every decoded frame shows anna, nobody else
-    checker = FaceChecker(load_face_model(str(pack)), IdentityStore(project / "cast").load_all())
+    checker = FaceChecker(load_face_model(str(pack)), IdentityStore(drift_project / "cast").load_all())
     decoded = {i: img for i, _, img in read_frames(out / "S1" / "video.mp4")}
     assert len(decoded) == 25
     for i, img in decoded.items():
@@ -122,39 +122,39 @@ def test_planted_drift_is_repaired_and_recorded(project):
         assert np.abs(decoded[f].astype(int) - load_image(out / "S1" / f"keyframes/repair_f{f:05d}.png").astype(int)).mean() < 6
 
 
-def test_unrepairable_drift_is_flagged_not_passed(project):
+def test_unrepairable_drift_is_flagged_not_passed(drift_project):
     class NoRepair(PlantedGenerator):
         def regenerate(self, *a, **k):
             self.calls.append(("regenerate",))
             return frame(DRIFT)  # the repair keeps failing
 
-    pack = make_tiny_face_pack(project / "faces")
-    out = project / "out"
+    pack = make_tiny_face_pack(drift_project / "faces")
+    out = drift_project / "out"
     options = RenderOptions(out=out, preset="tiny", face_model=str(pack), generator=NoRepair(),
                             interpolator=DriftingInterpolator())
-    result = render(project / "shots.csv", options)
+    result = render(drift_project / "shots.csv", options)
     assert result.exit_code == 0 and result.shots[0].flagged
     m = json.loads((out / "S1" / "manifest.json").read_text())
     assert m["flagged"] is True and m["identity"]["flagged_frames"]
     assert all(r["result"] == "failed" for r in m["identity"]["repairs"])
     # --strict makes such a shot count as failed
-    strict = render(project / "shots.csv", RenderOptions(out=out, preset="tiny", face_model=str(pack),
+    strict = render(drift_project / "shots.csv", RenderOptions(out=out, preset="tiny", face_model=str(pack),
                                                           generator=NoRepair(), interpolator=DriftingInterpolator(),
                                                           strict=True))
     assert strict.exit_code == 3 and strict.shots[0].status == "cached"
 
 
-def test_prompt_warnings_reach_the_manifest_and_the_console(project):
+def test_prompt_warnings_reach_the_manifest_and_the_console(drift_project):
     class LongPrompts(PlantedGenerator):
         def prompt_warnings(self, request, indices=None):
             return [f"shot {request.shot}: keyframe {i} prompt is 90 tokens" for i in indices]
 
     events = []
-    options = RenderOptions(out=project / "out", preset="tiny", refine=False, generator=LongPrompts(),
+    options = RenderOptions(out=drift_project / "out", preset="tiny", refine=False, generator=LongPrompts(),
                             interpolator=DriftingInterpolator())
-    result = render(project / "shots.csv", options, callback=events.append)
+    result = render(drift_project / "shots.csv", options, callback=events.append)
     assert result.exit_code == 0, result.shots[0].reason
-    m = json.loads((project / "out" / "S1" / "manifest.json").read_text())
+    m = json.loads((drift_project / "out" / "S1" / "manifest.json").read_text())
     assert "shot S1: keyframe 0 prompt is 90 tokens" in m["warnings"]
     assert {"event": "warning", "message": "shot S1: keyframe 1 prompt is 90 tokens"} in events
 
@@ -194,8 +194,9 @@ def test_failing_inbetween_reaches_the_real_tiny_regenerate(tmp_path, copy_sampl
     calls = []
     real = type(tiny_generator).regenerate
 
-    def spy(request, index, init_image, prompt, strength, attempt, identity_strength=None, **kw):
-        out = real(tiny_generator, request, index, init_image, prompt, strength, attempt, identity_strength, **kw)
+    def spy(request, index, init_image, prompt, *, strength, attempt, identity_strength=None, **kw):
+        out = real(tiny_generator, request, index, init_image, prompt, strength=strength, attempt=attempt,
+                   identity_strength=identity_strength, **kw)
         calls.append(dict(index=index, strength=strength, attempt=attempt, identity=identity_strength,
                           fixed=sorted(request.fixed), changed=float(np.abs(out.astype(int) - init_image.astype(int)).mean())))
         return out
