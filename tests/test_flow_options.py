@@ -21,6 +21,7 @@ from keyrender.interpolate.flow import FlowInterpolator
 from keyrender.outputs.media import read_frames
 from keyrender.pipeline import RenderContext, RenderOptions, interpolation_options, plan, render
 from keyrender.shot import options as options_module
+from helpers import run
 
 # two shots on the same storyboard pair (a still camera, and a patch whose content changes
 # without moving: warps disagree there, which is where the hedge acts) and one more
@@ -50,10 +51,6 @@ def shots(project: Path, **hedges: str) -> Path:
     csv = project / "short.csv"
     csv.write_text(HEADER + "".join(row.format(hedges.get(k, "")) for k, row in ROWS.items()))
     return csv
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def statuses(result) -> dict[str, str]:

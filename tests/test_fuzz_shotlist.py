@@ -18,7 +18,8 @@ from keyrender.core.shotlist import ShotListError, load_shotlist  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 VALID = (SAMPLES / "shotlist.csv").read_bytes()
-SETTINGS = settings(max_examples=150, deadline=2000, derandomize=True,
+# correctness, not speed: no deadline (a loaded 2-core machine missed the old 2 s one)
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 # cells chosen to break things: huge exponents, quotes, separators, line ends, NUL, long text
 NASTY = ["1e1000000000", "1e-1000000000", "1e5000", "-1", "0", "nan", "inf", "1/0", '"', '""', ",", ";",
@@ -41,31 +42,31 @@ def _read(path: Path):
         assert time.perf_counter() - t0 < 2.0, "the reader took over 2 s"
 
 
-def _sheet(project: Path, data: bytes) -> Path:
-    p = project / "fuzz.csv"
+def _sheet(shared_project: Path, data: bytes) -> Path:
+    p = shared_project / "fuzz.csv"
     p.write_bytes(data)
     return p
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, copy_sample):
+def shared_project(tmp_path_factory, copy_sample):
     return copy_sample(tmp_path_factory.mktemp("fuzz") / "proj")
 
 
 @SETTINGS
 @given(data=st.binary(max_size=2000))
-def test_arbitrary_bytes(project, data):
-    _read(_sheet(project, data))
+def test_arbitrary_bytes(shared_project, data):
+    _read(_sheet(shared_project, data))
 
 
 @SETTINGS
 @given(ops=st.lists(st.tuples(st.integers(0, len(VALID)), st.integers(0, 8), st.sampled_from(NASTY)),
                     min_size=1, max_size=4))
-def test_mutated_valid_sheet_never_renders_a_malformed_row(project, ops):
+def test_mutated_valid_sheet_never_renders_a_malformed_row(shared_project, ops):
     data = VALID.decode()
     for pos, cut, text in ops:
         data = data[:pos] + text + data[pos + cut:]
-    result = _read(_sheet(project, data.encode()))
+    result = _read(_sheet(shared_project, data.encode()))
     if isinstance(result, ShotListError):
         return
     # it parsed: every shot is a well-formed row of the sheet as the csv module reads it
@@ -83,7 +84,7 @@ def test_mutated_valid_sheet_never_renders_a_malformed_row(project, ops):
 
 @SETTINGS
 @given(cell=st.sampled_from(NASTY) | st.text(max_size=40), column=st.integers(0, 10))
-def test_one_bad_cell_in_a_row_is_located_or_accepted(project, cell, column):
+def test_one_bad_cell_in_a_row_is_located_or_accepted(shared_project, cell, column):
     lines = VALID.decode().splitlines()
     header = lines[0].split(",")
     fields = next(__import__("csv").reader([lines[1]]))
@@ -94,7 +95,7 @@ def test_one_bad_cell_in_a_row_is_located_or_accepted(project, cell, column):
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(fields)
     data = "\n".join([lines[0], buf.getvalue().rstrip("\n"), *lines[2:]]) + "\n"
-    result = _read(_sheet(project, data.encode()))
+    result = _read(_sheet(shared_project, data.encode()))
     if isinstance(result, ShotListError):
         assert all(i.line is not None for i in result.issues), result
         assert any(i.line == 2 for i in result.issues), result  # the bad row, not another

@@ -11,8 +11,6 @@ video model is really called (the tiny diffusion model's random keyframes would 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from keyrender.keyframes.presets import get_preset
 from keyrender.outputs.media import fit_image, load_image
 from keyrender.pipeline import RenderOptions, plan, render
 from keyrender.shot.options import choose_inbetweener
+from helpers import heavy_imports
 
 REPO = "Lightricks/LTX-Video-0.9.5"
 W, H = 96, 64
@@ -78,7 +77,7 @@ def hub_cache_with(folder: Path, cache: Path, repo_id: str = REPO) -> Path:
     return cache
 
 
-def project(root: Path, copy_sample) -> Path:
+def shots_project(root: Path, copy_sample) -> Path:
     proj = copy_sample(root / "proj")
     (proj / "shots.csv").write_text(SHOTS)
     return proj
@@ -106,7 +105,7 @@ def span_backends(m: dict) -> list[tuple[str, str]]:
 
 def test_sdxl_uses_the_video_model_from_a_local_folder(tmp_path, copy_sample, monkeypatch, tiny_ltx_folder):
     monkeypatch.setenv("KEYRENDER_MODEL_LTX", str(tiny_ltx_folder))
-    proj = project(tmp_path, copy_sample)
+    proj = shots_project(tmp_path, copy_sample)
     result, events = run(proj)
     assert {s.shot: s.status for s in result.shots} == {"S": "rendered", "G": "rendered", "B": "rendered"}
 
@@ -132,7 +131,7 @@ def test_sdxl_uses_the_video_model_from_a_local_folder(tmp_path, copy_sample, mo
 
 
 def test_without_weights_it_falls_back_to_flow_and_says_so(tmp_path, copy_sample):
-    proj = project(tmp_path, copy_sample)
+    proj = shots_project(tmp_path, copy_sample)
     result, events = run(proj)
     for shot in "GB":
         m = manifest(proj, shot)
@@ -176,7 +175,7 @@ def load_tiny(tmp_path: Path) -> Path:
 def test_tiny_preset_uses_the_tiny_video_model(tmp_path, copy_sample):
     choice = choose_inbetweener(get_preset("tiny"))
     assert (choice.backend, choice.model, choice.fallback) == ("ltx", "tiny", None)
-    proj = project(tmp_path, copy_sample)
+    proj = shots_project(tmp_path, copy_sample)
     run(proj, preset="tiny")
     assert span_backends(manifest(proj, "B")) == [("ltx", "generative")]
     assert manifest(proj, "B")["interpolation"]["inbetweens"]["model"] == "tiny"
@@ -211,12 +210,10 @@ def test_the_choice_imports_no_torch_and_touches_no_network(tmp_path):
             "from keyrender.keyframes.presets import get_preset\n"
             "from keyrender.shot.options import choose_inbetweener\n"
             "c = choose_inbetweener(get_preset('sdxl'))\n"
-            "assert c.backend == 'flow' and 'hf download' in c.fallback, c\n"
-            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n")
+            "assert c.backend == 'flow' and 'hf download' in c.fallback, c\n")
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "KEYRENDER_MODEL"))}
     env.update(HF_HUB_CACHE=str(tmp_path / "hub"))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    assert heavy_imports(code, env=env) == []
 
 
 def test_dry_run_says_what_generated_keyframes_will_get(tmp_path, copy_sample, monkeypatch, tiny_ltx_folder):
@@ -224,7 +221,7 @@ def test_dry_run_says_what_generated_keyframes_will_get(tmp_path, copy_sample, m
 
     from keyrender.cli import main
 
-    proj = project(tmp_path, copy_sample)
+    proj = shots_project(tmp_path, copy_sample)
     args = ["run", str(proj / "shots.csv"), "--dry-run", "--out", str(proj / "out")]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0 and "in-betweens of generated keyframes: optical flow (a morph between poses)" in r.output

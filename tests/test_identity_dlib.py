@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from keyrender.core.errors import InputError, ModelNotFoundError
 from keyrender.identity import (
@@ -24,6 +23,7 @@ from keyrender.identity import (
     load_face_model,
     read_image,
 )
+from helpers import cli
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 needs_faces = pytest.mark.skipif(not (FACES / "people").is_dir(),
@@ -224,32 +224,26 @@ def test_store_rebuilt_when_the_model_changes(dlib_model, real_cast, tmp_path):
 
 
 # -- the commands with the default model -------------------------------------------------------
-def _cli(*args, env=None):
-    from keyrender.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
-
-
 def test_cli_identity_and_check_with_the_default_model(real_cast, tmp_path):
     env = {"KEYRENDER_FACE_MODEL": ""}
-    r = _cli("identity", "build", real_cast, env=env)
+    r = cli("identity", "build", real_cast, env=env)
     assert r.exit_code == 0, r.output
     assert "obama: built" in r.output and "biden: built" in r.output
-    r = _cli("identity", "list", "--cast", real_cast, "--json", env=env)
+    r = cli("identity", "list", "--cast", real_cast, "--json", env=env)
     assert [x["status"] for x in json.loads(r.output)] == ["ok", "ok"]
-    r = _cli("identity", "compare", "obama", FACES / "people" / "obama" / "obama2.jpg",
+    r = cli("identity", "compare", "obama", FACES / "people" / "obama" / "obama2.jpg",
              "--cast", real_cast, "--json", env=env)
     assert r.exit_code == 0, r.output
     got = json.loads(r.output)
     assert got["same"] is True and got["metric"] == "euclidean" and got["model"].startswith("dlib")
-    r = _cli("identity", "compare", "obama", "biden", "--cast", real_cast, env=env)
+    r = cli("identity", "compare", "obama", "biden", "--cast", real_cast, env=env)
     assert r.exit_code == 0 and "different people" in r.output
     o, b = _photo("obama", "obama2.jpg"), _photo("biden", "biden.jpg")
     video = _video(tmp_path / "v.mp4", [_frame(o)] * 3 + [_frame(b)] * 2)
-    r = _cli("check", video, "--cast", real_cast, "--characters", "obama", env=env)
+    r = cli("check", video, "--cast", real_cast, "--characters", "obama", env=env)
     assert r.exit_code == 3, r.output
     assert "wrong person 2" in r.output and "drift found" in r.output
-    r = _cli("check", video, "--cast", real_cast, "--json", env=env)  # expected if seen
+    r = cli("check", video, "--cast", real_cast, "--json", env=env)  # expected if seen
     data = json.loads(r.output)
     assert r.exit_code == 0 and data["drift"] is False, r.output
 
@@ -260,7 +254,7 @@ def test_generated_shot_without_insightface_pack_says_what_to_fetch(project, tmp
     embeddings: a generated shot fails (alone) with the pack to fetch and where."""
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "ifhome"))
     monkeypatch.delenv("KEYRENDER_FACE_MODEL", raising=False)
-    r = _cli("run", project / "generate.csv", "--out", tmp_path / "out", "--preset", "sd15",
+    r = cli("run", project / "generate.csv", "--out", tmp_path / "out", "--preset", "sd15",
              "--offline", "--json")
     summary = json.loads(r.output.strip().splitlines()[-1])
     reasons = [s["reason"] for s in summary["shots"]]

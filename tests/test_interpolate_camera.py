@@ -12,6 +12,7 @@ import pytest
 from keyrender.interpolate import inbetween
 from keyrender.interpolate.camera import CameraPath, fit_camera, homography_power, solve_camera
 from keyrender.interpolate.flow import FlowInterpolator, cross_fade
+from helpers import psnr
 
 skimage_data = pytest.importorskip("skimage.data")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "bench-data"
@@ -28,11 +29,6 @@ def view_matrix(cx: float, cy: float, width: float, roll: float = 0.0) -> np.nda
 
 def render(img: np.ndarray, m: np.ndarray) -> np.ndarray:
     return cv2.warpPerspective(img, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
 @pytest.fixture(scope="module")

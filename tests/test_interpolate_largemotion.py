@@ -13,13 +13,9 @@ from keyrender.interpolate import inbetween
 from keyrender.interpolate.flow import (
     FlowInterpolator, _PairState, block_matches, dis_refine, match_flow, pick_flow, pixel_grid, render_time,
 )
+from helpers import psnr
 
 skimage_data = pytest.importorskip("skimage.data")
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
 def scene(x: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from keyrender.interpolate import inbetween
 from keyrender.interpolate.camera import CameraPath, fit_camera
 from keyrender.interpolate.direct import colour_distance, direct_camera, few_keypoints
 from keyrender.interpolate.flow import FlowInterpolator, cross_fade
+from helpers import psnr
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "bench-data"
 W, H = 320, 180
@@ -39,11 +40,6 @@ def view(photo: np.ndarray, cx: float, cy: float, width: float, roll: float = 0.
 
 def render(photo: np.ndarray, m: np.ndarray) -> np.ndarray:
     return cv2.warpPerspective(photo, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
 @pytest.mark.parametrize("va, vb", [((0.5, 0.5, 0.6), (0.5, 0.5, 0.4)),          # zoom in 1.5x

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from keyrender.identity import IdentityStore, load_face_model, read_image
 from keyrender.identity.store import metadata_checksum
+from helpers import cli
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 pytestmark = pytest.mark.skipif(not (FACES / "people").is_dir(),
@@ -34,9 +34,8 @@ CAST = {"angelina": ("angelina_jolie", ["img1.jpg", "img2.jpg", "img4.jpg"]),
 
 
 def _cli(*args, env=None):
-    from keyrender.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args], env={"KEYRENDER_FACE_MODEL": "", **(env or {})})
+    """keyrender with the default face model (dlib), whatever the environment says."""
+    return cli(*args, env={"KEYRENDER_FACE_MODEL": "", **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,7 @@ def _save(path: Path, rgb: np.ndarray) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, dlib_model):
+def judge_project(tmp_path_factory, dlib_model):
     """Cast angelina + scarlett (three photos each); storyboards made of held-back photos, each a
     pan of one close-up: `sc` shows scarlett, `an` angelina."""
     root = tmp_path_factory.mktemp("judge")
@@ -156,8 +155,8 @@ def test_one_photo_accepts_the_persons_other_photos(dlib_model):
 
 
 # -- 2./3. who-is-who in a run; storyboards are never repaired -----------------------------------
-def test_storyboard_showing_another_cast_member_names_her(project, tmp_path):
-    root, _ = project
+def test_storyboard_showing_another_cast_member_names_her(judge_project, tmp_path):
+    root, _ = judge_project
     csv = _shotlist(root, "who.csv", ["1,3A,angelina on stage,angelina,13,24,2,sb/sc0.png;sb/sc1.png",
                                       "1,3B,scarlett on stage,scarlett,13,24,2,sb/sc0.png;sb/sc1.png"])
     out = tmp_path / "out"
@@ -190,10 +189,10 @@ def test_storyboard_showing_another_cast_member_names_her(project, tmp_path):
     assert "angelina is scarlett" in shot["reason"] and shot["wrong_person"][0]["shows"] == "scarlett"
 
 
-def test_storyboard_repair_is_asked_for_in_the_shot_list(project, tmp_path):
+def test_storyboard_repair_is_asked_for_in_the_shot_list(judge_project, tmp_path):
     """With storyboard_repair on, the loop tries to repaint the span (here no keyframe model is
     local: the repair is unavailable and that reaches the console once, at the end)."""
-    root, _ = project
+    root, _ = judge_project
     csv = _shotlist(root, "repair.csv", ["1,3A,angelina on stage,angelina,13,24,2,sb/sc0.png;sb/sc1.png,on"],
                     extra=",storyboard_repair")
     r = _cli("run", csv, "--out", tmp_path / "out", "--offline", env={"HF_HOME": str(tmp_path / "hf")})
@@ -207,8 +206,8 @@ def test_storyboard_repair_is_asked_for_in_the_shot_list(project, tmp_path):
     assert "in-between repair unavailable" not in r.output and "1 more warning(s) in the shots' manifests" in r.output
 
 
-def test_a_cast_member_without_a_usable_photo_is_left_out_once(project, tmp_path):
-    root, _ = project
+def test_a_cast_member_without_a_usable_photo_is_left_out_once(judge_project, tmp_path):
+    root, _ = judge_project
     proj = tmp_path / "proj"
     shutil.copytree(root / "cast", proj / "cast", ignore=shutil.ignore_patterns(".keyrender"))
     shutil.copytree(root / "sb", proj / "sb")
@@ -240,10 +239,10 @@ class _OneWrongFace:
 
 
 @pytest.mark.parametrize("follow", [True, False])
-def test_a_wrong_face_in_a_single_checked_frame_is_caught(project, tmp_path, follow):
+def test_a_wrong_face_in_a_single_checked_frame_is_caught(judge_project, tmp_path, follow):
     from keyrender.pipeline import RenderOptions, render
 
-    root, faces = project
+    root, faces = judge_project
     csv = _shotlist(root, "single.csv", ["1,S,scarlett,scarlett,13,24,2,sb/sc0.png;sb/sc1.png"])
     out = tmp_path / "out"
     result = render(csv, RenderOptions(out=out, follow_faces=follow, interpolator=_OneWrongFace(faces["an"], 6, 13)))
@@ -261,7 +260,7 @@ def test_a_wrong_face_in_a_single_checked_frame_is_caught(project, tmp_path, fol
         assert ident["checks"] == {"embedded": 5, "followed": 0}
 
 
-def test_following_agrees_with_embedding_on_real_faces(project, dlib_model):
+def test_following_agrees_with_embedding_on_real_faces(judge_project, dlib_model):
     """In-betweens of a pan: followed, each passes with the keyframes' similarity interpolated,
     within 0.05 of what embedding it gives; the other person's face at the same place is not
     followed but embedded, and named."""
@@ -269,7 +268,7 @@ def test_following_agrees_with_embedding_on_real_faces(project, dlib_model):
     from keyrender.identity.follow import FollowingChecker
     from keyrender.interpolate import get_interpolator
 
-    root, faces = project
+    root, faces = judge_project
     ids = IdentityStore(root / "cast").build(dlib_model)
     full = FaceChecker(dlib_model, ids)
     follower = FollowingChecker(full)

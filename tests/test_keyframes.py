@@ -3,8 +3,6 @@ IP-Adapter loader, no weights, no network."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -21,6 +19,7 @@ from keyrender.keyframes import (
     list_presets,
     load_generator,
 )
+from helpers import RUN_CLI, heavy_imports
 
 
 OFF = ConsistentAttentionOptions(enabled=False)
@@ -39,9 +38,7 @@ def gen(tiny_generator):
 
 
 def test_import_does_not_pull_torch():
-    code = "import sys, keyrender.keyframes, keyrender.keyframes.presets; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert heavy_imports("import keyrender.keyframes, keyrender.keyframes.presets") == []
 
 
 def test_presets_registry():
@@ -409,12 +406,9 @@ def test_run_joint_attention_flags_are_validated(project):
 
 
 def test_run_joint_flags_keep_the_dry_run_torch_free(project):
-    code = ("import sys\nfrom keyrender.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-            "    assert not e.code, e.code\nassert 'torch' not in sys.modules\n")
     args = ["run", str(project / "generate.csv"), "--dry-run", "--joint-rate", "0.7", "--joint-layers", "all",
             "--joint-steps", "0:0.5", "--no-joint-attention"]
-    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    assert heavy_imports(RUN_CLI, *args) == []
 
 
 def test_joint_options_reach_the_generator_per_request(tmp_path, monkeypatch):

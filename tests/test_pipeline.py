@@ -4,27 +4,13 @@ failure isolation, crash safety, and the torch-free dry run."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from keyrender.cli import main
 from keyrender.outputs.media import load_image, probe_video, read_frames
-
-
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+from helpers import RUN_CLI, psnr, run, run_python
 
 
 def test_sample_renders_videos_keyframes_manifests_then_caches(project):
@@ -166,26 +152,13 @@ def test_crash_mid_shot_leaves_old_output_and_no_half_files(project, monkeypatch
     assert pipeline.is_done(out / "1A", json.loads((out / "1A" / "manifest.json").read_text())["cache_key"])
 
 
-NO_TORCH = """
-import sys
-from keyrender.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    assert not e.code, e.code
-assert 'torch' not in sys.modules, 'torch was imported'
-assert 'diffusers' not in sys.modules, 'diffusers was imported'
-"""
-
-
 def test_dry_run_and_help_import_no_torch(project):
-    args = ["run", str(project / "shotlist.csv"), "--dry-run", "--out", str(project / "out")]
-    p = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert "3 of 3 shots to render" in p.stdout and "23.976 fps" in p.stdout and "storyboard" in p.stdout
+    heavy, printed = run_python(RUN_CLI, "run", project / "shotlist.csv", "--dry-run", "--out", project / "out")
+    assert heavy == []
+    assert "3 of 3 shots to render" in printed and "23.976 fps" in printed and "storyboard" in printed
     assert not (project / "out").exists()
-    p = subprocess.run([sys.executable, "-c", NO_TORCH, "--help"], capture_output=True, text=True)
-    assert p.returncode == 0 and "run" in p.stdout, p.stderr
+    heavy, printed = run_python(RUN_CLI, "--help")
+    assert heavy == [] and "run" in printed
 
 
 def test_only_and_unknown_shot(project):

@@ -14,10 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from keyrender.cli import main
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+from helpers import run
 
 
 # ---- 1. never replace what keyrender did not write -------------------------------------------

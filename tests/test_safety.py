@@ -17,10 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from keyrender.cli import main
-
-
-def run(*args: str, catch: bool = False):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=catch)
+from helpers import run
 
 
 def _tree(p: Path) -> dict[str, bytes]:
