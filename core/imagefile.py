@@ -67,6 +67,8 @@ def probe_image(path: str | os.PathLike) -> ImageHeader:
         raise ImageFileError(path, "not found") from None
     except OSError as exc:
         raise ImageFileError(path, f"cannot be read: {exc.strerror}") from None
+    except ValueError:  # a NUL character: no file system has such a name
+        raise ImageFileError(path, "is not a valid file name (it contains a NUL character)") from None
     if not stat.S_ISREG(st.st_mode):
         raise ImageFileError(path, "not a regular file")
     if st.st_size > MAX_IMAGE_BYTES:

@@ -14,7 +14,6 @@ exactly the independent result.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -174,7 +173,3 @@ def uninstall_consistent_attention(unet) -> int:
         unet.set_attn_processor(procs)
     return count
 
-
-def tokens_per_rate(rows: int, tokens: int, rate: float) -> int:
-    """How many extra key/value tokens each row gets (for docs / memory estimates)."""
-    return 0 if rows < 2 else max(1, int(math.floor(rate * (rows - 1) * tokens + 0.5)))

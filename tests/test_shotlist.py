@@ -159,6 +159,13 @@ def test_unreadable_image_and_quotes(tmp_path):
     assert "not an image file" in errs[1] and ":3:" in errs[1]
 
 
+def test_an_image_name_with_a_nul_character_is_a_located_error(tmp_path):
+    """Found by the fuzz test: a NUL in a keyframe image's name reached the file system (ValueError)."""
+    p = write(tmp_path, "scene,shot,prompt,duration,keyframe_images\n1,a,x,1,a\0b.png\n")
+    (err,) = errors_of(p)
+    assert ":2:" in err and "keyframe_images" in err and "NUL character" in err
+
+
 @pytest.mark.parametrize("text,expected", [
     ("24", Fraction(24)), ("23.976", Fraction(24000, 1001)), ("29.97", Fraction(30000, 1001)),
     ("59.94", Fraction(60000, 1001)), ("25", Fraction(25)), ("24000/1001", Fraction(24000, 1001)), ("12.5", Fraction(25, 2)),
