@@ -64,6 +64,7 @@ class _Ref:
         self.sid, self.fn, self.payload = sid, fn, payload
 
 
+@pytest.mark.slow
 def test_scene_first_shot_runs_first_and_its_keyframe_is_sent_as_anchor(project, monkeypatch):
     # 1X generates its middle keyframe: it waits for 1A, the first shot of scene 1
     csv = project / "shotlist.csv"
@@ -104,6 +105,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_renders_the_sample_like_the_local_executor(ray_cluster, project, tmp_path):
     events = []
     local = render(project / "shotlist.csv", RenderOptions(out=tmp_path / "local"))
@@ -126,6 +128,7 @@ def test_ray_renders_the_sample_like_the_local_executor(ray_cluster, project, tm
     assert [r.status for r in again.shots] == ["cached"] * 3
 
 
+@pytest.mark.slow
 def test_a_ray_worker_uses_the_in_betweener_the_plan_chose(ray_cluster, project, tmp_path, monkeypatch):
     """The plan decides once: the driver finds the video model's weights (here through its
     KEYRENDER_MODEL_LTX, which the Ray workers, started earlier, do not have); the cache key names

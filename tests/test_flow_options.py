@@ -140,6 +140,7 @@ def test_cache_key_holds_the_effective_options(project):
     assert keys(sl, hedge=0.0) != keys(sl, hedge=1.0)
 
 
+@pytest.mark.slow
 def test_changing_a_shots_hedge_renders_that_shot_only_and_the_option_reaches_the_frames(project):
     out = project / "out"
     first = render(shots(project), RenderOptions(out=out))

@@ -77,6 +77,7 @@ PRESET_SIZES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family, spec, components, nbytes", PRESET_SIZES)
 def test_counts_match_the_presets_download_sizes(family, spec, components, nbytes):
     """The keyframe presets state each download's size (rounded, "~7 GB"); the published configs
@@ -166,6 +167,7 @@ def test_adapter_files_have_the_layout_diffusers_loads():
         assert "faceid_0" in getattr(pipe.unet, "peft_config", {})
 
 
+@pytest.mark.slow
 def test_auto_caps_fit_the_budget_and_keep_the_denoiser_first():
     import fullsize
 

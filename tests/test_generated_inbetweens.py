@@ -103,6 +103,7 @@ def span_backends(m: dict) -> list[tuple[str, str]]:
     return [(sp["backend"], sp["mode"]) for sp in m["interpolation"]["spans"]]
 
 
+@pytest.mark.slow
 def test_sdxl_uses_the_video_model_from_a_local_folder(tmp_path, copy_sample, monkeypatch, tiny_ltx_folder):
     monkeypatch.setenv("KEYRENDER_MODEL_LTX", str(tiny_ltx_folder))
     proj = shots_project(tmp_path, copy_sample)
@@ -130,6 +131,7 @@ def test_sdxl_uses_the_video_model_from_a_local_folder(tmp_path, copy_sample, mo
     assert "in-betweened by the keyframe-conditioned video model <b>ltx</b>" in html
 
 
+@pytest.mark.slow
 def test_without_weights_it_falls_back_to_flow_and_says_so(tmp_path, copy_sample):
     proj = shots_project(tmp_path, copy_sample)
     result, events = run(proj)
@@ -172,6 +174,7 @@ def load_tiny(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_tiny_preset_uses_the_tiny_video_model(tmp_path, copy_sample):
     choice = choose_inbetweener(get_preset("tiny"))
     assert (choice.backend, choice.model, choice.fallback) == ("ltx", "tiny", None)
@@ -234,6 +237,7 @@ def test_dry_run_says_what_generated_keyframes_will_get(tmp_path, copy_sample, m
     assert f"storyboard pictures that are not one camera move): video model ltx ({tiny_ltx_folder})" in r.output
 
 
+@pytest.mark.slow
 def test_storyboard_pictures_that_are_not_a_camera_move_get_the_video_model_when_it_is_here(tmp_path, copy_sample,
                                                                                           monkeypatch):
     """With the video model's weights on the machine (here the tiny LTX, through its variable), a

@@ -123,6 +123,7 @@ def test_identity_package_import_does_not_import_dlib():
 
 
 # -- identities and checks on real faces -------------------------------------------------------
+@pytest.mark.slow
 def test_same_person_accepted_other_people_and_strangers_rejected(dlib_model, real_cast):
     ids = IdentityStore(real_cast).build(dlib_model)
     obama, biden = ids["obama"], ids["biden"]
@@ -182,6 +183,7 @@ def _frame(*photos: np.ndarray, size=(512, 288)) -> np.ndarray:
     return frame
 
 
+@pytest.mark.slow
 def test_swap_across_frames_is_the_wrong_person(dlib_model, real_cast, tmp_path):
     ids = IdentityStore(real_cast).build(dlib_model)
     o, b = _photo("obama", "obama2.jpg"), _photo("biden", "biden.jpg")
@@ -197,6 +199,7 @@ def test_swap_across_frames_is_the_wrong_person(dlib_model, real_cast, tmp_path)
     assert status == ["pass"] * 6 + ["wrong:biden"] * 2 and result.drift
 
 
+@pytest.mark.slow
 def test_store_rebuilt_when_the_model_changes(dlib_model, real_cast, tmp_path):
     from keyrender.identity.tiny import make_tiny_face_pack
 
@@ -224,6 +227,7 @@ def test_store_rebuilt_when_the_model_changes(dlib_model, real_cast, tmp_path):
 
 
 # -- the commands with the default model -------------------------------------------------------
+@pytest.mark.slow
 def test_cli_identity_and_check_with_the_default_model(real_cast, tmp_path):
     env = {"KEYRENDER_FACE_MODEL": ""}
     r = cli("identity", "build", real_cast, env=env)

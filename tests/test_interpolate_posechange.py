@@ -195,6 +195,7 @@ def span_measures():
     ("jennifer", "img53.jpg", "img54.jpg"),   # held before (a cut), 14 of 16 pairs of the issue were
     ("jack", "img16.jpg", "img17.jpg"),       # flow before, 0.15% torn: a pale patch on the jacket
 ])
+@pytest.mark.slow
 def test_a_pose_change_of_real_photos_is_neither_torn_nor_held(tmp_path, person, photo_a, photo_b):
     from keyrender.identity.dlib_backend import DlibFaceEmbedder
     from keyrender.outputs.media import load_image

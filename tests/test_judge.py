@@ -133,6 +133,7 @@ def test_one_photo_identity_takes_the_pair_threshold_and_says_so(tmp_path):
     assert store.load("angelina").threshold == pytest.approx(0.45)
 
 
+@pytest.mark.slow
 def test_one_photo_accepts_the_persons_other_photos(dlib_model):
     """The issue's performer cast from one photo (58% of a close-up's frames passed at 0.50):
     cast from each john's first photo, the other ten photos of him are accepted (>= 90%) and
@@ -155,6 +156,7 @@ def test_one_photo_accepts_the_persons_other_photos(dlib_model):
 
 
 # -- 2./3. who-is-who in a run; storyboards are never repaired -----------------------------------
+@pytest.mark.slow
 def test_storyboard_showing_another_cast_member_names_her(judge_project, tmp_path):
     root, _ = judge_project
     csv = _shotlist(root, "who.csv", ["1,3A,angelina on stage,angelina,13,24,2,sb/sc0.png;sb/sc1.png",
@@ -189,6 +191,7 @@ def test_storyboard_showing_another_cast_member_names_her(judge_project, tmp_pat
     assert "angelina is scarlett" in shot["reason"] and shot["wrong_person"][0]["shows"] == "scarlett"
 
 
+@pytest.mark.slow
 def test_storyboard_repair_is_asked_for_in_the_shot_list(judge_project, tmp_path):
     """With storyboard_repair on, the loop tries to repaint the span (here no keyframe model is
     local: the repair is unavailable and that reaches the console once, at the end)."""
@@ -206,6 +209,7 @@ def test_storyboard_repair_is_asked_for_in_the_shot_list(judge_project, tmp_path
     assert "in-between repair unavailable" not in r.output and "1 more warning(s) in the shots' manifests" in r.output
 
 
+@pytest.mark.slow
 def test_a_cast_member_without_a_usable_photo_is_left_out_once(judge_project, tmp_path):
     root, _ = judge_project
     proj = tmp_path / "proj"
@@ -288,6 +292,7 @@ def test_following_agrees_with_embedding_on_real_faces(judge_project, dlib_model
     assert follower.counts["embedded"] == 3
 
 
+@pytest.mark.slow
 def test_cached_frontal_detector_is_dlibs_own(tmp_path, monkeypatch):
     import dlib
 

@@ -104,6 +104,7 @@ def test_generate_shapes_and_determinism(gen):
     assert _diff(a[0], a[1]) > 0  # per-keyframe seeds and prompts
 
 
+@pytest.mark.slow
 def test_joint_attention_changes_batch_and_off_is_independent(gen):
     off_req, on_req = _request(consistent=OFF), _request(consistent=ALL)
     off = gen.generate(off_req)

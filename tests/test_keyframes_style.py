@@ -259,6 +259,7 @@ def _with_style_image(proj) -> None:
         w.writerows(rows)
 
 
+@pytest.mark.slow
 def test_run_with_a_style_image_tiny(tmp_path, monkeypatch, copy_sample):
     from click.testing import CliRunner
 

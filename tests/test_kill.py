@@ -23,6 +23,7 @@ def _leftovers(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if p.name.startswith((".staging-", ".old-")) or ".tmp" in p.name]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_mid_shot_then_rerun_finishes_with_every_file_valid(tmp_path, copy_sample):
     proj = tmp_path / "proj"

@@ -13,6 +13,7 @@ from keyrender.outputs.media import load_image, probe_video, read_frames
 from helpers import RUN_CLI, psnr, run, run_python
 
 
+@pytest.mark.slow
 def test_sample_renders_videos_keyframes_manifests_then_caches(project):
     out = project / "out"
     r = run("run", str(project / "shotlist.csv"), "--out", str(out))
@@ -99,6 +100,7 @@ def test_character_without_photos_is_bad_input_in_dry_run_and_run(project):
         assert ":2: column 'characters'" in r.output and not out.exists()
 
 
+@pytest.mark.slow
 def test_one_broken_shot_fails_alone_with_exit_3(project):
     # a PNG whose header, chunks and CRCs are whole but whose pixel data does not inflate passes
     # validation (which decodes nothing) and fails at render time
@@ -121,6 +123,7 @@ def test_one_broken_shot_fails_alone_with_exit_3(project):
     assert not (out / "2A").exists() and not list(out.glob(".staging-*"))
 
 
+@pytest.mark.slow
 def test_crash_mid_shot_leaves_old_output_and_no_half_files(project, monkeypatch):
     from keyrender import pipeline
     from keyrender.outputs import media

@@ -56,6 +56,7 @@ def _images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)]
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_and_escapes_shot_list_text(runs, tmp_path):
     import cv2
 

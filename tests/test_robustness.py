@@ -49,6 +49,7 @@ def test_names_keyrender_writes_in_the_output_folder_are_reserved(project, shot_
     assert r.exit_code == 2 and "reserved" in r.output and ":2: column 'shot'" in r.output, r.output
 
 
+@pytest.mark.slow
 def test_own_shot_folders_are_still_replaced_and_a_foreign_one_is_not(project):
     out = project / "out"
     csv = project / "shotlist.csv"
@@ -329,6 +330,7 @@ def test_killed_report_writes_leave_no_temp_files_after_the_next_run(project):
 # ---- 8, 11. keyrender interpolate A B --frames N ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_interpolate_pair_streams_pads_names_and_cleans_only_its_own_frames(project, tmp_path):
     from keyrender.interpolate.retime import interpolate_pair
     from keyrender.outputs.media import load_image
@@ -392,6 +394,7 @@ def _faststart(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index_first", [False, True])
 def test_truncated_video_to_interpolate_factor_is_one_line_exit_2(project, tmp_path, index_first):
     out = project / "out"

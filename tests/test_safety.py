@@ -172,6 +172,7 @@ def test_report_and_timeline_writers_leave_a_file_they_did_not_write(project, tm
         write(result, sl, p)
 
 
+@pytest.mark.slow
 def test_users_files_inside_a_shot_folder_survive_a_rerender(project):
     out = project / "out"
     csv = project / "shotlist.csv"
@@ -215,6 +216,7 @@ def test_a_users_file_under_a_name_the_new_render_writes_is_kept_beside(tmp_path
 # ---- 4. two shot lists in one folder ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_shot_list_does_not_take_over_the_first_ones_folder(project, tmp_path):
     csv = project / "shotlist.csv"
     ep2 = project / "episode2.csv"
@@ -588,6 +590,7 @@ def test_a_corrupted_store_is_called_damaged_not_unbuilt(tmp_path, tiny_pack):
     assert "alice: stale (damaged" in r.output and "not built" not in r.output, r.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_rays_shutdown_is_one_line_and_exit_130(project, tmp_path):
     """A Ctrl-C that lands while Ray shuts down (the SIGINT is sent from inside Ray's shutdown,
     so it lands there every time): one line, exit 130; no traceback from an exit hook."""

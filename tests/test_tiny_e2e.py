@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 from click.testing import CliRunner
 
 from keyrender.cli import main
@@ -22,6 +23,7 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@pytest.mark.slow
 def test_generate_sample_renders_with_tiny_preset(tmp_path, monkeypatch, copy_sample):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("KEYRENDER_CACHE", str(tmp_path / "cache"))
