@@ -450,8 +450,8 @@ def run_video_family(family: str, args, rows: list) -> None:
         load_dtype,
         model_spec,
         place_pipeline,
-        tiny_t5_tokenizer,
     )
+    from keyrender.interpolate.tiny import tiny_t5_tokenizer
 
     device, dtype, caps = args.device, torch_dtype(args.dtype[family]), args.caps[family]
     comps = fm.FAMILIES[family]

@@ -58,7 +58,7 @@ def clean_env(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_ltx_folder(tmp_path_factory) -> Path:
-    from keyrender.interpolate.generative import tiny_ltx_pipeline
+    from keyrender.interpolate.tiny import tiny_ltx_pipeline
 
     folder = tmp_path_factory.mktemp("ltx") / "tiny-ltx"
     tiny_ltx_pipeline().save_pretrained(folder)
@@ -167,7 +167,7 @@ def test_without_weights_it_falls_back_to_flow_and_says_so(tmp_path, copy_sample
 
 
 def load_tiny(tmp_path: Path) -> Path:
-    from keyrender.interpolate.generative import tiny_ltx_pipeline
+    from keyrender.interpolate.tiny import tiny_ltx_pipeline
 
     folder = tmp_path / "tiny-ltx"
     tiny_ltx_pipeline().save_pretrained(folder)

@@ -18,6 +18,7 @@ pytest.importorskip("diffusers")
 from keyrender.core.errors import ModelNotFoundError  # noqa: E402
 from keyrender.interpolate import get_interpolator, inbetween  # noqa: E402
 from keyrender.interpolate import generative as gen  # noqa: E402
+from keyrender.interpolate import tiny  # noqa: E402
 
 
 def texture(h, w, seed=0):
@@ -38,7 +39,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def tiny_pipe():
-    return gen.tiny_ltx_pipeline(seed=0)
+    return tiny.tiny_ltx_pipeline(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_bad_options_fail_fast():
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_tiny_ltx_on_cuda_half_precision(pair, dtype):
     a, b = pair
-    pipe = gen.tiny_ltx_pipeline(seed=0).to("cuda", getattr(torch, dtype))
+    pipe = tiny.tiny_ltx_pipeline(seed=0).to("cuda", getattr(torch, dtype))
     info: dict = {}
     outs = list(gen.GenerativeInterpolator(pipeline=pipe, steps=2, denoise_strength=0.5).inbetween(a, b, [0.5], info=info))
     assert info["mode"] == "generative"
@@ -236,7 +237,7 @@ def test_non_finite_output_is_an_error(tiny_pipe, pair):
 
 @pytest.fixture(scope="module")
 def tiny_wan():
-    return gen.tiny_wan_pipeline(seed=0)
+    return tiny.tiny_wan_pipeline(seed=0)
 
 
 def test_tiny_wan_flf2v_pipeline_interpolates_on_cpu(tiny_wan, pair):
@@ -332,7 +333,7 @@ def test_wan_model_folder_round_trip_keeps_vae_and_clip_in_float32(tiny_wan, pai
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_tiny_wan_on_cuda_bfloat16_with_float32_vae(pair):
     a, b = pair
-    pipe = gen.tiny_wan_pipeline(seed=0)
+    pipe = tiny.tiny_wan_pipeline(seed=0)
     pipe.transformer.to(torch.bfloat16)
     pipe.text_encoder.to(torch.bfloat16)
     pipe.to("cuda")
@@ -393,5 +394,5 @@ def test_offload_and_vae_tiling_options_reach_the_pipeline(pair):
     info: dict = {}
     out = list(interp.inbetween(a, b, [0.5], info=info))
     assert info["mode"] == "generative" and out[0].shape == a.shape
-    placed = gen.place_pipeline(gen.tiny_wan_pipeline(seed=0), "cpu", vae_tiling=True)
+    placed = gen.place_pipeline(tiny.tiny_wan_pipeline(seed=0), "cpu", vae_tiling=True)
     assert placed.vae.use_tiling
