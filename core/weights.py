@@ -187,6 +187,28 @@ def load_errors(what: str, location: str, spec: WeightSpec | None, env_var: str 
         raise missing_weights(what, location, spec, f"or not loadable ({first[:300]})", env_var, alternative) from exc
 
 
+def place_pipeline(pipe, device: str | None = None, *, cpu_offload: bool = False, vae_tiling: bool = False):
+    """Put a loaded diffusers pipeline where it runs and return it (the keyframe generator and the
+    video models alike): on `device` (default: CUDA when there is one); with `cpu_offload` on a
+    CUDA device, under diffusers' model CPU offload instead (each model moves to the GPU only while
+    it runs: Wan 2.1 FLF2V's transformer alone is 33 GB in bfloat16, so the whole pipeline fits no
+    24 or 48 GB card otherwise; on the CPU it is ignored); `vae_tiling`: the VAE decodes (and
+    encodes) in tiles, so its activations no longer grow with the picture or the clip. Progress
+    bars off. torch is imported only to find the default device."""
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cpu_offload and str(device).startswith("cuda"):
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @contextlib.contextmanager
 def quiet_hf() -> Iterator[None]:
     """Set diffusers' and transformers' logging to errors only for the block; restore after.

@@ -4,6 +4,8 @@ residual flow on the pre-aligned pair."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -18,6 +20,42 @@ def field_scale(h: int, w: int, fh: int, fw: int) -> np.ndarray:
     `_strip` samples the fields)."""
     sx, sy = w / fw, h / fh
     return np.float64([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class HalfwayViews:
+    """A pair carried to the camera's half-way view at the flow's working size (`halfway_views`):
+    the grey keyframes `am` (A by H^(1/2)) and `bm` (B by H^(-1/2)), where each has content (`va`,
+    `vb`: 1 inside its view), the camera path at that size (`path`) and the map from its pixels to
+    the frame's (`scale`, see `field_scale`)."""
+
+    size: tuple[int, int]
+    flow_size: tuple[int, int]
+    scale: np.ndarray
+    path: object  # keyrender.interpolate.camera.CameraPath
+    am: np.ndarray
+    bm: np.ndarray
+    va: np.ndarray
+    vb: np.ndarray
+
+
+def halfway_views(a: np.ndarray, b: np.ndarray, matrix: np.ndarray, max_side: int) -> HalfwayViews:
+    """A and B (RGB) at the flow's working size (long side at most `max_side`), grey, carried to
+    the half-way view of the camera `matrix` (A's pixels to B's)."""
+    from keyrender.interpolate.camera import CameraPath
+
+    h, w = a.shape[:2]
+    fh, fw = working_size(h, w, max_side)
+    ga, gb = gray_pair(a, b, (fh, fw))
+    cf = field_scale(h, w, fh, fw)
+    path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
+    half, half_inv = path_f.at(0.5), path_f.at(-0.5)
+    am = cv2.warpPerspective(ga, half, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bm = cv2.warpPerspective(gb, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ones = np.ones((fh, fw), np.float32)
+    va = cv2.warpPerspective(ones, half, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
+    vb = cv2.warpPerspective(ones, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
+    return HalfwayViews((h, w), (fh, fw), cf, path_f, am, bm, va, vb)
 
 
 def _apply(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,19 +82,9 @@ class CameraPairState:
 
     def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, max_side: int, preset: str,
                  variational: int | None):
-        from keyrender.interpolate.camera import CameraPath
-
-        h, w = a.shape[:2]
-        fh, fw = working_size(h, w, max_side)
-        ga, gb = gray_pair(a, b, (fh, fw))
-        cf = field_scale(h, w, fh, fw)
-        path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
-        half, half_inv = path_f.at(0.5), path_f.at(-0.5)
-        am = cv2.warpPerspective(ga, half, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        bm = cv2.warpPerspective(gb, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ones = np.ones((fh, fw), np.float32)
-        va = cv2.warpPerspective(ones, half, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
-        vb = cv2.warpPerspective(ones, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
+        views = halfway_views(a, b, matrix, max_side)
+        (h, w), (fh, fw), cf, path_f = views.size, views.flow_size, views.scale, views.path
+        am, bm, va, vb = views.am, views.bm, views.va, views.vb
         am_f = np.where(va > 0.5, am, np.where(vb > 0.5, bm, am))
         bm_f = np.where(vb > 0.5, bm, np.where(va > 0.5, am, bm))
         r01, r10 = bidirectional_flow(am_f, bm_f, preset, variational)

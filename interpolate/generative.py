@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from keyrender.core import weights
-from keyrender.core.weights import WeightSpec, quiet_hf
+from keyrender.core.weights import WeightSpec, place_pipeline, quiet_hf
 from keyrender.interpolate.base import CheckedInterpolator
 from keyrender.interpolate.checks import InterpolationInputError
 
@@ -130,25 +130,6 @@ def load_pipeline(family: str = "ltx", model: str | None = None, device: str | N
     return place_pipeline(pipe, device, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
 
 
-def place_pipeline(pipe, device: str | None = None, cpu_offload: bool = False, vae_tiling: bool = False):
-    """Put a video pipeline where it runs and return it: on `device` (default: CUDA when there is
-    one); with `cpu_offload` on a CUDA device, under diffusers' model CPU offload instead (each
-    model moves to the GPU only while it runs: Wan 2.1 FLF2V's transformer alone is 33 GB in
-    bfloat16, its UMT5 encoder 11 GB, so the whole pipeline fits no 24 or 48 GB card otherwise;
-    on the CPU it is ignored); `vae_tiling`: the VAE decodes (and encodes) in tiles, so the
-    decoder's activations no longer grow with the whole clip's size."""
-    import torch
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cpu_offload and str(device).startswith("cuda"):
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    if vae_tiling:
-        pipe.vae.enable_tiling()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 # Wan 2.1 image-to-video attends to image and text tokens apart: its attention processor takes the

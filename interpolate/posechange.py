@@ -41,8 +41,7 @@ import cv2
 import numpy as np
 
 from keyrender.interpolate.base import SubjectHint
-from keyrender.interpolate.camera import CameraPath
-from keyrender.interpolate.camerapair import CameraPairState, field_scale
+from keyrender.interpolate.camerapair import CameraPairState, field_scale, halfway_views
 from keyrender.interpolate.flowcore import (
     bidirectional_flow, consistency, gray_pair, pixel_grid, shrink_flow, working_size,
 )
@@ -141,17 +140,9 @@ class PoseState(CameraPairState):
 
     def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, *, max_side: int, preset: str,
                  variational: int | None, hints: Sequence[SubjectHint] = (), main: int | None = None):
-        h, w = a.shape[:2]
-        fh, fw = working_size(h, w, max_side)
-        ga, gb = gray_pair(a, b, (fh, fw))
-        cf = field_scale(h, w, fh, fw)
-        path_f = CameraPath(np.linalg.inv(cf) @ matrix @ cf)
-        half, half_inv = path_f.at(0.5), path_f.at(-0.5)
-        am = cv2.warpPerspective(ga, half, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        bm = cv2.warpPerspective(gb, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ones = np.ones((fh, fw), np.float32)
-        va = cv2.warpPerspective(ones, half, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
-        vb = cv2.warpPerspective(ones, half_inv, (fw, fh), flags=cv2.INTER_LINEAR, borderValue=0)
+        views = halfway_views(a, b, matrix, max_side)
+        (h, w), (fh, fw), cf, path_f = views.size, views.flow_size, views.scale, views.path
+        am, bm, va, vb = views.am, views.bm, views.va, views.vb
         self.overlap = float(((va > 0.5) & (vb > 0.5)).mean())
         r01, r10 = bidirectional_flow(am, bm, preset, variational)
         self.flow_size = (fh, fw)

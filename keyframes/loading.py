@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from ..core.errors import InputError, ModelNotFoundError
-from ..core.weights import hub_cache_dir, looks_local, offline as offline_switch, quiet_hf
+from ..core.weights import hub_cache_dir, looks_local, offline as offline_switch, place_pipeline, quiet_hf
 from .adapters import AdapterFiles, component_errors, load_ip_adapters, resolve_component, resolve_style
 from .generator import DiffusersKeyframeGenerator
 from .presets import Preset, get_preset
@@ -187,13 +187,7 @@ def generator_from_pipeline(preset: Preset, pipe, faceid: AdapterFiles, *, name:
     offload = bool(cpu_offload) and str(device).startswith("cuda")
     with component_errors(preset, "faceid", faceid.source), quiet_hf():
         load_ip_adapters(pipe, faceid, **hub_kwargs)
-    if offload:
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    if vae_tiling:
-        pipe.vae.enable_tiling()
-    pipe.set_progress_bar_config(disable=True)
+    place_pipeline(pipe, device, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     id_dim = pipe.unet.encoder_hid_proj.image_projection_layers[0].ff.net[0].proj.in_features
 
     def controlnets(kind):
