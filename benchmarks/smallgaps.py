@@ -20,6 +20,7 @@ many in-betweens are bit-identical between the two versions (sha256 of the pixel
     python benchmarks/smallgaps.py --gaps 8,16,24 --rounds 1        # keyframe spacing: identical?
     python benchmarks/smallgaps.py --before 79a7fa6 --clips vtest --gaps 4
     python benchmarks/smallgaps.py --clips camera --gaps 24 --rounds 1   # the camera-move suite
+    python benchmarks/smallgaps.py --clips camera-course --gaps 2,4      # its moves at 2-4 frame gaps
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def worker(clip: Path, k: int, limit: int, out: Path) -> None:
     from keyrender.interpolate import inbetween
     from keyrender.interpolate.flow import FlowInterpolator
 
-    if str(clip) == "camera":
-        camera_worker(bench, k, out)
+    if str(clip) in ("camera", "camera-course"):
+        camera_worker(bench, k, out, course=str(clip) == "camera-course")
         return
     frames, _ = bench.decode_distinct(clip, limit or None)
     last = (len(frames) - 1) // k * k
@@ -82,9 +83,11 @@ def worker(clip: Path, k: int, limit: int, out: Path) -> None:
     }))
 
 
-def camera_worker(bench, k: int, out: Path) -> None:
-    """The camera-move suite of interpolation.py (exact views of photographs, keyframes k frames
-    apart): the same figures, per in-between against the exact view."""
+def camera_worker(bench, k: int, out: Path, course: bool = False) -> None:
+    """The camera-move suite of interpolation.py (exact views of photographs): each move between
+    two keyframes k frames apart, or (`course`) each move as 24 frames of footage with every k-th
+    kept (a 2-4 frame gap of a camera move); the same figures, each in-between against its exact
+    view."""
     import numpy as np
 
     import keyrender
@@ -93,7 +96,6 @@ def camera_worker(bench, k: int, out: Path) -> None:
     from keyrender.interpolate.flow import FlowInterpolator
 
     interp = FlowInterpolator()
-    times = [j / k for j in range(1, k)]
     wall = cpu = 0.0
     psnr, ssim, digests = [], [], []
     modes: dict[str, int] = {}
@@ -102,20 +104,25 @@ def camera_worker(bench, k: int, out: Path) -> None:
         for va, vb in bench.CAMERA_CASES.values():
             ma, mb = bench._view_matrix(photo, *va), bench._view_matrix(photo, *vb)
             path = CameraPath(mb @ np.linalg.inv(ma))
-            a, b = bench._render_view(photo, ma), bench._render_view(photo, mb)
-            info: dict = {}
-            t0, c0 = time.perf_counter(), time.process_time()
-            outs = list(inbetween(a, b, times, backend=interp, info=info))
-            wall += time.perf_counter() - t0
-            cpu += time.process_time() - c0
-            pairs += 1
-            modes[info["mode"]] = modes.get(info["mode"], 0) + 1
-            skipped += "features" in info
-            for t, f in zip(times, outs):
-                truth = bench._render_view(photo, path.at(t) @ ma)
-                psnr.append(bench.psnr(f, truth))
-                ssim.append(bench.ssim(f, truth))
-                digests.append(hashlib.sha256(np.ascontiguousarray(f).data).hexdigest()[:16])
+            # (keyframe times on the move, and the frames of a pair at fractions of it)
+            starts, span = ([i / 24 for i in range(0, 24, k)], k / 24) if course else ([0.0], 1.0)
+            times = [j / k for j in range(1, k)]
+            for t0 in starts:
+                a = bench._render_view(photo, path.at(t0) @ ma)
+                b = bench._render_view(photo, path.at(t0 + span) @ ma)
+                info: dict = {}
+                w0, c0 = time.perf_counter(), time.process_time()
+                outs = list(inbetween(a, b, times, backend=interp, info=info))
+                wall += time.perf_counter() - w0
+                cpu += time.process_time() - c0
+                pairs += 1
+                modes[info["mode"]] = modes.get(info["mode"], 0) + 1
+                skipped += "features" in info
+                for t, f in zip(times, outs):
+                    truth = bench._render_view(photo, path.at(t0 + t * span) @ ma)
+                    psnr.append(bench.psnr(f, truth))
+                    ssim.append(bench.ssim(f, truth))
+                    digests.append(hashlib.sha256(np.ascontiguousarray(f).data).hexdigest()[:16])
     n = len(digests)
     out.write_text(json.dumps({
         "package": str(Path(keyrender.__file__).parent), "n": n, "pairs": pairs,
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--after", help="git ref of the version to measure (default: this checkout as it is)")
     ap.add_argument("--gaps", default="2,4", help="keyframe gaps, comma separated (default 2,4)")
     ap.add_argument("--clips", default="tree,vtest",
-                    help="footage whose file name starts with these (default tree,vtest); 'camera': the camera-move suite")
+                    help="footage whose file name starts with these (default tree,vtest); 'camera': the camera-move "
+                         "suite (keyframes k apart), 'camera-course': its moves as 24 frames of footage")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each version (and of minterpolate); medians reported")
     ap.add_argument("--limit", type=int, default=241, help="frames per clip, as interpolation.py (0: all)")
     ap.add_argument("--no-minterpolate", action="store_true", help="skip minterpolate (for the identity check)")
@@ -168,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
     videos = [bench.DATA / "tree.avi"] + [p for p in bench.EXTRA if p.is_file()][:1]
     names = [c.strip() for c in args.clips.split(",") if c.strip()]
-    videos = [v for v in videos if any(v.name.startswith(n) for n in names)]
-    if "camera" in names:  # the camera-move suite (no minterpolate timing: pairs, not a clip)
-        videos.append(Path("camera"))
+    videos = [v for v in videos if any(v.name.startswith(n) for n in names if not n.startswith("camera"))]
+    for suite in ("camera", "camera-course"):  # the camera-move suite (no minterpolate: pairs, not a clip)
+        if suite in names:
+            videos.append(Path(suite))
     if not videos:
         print(f"--clips {args.clips!r}: no such footage (vtest.avi: make bench-data)", file=sys.stderr)
         return 2
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                     order = ("before", "after") if r % 2 == 0 else ("after", "before")
                     for name in order:
                         runs[name].append(run_worker(video, k, args.limit, paths[name], tmp))
-                    if not args.no_minterpolate and video.name != "camera":
+                    if not args.no_minterpolate and not video.name.startswith("camera"):
                         frames, _ = bench.decode_distinct(video, args.limit or None)
                         last = (len(frames) - 1) // k * k
                         keys = frames[: last + 1 : k]
