@@ -21,14 +21,29 @@ class _Group(click.Group):
     """Maps keyrender's errors to exit codes with a one-line message instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
+        import warnings
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except KeyrenderError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """keyrender's own warnings (an unknown shot-list column ...) as one `warning:` line each, not
+    Python's file:line and source line; anything else as Python shows it."""
+    import warnings
+
+    if getattr(category, "__module__", "").startswith("keyrender."):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"), err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,7 +133,7 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
 
     flow = {k: v for k, v in (("hedge", hedge), ("camera_motion", camera_motion)) if v is not None}
     options = RenderOptions(
-        out=out or shotlist.parent / "renders", cast=cast, preset=preset, device=device,
+        out=out or shotlist.parent / "renders", out_named=out is not None, cast=cast, preset=preset, device=device,
         only=[s for s in only.split(",")] if only else None, force=force, strict=strict,
         face_model=face_model, offline=offline, allow_download=allow_download,
         allow_outside_images=allow_outside_images, refine=not no_refine, check_every=check_every,
@@ -134,8 +149,13 @@ def run(shotlist, out, only, preset, device, cast, dry_run, allow_outside_images
     if executor != "ray" and (address or num_gpus != 1):
         raise click.UsageError("--address and --num-gpus need --executor ray")
     runner = get_executor(executor, **({"address": address, "num_gpus": num_gpus} if executor == "ray" else {}))
-    with _Progress(as_json=as_json, quiet=quiet) as progress:
-        result = render(shotlist, options, callback=progress, executor=runner)
+    try:
+        with _Progress(as_json=as_json, quiet=quiet) as progress:
+            result = render(shotlist, options, callback=progress, executor=runner)
+    finally:  # Ray shut down here, where a Ctrl-C is one line and exit 130
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
     _late_warnings(result, progress, as_json=as_json, quiet=quiet)
     _summary(result, as_json=as_json, quiet=quiet)
     if result.report and not as_json:
@@ -429,6 +449,7 @@ def identity_build(cast_dir, cast_opt, characters, face_model, recognizer, allow
 @click.option("--json", "as_json", is_flag=True)
 def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
     """The cast's characters with their identity status (built, stale and why, not built)."""
+    from keyrender.core.errors import InputError
     from keyrender.identity import IdentityStore
 
     store = IdentityStore(cast_dir)
@@ -441,8 +462,11 @@ def identity_list(cast_dir, face_model, recognizer, allow_download, as_json):
         why = store.why_stale(name, model_name)
         row = {"name": name, "references": len(files), "status": "ok" if why is None else "stale",
                "reason": why}
-        if why != "not built":
-            ident = store.load(name, model_name)
+        try:  # a stale identity that is saved still shows its numbers; a damaged one has none
+            ident = store.load(name, model_name) if why != "not built" else None
+        except InputError:
+            ident = None
+        if ident is not None:
             row.update(model=ident.model, threshold=ident.threshold, used=len(ident.references),
                        skipped=len(ident.skipped), calibration=ident.calibration,
                        calibration_note=ident.calibration_note)
@@ -538,13 +562,14 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
     truncated video where the part that decodes shows no drift: it is audited up to the cut and
     said to be truncated, but "no drift" cannot be said of the whole).
     """
-    from pathlib import Path
-
-    from keyrender.core.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED, InputError
+    from keyrender.core.errors import EXIT_BAD_INPUT, EXIT_SHOTS_FAILED
+    from keyrender.core.fsutil import check_output_path
     from keyrender.identity import FaceChecker, IdentityStore, audit_video, write_plot
+    from keyrender.outputs.media import check_video_file
 
-    if not Path(video).is_file():
-        raise InputError(f"video {video} does not exist")
+    check_video_file(video)  # missing, a folder, a FIFO: said as it is
+    if plot:  # before the audit: a plot over the video, into the cast, or where no file can go
+        check_output_path(plot, inputs=[video], not_inside=[("the cast folder", cast_dir)], what="--plot")
     store = IdentityStore(cast_dir, threshold=threshold)
     store.cast()
     embedder = _identity_load_model(face_model, recognizer, allow_download)
@@ -553,7 +578,8 @@ def check(video, cast_dir, characters, every, threshold, plot, worst, face_model
     checker = FaceChecker(embedder, ids)
     result = audit_video(video, checker, expected, every=every)
     if plot:
-        write_plot(result, plot)
+        with output_errors(plot, advice="Free space or choose another --plot"):
+            write_plot(result, plot)
     if as_json:
         _identity_echo_json(result.to_json(worst))
     else:
@@ -621,6 +647,7 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
         options = flow
     else:
         options = {"model": model, "flow_options": flow or None}
+    _check_interpolate_paths(inputs, out)  # before any model loads or frame is made
     interp = get_interpolator(backend, **options)
     bar = _interp_progress()
     with output_errors(out, advice="Free space or choose another --out, then run again"):
@@ -628,6 +655,20 @@ def interpolate_cmd(inputs, n_frames, factor, out, backend, model, preset, hedge
     if bar is not None:
         bar.close()
     click.echo(json.dumps({"out": str(out), **summary}))
+
+
+def _check_interpolate_paths(inputs, out) -> None:
+    """--out can be written and is no input: a video's output file is not the video and not a
+    folder; an image pair's folder is not a file (interpolate_pair checks the frames' names)."""
+    from keyrender.core.fsutil import check_output_path
+
+    if len(inputs) == 1:
+        from keyrender.outputs.media import check_video_file
+
+        check_video_file(inputs[0])
+        check_output_path(out, inputs=inputs)
+    elif len(inputs) == 2:
+        check_output_path(out, folder=True)
 
 
 def _interpolate(inputs, n_frames, factor, out, interp, bar, *, face_hints=True) -> dict:

@@ -20,21 +20,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import shutil
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from keyrender.core.errors import OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, output_error
+from keyrender.core.errors import (
+    OUTPUT_ERRNOS, InputError, KeyrenderError, OutputError, OutputFolderError, output_error,
+)
 from keyrender.core.fsutil import atomic_write_json, sha256_file
 from keyrender.core.jobs import MANIFEST, VIDEO, Callback, Event, RunResult, ShotJob, ShotResult
 from keyrender.core.shotlist import Scene, Shot, ShotList, load_shotlist
 from keyrender.identity.cast import find_cast
 from keyrender.identity.identity import JUDGE_RULES
 from keyrender.outputs.manifest import cached_result, is_done, Manifest, read_manifest, SCHEMA as MANIFEST_SCHEMA
-from keyrender.outputs.staging import LEFTOVER, written_by_keyrender
+from keyrender.outputs.folder import LOCK_FILE, LOCK_OWNER, claim, output_problems, owner_problem, temp_file_is_ours
+from keyrender.outputs.staging import clean_leftovers, written_by_keyrender
 from keyrender.shot.models import RenderContext
 from keyrender.shot.options import (
     DEFAULT_CAMERA_MOTION, DEFAULT_HEDGE, InterpolationOptions, RenderOptions, check_interpolation_options,
@@ -85,24 +86,20 @@ def prepare(shotlist_path: str | Path, options: RenderOptions,
     shotlist = load_shotlist(shotlist_path, cast=cast, allow_outside_images=options.allow_outside_images)
     _check_cast(shotlist, cast_dir, cast)
     jobs = plan(shotlist, options, cast, unselected)
-    _check_outputs_are_ours(shotlist, jobs)
+    _check_output_folder(shotlist, jobs, options, cast_dir)
     return shotlist, jobs
 
 
-def _check_outputs_are_ours(shotlist: ShotList, jobs: list[ShotJob]) -> None:
-    """Every shot folder a job would replace is one keyrender wrote; anything else in the output
-    folder under a shot's name (the cast, the storyboard, a user's file) is never touched: the
-    run is refused, naming each such shot, before anything is written."""
-    from keyrender.core.shotlist import Issue, ShotListError
-
-    issues = [
-        Issue(shotlist.path, j.shot.line, "shot",
-              f"shot '{j.shot.id}' would replace {j.out_dir}, which was not written by keyrender "
-              f"(no keyrender {MANIFEST} in it); rename the shot or choose another --out")
-        for j in jobs if os.path.lexists(j.out_dir) and not written_by_keyrender(j.out_dir)
-    ]
-    if issues:
-        raise ShotListError(issues)
+def _check_output_folder(shotlist: ShotList, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path) -> None:
+    """Before anything is written (outputs.folder.output_problems): the output folder is not a
+    symlink keyrender chose by default, nothing in it that the run would replace is the user's
+    (a shot folder, report.html, timeline.otio), it holds no other shot list's renders (unless
+    --force), and no input is an output or lies in one the run replaces. Every problem at once,
+    exit 2."""
+    problems = output_problems(shotlist, jobs, Path(options.out), cast_dir=cast_dir,
+                               named=options.out_named, force=options.force)
+    if problems:
+        raise OutputFolderError(options.out, problems)
 
 
 def plan(shotlist: ShotList, options: RenderOptions, cast: dict[str, list[Path]] | None = None,
@@ -250,6 +247,13 @@ def render(shotlist_path: str | Path, options: RenderOptions | None = None,
     except OSError as exc:
         raise output_error(exc, out) from None
     with OutputLock(out):
+        problem = None if options.force else owner_problem(out, shotlist.path)
+        if problem:  # another run of another shot list may have claimed it since prepare()
+            raise OutputFolderError(out, [problem])
+        try:
+            claim(out, shotlist.path)
+        except OSError as exc:
+            raise output_error(exc, out) from None
         _clean_leftovers(out)
         for job in [*jobs, *others]:
             if job.done:
@@ -298,10 +302,6 @@ def _check_cast(shotlist: ShotList, cast_dir: Path, cast: dict[str, list[Path]])
         raise InputError("\n".join(dict.fromkeys(problems)))
 
 
-LOCK_FILE = ".keyrender.lock"
-LOCK_OWNER = ".keyrender.lock.owner"
-
-
 class OutputLock:
     """An exclusive lock on an output folder while a run writes into it (filelock: flock on
     POSIX, msvcrt on Windows; released by the OS if the process dies). A second run on the same
@@ -321,6 +321,9 @@ class OutputLock:
 
         from filelock import Timeout
 
+        if (self.out / LOCK_FILE).is_symlink():  # filelock opens it with O_TRUNC: never through a link
+            raise OutputFolderError(self.out, [f"{self.out / LOCK_FILE} is a symlink: keyrender does not "
+                                               "write through it; remove it"])
         try:
             self._lock.acquire()
         except Timeout:
@@ -349,17 +352,15 @@ class OutputLock:
         self._lock.release()
 
 
-_LEFTOVER_TMP = re.compile(r"^\.(report|timeline)\.[A-Za-z0-9_]{8}\.tmp\.(html|otio)$")
-
-
 def _clean_leftovers(out: Path) -> None:
-    """Remove the staging folders of runs that were killed: only folders named exactly as
-    keyrender names them (a user's `.old-photos` stays)."""
-    for d in out.iterdir():
-        if LEFTOVER.match(d.name) and d.is_dir() and not d.is_symlink():
-            shutil.rmtree(d, ignore_errors=True)
-        elif _LEFTOVER_TMP.match(d.name) and d.is_file() and not d.is_symlink():
-            d.unlink(missing_ok=True)  # a report or timeline write that was killed (fsutil.atomic_path)
+    """What killed runs left (outputs.staging.clean_leftovers): only temporary folders and files
+    that carry keyrender's marker; a user's `.old-photos-20240101` stays."""
+    try:
+        clean_leftovers(out, is_ours=temp_file_is_ours)
+    except OSError as exc:
+        if exc.errno in OUTPUT_ERRNOS:
+            raise output_error(exc, out) from None
+        raise
 
 
 def _refresh_manifest(job: ShotJob, emit: Callback) -> None:

@@ -71,6 +71,18 @@ def output_errors(out: "str | os.PathLike", advice: str | None = None):
         raise output_error(exc, out, advice=advice) from None
 
 
+class OutputFolderError(InputError):
+    """The output folder cannot take this run as it is (a link where keyrender would write, a file
+    of the user's under a name keyrender writes, another shot list's renders, an input among the
+    outputs): every problem at once, before anything is written. Exit code 2."""
+
+    def __init__(self, out: "str | os.PathLike", problems: list[str]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        super().__init__(f"{n} problem{'s' if n != 1 else ''} with the output folder {out}:\n"
+                         + "\n".join(f"  {p}" for p in self.problems))
+
+
 class ShotFailedError(KeyrenderError):
     """One shot could not be rendered; the others go on. Carries the shot id."""
 

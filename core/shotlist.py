@@ -14,6 +14,7 @@ import csv
 import io
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -145,14 +146,20 @@ class ShotList:
     scenes: tuple[Scene, ...]
     unknown_columns: tuple[str, ...] = ()
 
+    @cached_property
+    def _by_id(self) -> tuple[dict[str, Shot], dict[str, Scene]]:
+        """Shots and scenes by id, built once: planning a 30,000-row list looks each up once per
+        shot (a scan per lookup made it quadratic)."""
+        return {s.id: s for s in self.shots}, {sc.id: sc for sc in self.scenes}
+
     def shot(self, shot_id: str) -> Shot:
-        for s in self.shots:
-            if s.id == shot_id:
-                return s
+        found = self._by_id[0].get(shot_id)
+        if found is not None:
+            return found
         raise InputError(f"{self.path}: no shot '{shot_id}' (shots: {', '.join(s.id for s in self.shots)})")
 
     def scene_of(self, shot: Shot) -> Scene:
-        return next(sc for sc in self.scenes if sc.id == shot.scene)
+        return self._by_id[1][shot.scene]
 
     def select(self, only: Iterable[str] | None) -> list[Shot]:
         """The shots named in `only` (in shot-list order), or all; unknown ids are an InputError."""
@@ -166,7 +173,8 @@ class ShotList:
                 f"{self.path}: --only names unknown shot{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)} (shots: {', '.join(s.id for s in self.shots)})"
             )
-        return [s for s in self.shots if s.id in set(wanted)]
+        wanted_ids = set(wanted)
+        return [s for s in self.shots if s.id in wanted_ids]
 
 
 def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence] | None = None,
@@ -220,8 +228,11 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence]
     if "duration" not in seen_cols and "frames" not in seen_cols:
         fail("needs a 'duration' or a 'frames' column", header_lineno)
     unknown = tuple(h for h in header if h and h not in KNOWN_COLUMNS)
-    for name in unknown:
-        warnings.warn(f"{path}:{header_lineno}: unknown column '{name}' is ignored", UnknownColumnWarning, stacklevel=2)
+    if unknown:  # one warning, however many (a sheet with 20,000 stray columns is one line)
+        names = ", ".join(f"'{_clip_name(n)}'" for n in unknown[:MAX_NAMED_UNKNOWN])
+        more = f" and {len(unknown) - MAX_NAMED_UNKNOWN} more" if len(unknown) > MAX_NAMED_UNKNOWN else ""
+        warnings.warn(f"{path}:{header_lineno}: unknown column{'s' if len(unknown) > 1 else ''} {names}{more} "
+                      f"{'are' if len(unknown) > 1 else 'is'} ignored", UnknownColumnWarning, stacklevel=2)
     if missing:
         raise ShotListError(issues)
 
@@ -266,6 +277,13 @@ def load_shotlist(path: str | Path, cast: Iterable[str] | Mapping[str, Sequence]
     if issues:
         raise ShotListError(sorted(issues, key=lambda i: (i.line or 0)))
     return ShotList(path=path, shots=tuple(shots), scenes=tuple(scenes), unknown_columns=unknown)
+
+
+MAX_NAMED_UNKNOWN = 10  # unknown columns named in the warning; the rest are counted
+
+
+def _clip_name(name: str, n: int = 40) -> str:
+    return name if len(name) <= n else name[: n - 3] + "..."
 
 
 MAX_SHOTLIST_BYTES = 16 << 20  # 16 MiB: about 50000 rows; anything larger is not a shot list

@@ -18,6 +18,7 @@ import hashlib
 import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -243,19 +244,26 @@ def _size(col: str) -> Callable[[str, RowContext], int | None]:
         n = _positive_int(text, row, col)
         if n is None:
             return None
-        if n % 8:
-            row.error(f"{n} is not a multiple of 8 (try {max(8, n // 8 * 8)} or {n // 8 * 8 + 8})", col)
-        elif not MIN_SIZE <= n <= MAX_SIZE:
-            row.error(f"{n} is outside {MIN_SIZE}..{MAX_SIZE}", col)
+        if not MIN_SIZE <= n <= MAX_SIZE:  # first: a suggestion must lie in the range
+            row.error(f"{n} is outside {MIN_SIZE}..{MAX_SIZE} (a multiple of 8)", col)
+        elif n % 8:
+            row.error(f"{n} is not a multiple of 8 (try {n // 8 * 8} or {n // 8 * 8 + 8})", col)
         else:
             return n
         return None
     return parse
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 def _characters(text: str, row: RowContext) -> tuple[str, ...]:
-    characters = tuple(c.strip() for c in text.split(";") if c.strip())
+    # names are compared in Unicode NFC and given as the cast folder spells them: 'José' typed as
+    # e + combining accent (a Mac's file names, some keyboards) is the folder 'José'
     cast, seen = row.cast, set()
+    folders = {} if cast is None else {_nfc(n): n for n in cast}
+    characters = tuple(folders.get(_nfc(c.strip()), _nfc(c.strip())) for c in text.split(";") if c.strip())
     for c in characters:
         if c in seen:
             row.error(f"names '{c}' twice", "characters")
@@ -416,6 +424,7 @@ def _layout(text: str, row: RowContext) -> dict[str, tuple[float, float, float, 
             continue
         name, sep, where = part.partition(":")
         name, where = name.strip(), where.strip().lower()
+        name = {_nfc(c): c for c in characters}.get(_nfc(name), name)  # as the characters column spells it
         if not sep or not name:
             row.error(f"'{part}' is not name:region (e.g. anna:left or anna:0,0,0.5,1)", "layout")
             continue

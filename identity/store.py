@@ -7,10 +7,18 @@ the conditioning model's (IP-Adapter FaceID needs insightface embeddings) live s
     cast/.keyrender/identities/<model>/<name>.npz    embeddings (N, D) float32
     cast/.keyrender/identities/<model>/<name>.json   metadata: face model, metric, threshold,
                                              spread, each reference's file name + sha256 + size
-                                             + mtime, skipped references with the reason, and the
-                                             sha256 of the .npz (so a torn pair reads as stale)
+                                             + mtime, skipped references with the reason, the
+                                             sha256 of the .npz (so a torn pair reads as stale),
+                                             and `checksum`: the sha256 of all of that metadata,
+                                             so an edited threshold reads as damaged and is
+                                             rebuilt from the references (it does not stop
+                                             someone who recomputes the checksum)
 
-An identity is stale when its files are missing or unreadable, the face model's name differs
+A store whose folders are symlinks (`cast/.keyrender -> /elsewhere`, shipped with a project) is
+neither read nor written: the identities go to keyrender's cache as for a read-only cast.
+
+An identity is stale when its files are missing, unreadable or damaged (a checksum that does not
+match: `why_stale` says "damaged: ..."), saved in another store format, the face model's name differs
 (other weights or detector settings under the same label),
 or the set of reference files or any file's content (sha256; size + mtime are a shortcut to
 skip rehashing untouched files) differs. Loading needs numpy and json only: no torch, no face
@@ -29,14 +37,14 @@ from typing import Callable, Iterable
 import numpy as np
 
 from keyrender.core.errors import InputError
-from keyrender.core.fsutil import atomic_path, atomic_write_json, cache_root, sha256_file, writable_dir
+from keyrender.core.fsutil import atomic_path, atomic_write_json, cache_root, json_default, sha256_file, writable_dir
 
 from .base import FaceEmbedder
 from .cast import check_cast_name, find_cast
 from .identity import Identity, Reference
 
 STORE_DIR = Path(".keyrender") / "identities"
-FORMAT_VERSION = 2  # 2: one folder per face model, the metric saved
+FORMAT_VERSION = 3  # 2: one folder per face model, the metric saved; 3: the metadata's checksum
 
 
 def model_label(model_name: str) -> str:
@@ -82,8 +90,9 @@ class IdentityStore:
     def __init__(self, cast_dir: str | Path, *, threshold: float | None = None):
         self.cast_dir = Path(cast_dir)
         local = self.cast_dir / STORE_DIR
-        self.dir = local if writable_dir(local) else fallback_store_dir(self.cast_dir)
-        self._read_dirs = [self.dir] + ([local] if self.dir != local else [])
+        linked = _linked_store(self.cast_dir)
+        self.dir = local if writable_dir(local) and not linked else fallback_store_dir(self.cast_dir)
+        self._read_dirs = [self.dir] + ([local] if self.dir != local and not linked else [])
         self.threshold = threshold
 
     # -- the cast ----------------------------------------------------------------------------
@@ -123,39 +132,57 @@ class IdentityStore:
 
     # -- load --------------------------------------------------------------------------------
     def _read(self, name: str, model: str | None = None) -> tuple[dict, np.ndarray] | None:
+        return self._lookup(name, model)[0]
+
+    def _lookup(self, name: str, model: str | None = None) -> tuple[tuple[dict, np.ndarray] | None, str | None]:
+        """(the saved identity, None), or (None, why it cannot be used: damaged, another format)
+        or (None, None) when none is saved."""
         check_cast_name(name)  # a name is never a path: nothing outside the store is read
+        why = None
         for d in self._model_dirs(model):
             got = self._read_from(d / f"{name}.json", d / f"{name}.npz")
-            if got is not None:
-                return got
-        return None
+            if isinstance(got, tuple):
+                return got, None
+            why = why or got
+        return None, why
 
     @staticmethod
-    def _read_from(meta_path: Path, npz_path: Path) -> tuple[dict, np.ndarray] | None:
+    def _read_from(meta_path: Path, npz_path: Path) -> tuple[dict, np.ndarray] | str | None:
+        """The identity saved at these paths; None when there is none; a reason when it cannot
+        be used (damaged: its checksums do not match; another store format)."""
+        import hashlib
+
+        if not meta_path.exists() and not npz_path.exists():
+            return None
         try:
             meta = json.loads(meta_path.read_text())
             raw = npz_path.read_bytes()
-        except (OSError, ValueError):
-            return None
-        import hashlib
-
-        if meta.get("version") != FORMAT_VERSION or meta.get("npz_sha256") != hashlib.sha256(raw).hexdigest():
-            return None
+        except (OSError, ValueError) as exc:
+            return f"damaged: {meta_path.name} or {npz_path.name} cannot be read ({type(exc).__name__})"
+        if not isinstance(meta, dict):
+            return f"damaged: {meta_path.name} is not an identity"
+        if meta.get("version") != FORMAT_VERSION:
+            return f"saved in store format {meta.get('version')!r}, this keyrender reads {FORMAT_VERSION}"
+        if meta.get("checksum") != metadata_checksum(meta):
+            return f"damaged: {meta_path.name} does not match its checksum (edited?)"
+        if meta.get("npz_sha256") != hashlib.sha256(raw).hexdigest():
+            return f"damaged: {npz_path.name} does not match the checksum in {meta_path.name}"
         try:
             with np.load(io.BytesIO(raw)) as z:
                 emb = np.asarray(z["embeddings"], np.float32)
         except (OSError, ValueError, KeyError):
-            return None
+            return f"damaged: {npz_path.name} holds no embeddings"
         return meta, emb
 
     def load(self, name: str, model: str | None = None) -> Identity:
         """The saved identity of `name` for face model `model` (a name or label; None: the
         default judge's if saved, else any), whether or not it is stale (see `is_stale`)."""
-        got = self._read(name, model)
+        got, why = self._lookup(name, model)
         if got is None:
             which = f" for face model {model_label(model)!r}" if model else ""
-            raise InputError(f"no saved identity for character {name!r}{which} in {self.dir}: run "
-                             f"`keyrender identity build {self.cast_dir}`")
+            state = f"the saved identity of character {name!r}{which} is {why}" if why else \
+                f"no saved identity for character {name!r}{which}"
+            raise InputError(f"{state} (store {self.dir}): run `keyrender identity build {self.cast_dir}`")
         meta, emb = got
         refs = tuple(Reference(file=r["file"], sha256=r["sha256"], size=r.get("size", 0),
                                mtime_ns=r.get("mtime_ns", 0),
@@ -181,9 +208,9 @@ class IdentityStore:
         return self.why_stale(name, model_name) is not None
 
     def why_stale(self, name: str, model_name: str | None) -> str | None:
-        got = self._read(name, model_name)
+        got, why = self._lookup(name, model_name)
         if got is None:
-            return "not built"
+            return why or "not built"
         meta, _ = got
         if model_name is not None and meta.get("model") != model_name:
             return f"built with face model {meta.get('model')!r}, now {model_name!r}"
@@ -304,4 +331,28 @@ class IdentityStore:
             if path.exists():
                 st = path.stat()
                 s["size"], s["mtime_ns"] = st.st_size, st.st_mtime_ns
+        meta["checksum"] = metadata_checksum(meta)  # last: it covers everything above, the threshold too
         atomic_write_json(meta_path, meta)
+
+
+def metadata_checksum(meta: dict) -> str:
+    """The sha256 of an identity's metadata (everything but the checksum itself), as canonical
+    JSON: the threshold, the metric, the references, the .npz's sha256."""
+    import hashlib
+
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                     default=json_default).encode()).hexdigest()
+
+
+def _linked_store(cast_dir: Path) -> bool:
+    """The cast's store (`.keyrender/`, `identities/`, a face model's folder) is or holds a symlink:
+    it is neither read nor written (a project from elsewhere may ship one pointing anywhere)."""
+    top = cast_dir / ".keyrender"
+    ids = cast_dir / STORE_DIR
+    if top.is_symlink() or ids.is_symlink():
+        return True
+    try:
+        return ids.is_dir() and any(p.is_symlink() for p in ids.iterdir())
+    except OSError:
+        return False

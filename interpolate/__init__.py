@@ -96,8 +96,8 @@ def inbetween(
     interp = backend if not isinstance(backend, str) else get_interpolator(backend, **options)
     if not isinstance(backend, str) and options:
         raise InterpolationInputError(f"options {sorted(options)} given with an Interpolator instance; pass them to its constructor")
-    if hints and not takes_hints(interp):
-        if info is not None:
+    if not takes_hints(interp):
+        if hints and info is not None:
             info["hints"] = f"ignored: {getattr(interp, 'name', type(interp).__name__)} takes no hints"
         return interp.inbetween(frame_a, frame_b, ts, info=info)
     if not hints:  # (None or none found: an interpolator without hints is called as the Protocol says)

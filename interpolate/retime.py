@@ -22,7 +22,8 @@ import numpy as np
 from keyrender.core.errors import InputError
 from keyrender.interpolate.base import Interpolator
 from keyrender.interpolate.checks import even_times
-from keyrender.outputs.media import VideoWriter, truncation
+from keyrender.core.fsutil import check_output_path
+from keyrender.outputs.media import VideoWriter, check_frame_size, check_video_file, open_video, truncation
 
 
 def retime_video(
@@ -40,21 +41,13 @@ def retime_video(
 
     `progress(done, total)` is called after each input frame (total may be 0 if unknown).
     """
-    import av
-
     src, dst = Path(src), Path(dst)
     if factor < 2:
         raise InputError(f"--factor: must be at least 2, got {factor}")
-    if not src.is_file():
-        raise InputError(f"{src}: no such video file")
-    try:
-        inp = av.open(str(src))
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
-        raise InputError(f"{src}: cannot open as a video ({exc})") from exc
+    check_video_file(src)
+    check_output_path(dst, inputs=[src])  # before any work: the source is never replaced
+    inp, vs = open_video(src)  # the frame size from the header, before anything is decoded
     with inp:
-        if not inp.streams.video:
-            raise InputError(f"{src}: has no video stream")
-        vs = inp.streams.video[0]
         rate = vs.average_rate or vs.guessed_rate
         if not rate:
             raise InputError(f"{src}: frame rate unknown")
@@ -76,6 +69,7 @@ def retime_video(
                 n_out += 1
 
             for frame in _decode(inp, vs, src):
+                check_frame_size(src, frame.width, frame.height, f"frame {n_in} is")
                 n_in += 1
                 if frame.pts is None or tb is None:  # no timestamps: assume a constant rate
                     now = Fraction(n_in - 1) / Fraction(rate)
@@ -156,16 +150,18 @@ def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: st
     (passed to interpolators that take hints). Returns {"frames": count, "info": the
     interpolator's decisions}."""
     import json
+    import os
 
     from keyrender.core.errors import InputError
     from keyrender.core.fsutil import atomic_write_json
     from keyrender.outputs.media import load_image, save_image
 
+    out = Path(out_dir)
+    check_output_path(out, folder=True)  # before any work: a file named as the folder is an input error
     a, b = load_image(path_a), load_image(path_b)  # the package's reader: EXIF, limits, truncation
     if a.shape != b.shape:
         raise InputError(f"{path_a} is {a.shape[1]}x{a.shape[0]} but {path_b} is "
                          f"{b.shape[1]}x{b.shape[0]}: keyframes must have the same size")
-    out = Path(out_dir)
     total = n + 2
     width = max(4, len(str(total - 1)))
     names = [f"frame_{i:0{width}d}.png" for i in range(total)]
@@ -174,6 +170,12 @@ def interpolate_pair(path_a: str | Path, path_b: str | Path, n: int, out_dir: st
         old = set(json.loads(record.read_text()).get("frames", [])) if record.is_file() else set()
     except (OSError, ValueError, AttributeError):
         old = set()
+    real_out = os.path.realpath(out)
+    for src in (path_a, path_b):  # an input among the frames written or removed here
+        real = os.path.realpath(src)
+        if os.path.dirname(real) == real_out and os.path.basename(real) in (set(names) | old | {PAIR_RECORD}):
+            raise InputError(f"{src} is {os.path.basename(real)} of {out}, which this command writes or removes; "
+                             "copy it elsewhere or choose another --out")
     foreign = [nm for nm in names if (out / nm).exists() and nm not in old]
     if foreign:
         raise InputError(f"{out} already holds {foreign[0]}" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")

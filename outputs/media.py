@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 
 from keyrender.core.errors import InputError
 from keyrender.core.fsutil import atomic_path
-from keyrender.core.imagefile import IMAGE_SUFFIXES, ImageFileError, probe_image  # noqa: F401  (IMAGE_SUFFIXES: re-exported)
+from keyrender.core.imagefile import (  # noqa: F401  (IMAGE_SUFFIXES: re-exported)
+    IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ImageFileError, probe_image,
+)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -85,8 +88,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"cannot encode image as {path.suffix}: {path}")
-    with atomic_path(path) as tmp:
-        buf.tofile(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buf.tobytes())  # (ndarray.tofile reports a full disk as a short write without errno)
 
 
 def save_thumbnail(path: str | os.PathLike, image: np.ndarray, width: int = 320) -> None:
@@ -199,6 +202,79 @@ class VideoWriter:
             self.abort()
 
 
+def check_video_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path when it is a regular file; InputError saying what it is otherwise (missing,
+    a folder, a pipe or device: a FIFO would block the reader)."""
+    import stat
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"video {path} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"video {path} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"video {path} is a folder, not a video file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"video {path} is not a regular file (a pipe, socket or device); give a video file")
+    return path
+
+
+def check_frame_size(path: str | os.PathLike, width: int, height: int, what: str = "declares") -> None:
+    """A video's frame size within the limits of an image (MAX_IMAGE_SIDE per side,
+    MAX_IMAGE_PIXELS in all): InputError naming the file otherwise. Checked from the container's
+    header before any frame is decoded, and on each decoded frame (a stream may change size)."""
+    if max(width, height) > MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"video {path} {what} {width}x{height} frames; at most {MAX_IMAGE_SIDE} per side and "
+                         f"{MAX_IMAGE_PIXELS // 1_000_000} MP in all are read (as for images)")
+
+
+def open_video(path: str | os.PathLike):
+    """(container, its first video stream) of a video file, its frame size checked from the
+    header (`check_frame_size`) before any frame is decoded. InputError naming the file when it
+    is not a regular file, cannot be opened, has no video stream or declares oversized frames.
+    The caller closes the container.
+
+    Opening a container probes its streams, and the probe decodes a first frame when the header
+    leaves the pixel format open (a PNG track): a 16000x16000 frame would cost seconds and 800 MB
+    right there. So the decoders get FFmpeg's `max_pixels` (MAX_IMAGE_PIXELS): the probe refuses
+    the frame and says its size in the log, read here; decoding later is refused the same way."""
+    import av
+    import av.logging
+
+    path = check_video_file(path)
+    limit = {"max_pixels": str(MAX_IMAGE_PIXELS)}
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # the second such file must say its size too
+    try:
+        with av.logging.Capture(True) as logs:
+            container = av.open(str(path), options=limit)
+    except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
+        raise InputError(f"{path}: cannot open as a video ({exc})") from None
+    finally:
+        av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
+    try:
+        for _, _, message in logs:
+            m = _PICTURE_SIZE.search(message or "")
+            if m:
+                check_frame_size(path, int(m.group(1)), int(m.group(2)))
+        if not container.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        check_frame_size(path, stream.codec_context.width or 0, stream.codec_context.height or 0)
+        stream.codec_context.options = dict(limit)
+    except BaseException:
+        container.close()
+        raise
+    return container, stream
+
+
+_PICTURE_SIZE = re.compile(r"Picture size (\d+)x(\d+)")
+
+
 def read_frames(path: str | os.PathLike, every: int = 1,
                 info: dict | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield (index, time in seconds, RGB uint8 frame) for every `every`-th frame, streamed.
@@ -213,18 +289,10 @@ def read_frames(path: str | os.PathLike, every: int = 1,
     import av
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"video {path} does not exist")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
-        raise InputError(f"cannot open video {path}: {exc}") from None
+    container, stream = open_video(path)
     state = info if info is not None else {}
     state.update(decoded=0, end=None, truncated=None)
     with container:
-        if not container.streams.video:
-            raise InputError(f"{path} has no video stream")
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
@@ -232,6 +300,7 @@ def read_frames(path: str | os.PathLike, every: int = 1,
         try:
             for i, frame in enumerate(container.decode(stream)):
                 t = float(frame.pts * stream.time_base) if frame.pts is not None else i / float(rate or 1)
+                check_frame_size(path, frame.width, frame.height, f"frame {i} is")
                 state["decoded"] = i + 1
                 state["end"] = t - start + (1 / float(rate) if rate else 0.0)
                 if i % every:
@@ -271,10 +340,8 @@ def truncation(container, stream, decoded: int, end: float | None) -> str | None
 
 def probe_video(path: str | os.PathLike) -> dict:
     """Frame count (decoded, exact), fps as a Fraction, size, codec and pixel format of a video."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    container, stream = open_video(path)
+    with container:
         count = sum(1 for _ in container.decode(stream))
         return {
             "frames": count,

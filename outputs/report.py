@@ -23,6 +23,7 @@ from typing import Any
 from keyrender.core.errors import KeyrenderError
 from keyrender.core.fsutil import atomic_write_text
 from keyrender.core.jobs import MANIFEST
+from keyrender.outputs.folder import REPORT_MARKER, report_is_ours
 from keyrender.outputs.manifest import Manifest, Repair, Score
 
 THUMB_WIDTH = 192
@@ -41,8 +42,15 @@ def esc(value: Any) -> str:
 
 
 def write_report(run_result, shotlist, path: str | Path) -> Path:
-    """Write the run's HTML report to `path` atomically and return the path."""
+    """Write the run's HTML report to `path` atomically and return the path. A file there that
+    keyrender did not write (no marker: the user's own report.html, a link) is left as it is
+    (KeyrenderError)."""
+    import os
+
     path = Path(path)
+    if os.path.lexists(path) and not report_is_ours(path):
+        raise KeyrenderError(f"the run report was not written: {path} is not keyrender's (no keyrender "
+                             "marker in it) and is left as it is; move it away to get the report")
     try:
         page = render_report(run_result, shotlist)
         atomic_write_text(path, page)
@@ -59,7 +67,7 @@ def render_report(run_result, shotlist) -> str:
     title = f"keyrender run: {Path(shotlist.path).name if shotlist is not None else run_result.out}"
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{REPORT_MARKER}',  # the marker: within the first bytes
         f"<title>{esc(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",

@@ -33,6 +33,7 @@ from typing import Any
 
 from keyrender.core.errors import KeyrenderError
 from keyrender.core.fsutil import atomic_write_text
+from keyrender.outputs.folder import timeline_is_ours
 from keyrender.outputs.manifest import IdentityRecord, Manifest, Score
 
 
@@ -51,8 +52,13 @@ def _item(schema: str, name: str, metadata: dict, source_range: dict | None) -> 
 
 
 def write_otio(run_result, shotlist, path: str | Path, relative: bool = False) -> Path:
-    """Write the run's timeline to `path` (atomically) and return the path."""
+    """Write the run's timeline to `path` (atomically) and return the path. A file there that
+    keyrender did not write (not a keyrender timeline: the user's own, a link) is left as it is
+    (KeyrenderError)."""
     path = Path(path)
+    if os.path.lexists(path) and not timeline_is_ours(path):
+        raise KeyrenderError(f"the timeline was not written: {path} is not keyrender's (not a keyrender "
+                             "timeline) and is left as it is; move it away to get the timeline")
     timeline = build_timeline(run_result, shotlist, path.parent if relative else None)
     try:
         atomic_write_text(path, json.dumps(timeline, indent=4) + "\n")
@@ -74,6 +80,7 @@ def build_timeline(run_result, shotlist, relative_to: Path | None = None) -> dic
     stack = _item("Stack.1", "tracks", {}, None)
     stack["children"] = [track]
     name = Path(shotlist.path).stem if shotlist is not None else Path(run_result.out).name
+    # "metadata" with "keyrender" first is the head outputs.folder.timeline_is_ours recognises
     return {"OTIO_SCHEMA": "Timeline.1",
             "metadata": {"keyrender": {"shotlist": str(shotlist.path) if shotlist is not None else None,
                                        "out": str(run_result.out)}},

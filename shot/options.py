@@ -27,6 +27,9 @@ class RenderOptions:
     """What a run is asked to do. Library users build this; the CLI fills it from its flags."""
 
     out: Path = Path("renders")
+    # False: `out` is keyrender's default, not named by the user (the CLI without --out); a
+    # symlink there is refused (a project from someone else may ship `renders -> /anywhere`)
+    out_named: bool = True
     cast: Path | None = None           # default: <shot list folder>/cast
     preset: str = "sdxl"
     device: str | None = None          # "cpu", "cuda", "cuda:1"... None: cuda when present

@@ -281,10 +281,11 @@ def test_second_run_on_a_locked_output_says_who_holds_it(project):
 
     from keyrender.pipeline import OutputLock
 
+    from keyrender.outputs.staging import create_staging
+
     out = project / "out"
     out.mkdir()
-    staging = out / ".staging-1A-0123abcd"  # the first run's shot in progress
-    staging.mkdir()
+    staging = create_staging(out, "1A")  # the first run's shot in progress
     with OutputLock(out):
         r = run("run", str(project / "shotlist.csv"), "--out", str(out))
         assert r.exit_code == 1, r.output
@@ -315,11 +316,17 @@ def test_full_or_read_only_output_stops_the_run_with_one_message(project, monkey
 def test_killed_report_writes_leave_no_temp_files_after_the_next_run(project):
     out = project / "out"
     out.mkdir()
-    for name in (".report.ab12cd_3.tmp.html", ".timeline.zz99yy00.tmp.otio"):
-        (out / name).write_text("half")
+    # killed writes: one before a byte was written, two with keyrender's head in them (its marker)
+    (out / ".report.ab12cd_3.tmp.html").write_text("")
+    (out / ".report.q1w2e3r4.tmp.html").write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+                                                   '<meta name="generator" content="keyrender">\n<title>keyr')
+    (out / ".timeline.zz99yy00.tmp.otio").write_text('{\n    "OTIO_SCHEMA": "Timeline.1",\n    "metadata": {\n'
+                                                     '        "keyrender": {\n            "shotl')
     (out / ".report.mine.html").write_text("not keyrender's")
+    (out / ".report.abcd1234.tmp.html").write_text("named like one, but the user's")  # no marker: kept
     assert run("run", str(project / "shotlist.csv"), "--out", str(out), "--only", "2A").exit_code == 0
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".keyrender.lock", ".report.mine.html"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [
+        ".keyrender-shotlist.json", ".keyrender.lock", ".report.abcd1234.tmp.html", ".report.mine.html"]
 
 
 # ---- 8, 11. keyrender interpolate A B --frames N ---------------------------------------------

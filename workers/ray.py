@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class RayExecutor:
     max_retries: int = 3
     num_cpus: float = 1
     name: str = "ray"
+    _started: bool = field(default=False, init=False, repr=False, compare=False)  # ray.init was ours
 
     def _init(self):
         try:
@@ -64,6 +65,7 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+                self._started = True
             except Exception as exc:  # ConnectionError, RuntimeError... name the address
                 raise KeyrenderError(f"cannot start or reach Ray at {self.address or 'a new local cluster'}: {exc}") from exc
         if self.num_gpus:
@@ -73,6 +75,34 @@ class RayExecutor:
                     f"the Ray cluster at {self.address or 'local'} has {have:g} GPU(s); each shot asks for "
                     f"{self.num_gpus:g} (--num-gpus): use --num-gpus 0 for CPU workers, or add GPU nodes")
         return ray
+
+    def close(self) -> None:
+        """Shut down the Ray this executor started (a local cluster's processes, or the connection
+        to a cluster), now rather than in Ray's own exit hook. A Ctrl-C during the shutdown does
+        not cut it short (a half shut-down Ray crashes the interpreter on exit): it is held until
+        the shutdown is done, then raised as the KeyboardInterrupt the CLI reports in one line
+        (exit 130), instead of a traceback from an exit hook after the exit code was set. A Ray
+        someone else initialised is left alone."""
+        if not self._started:
+            return
+        import atexit
+        import signal
+        import threading
+
+        import ray
+
+        self._started = False
+        atexit.unregister(ray.shutdown)  # shut down here, once
+        pressed: list[int] = []
+        held = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, lambda *a: pressed.append(1)) if held else None
+        try:
+            ray.shutdown()
+        finally:
+            if held:
+                signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt
 
     def run(self, jobs: list[ShotJob], options: RenderOptions, cast_dir: Path, emit: Callback) -> list[ShotResult]:
         results: dict[str, ShotResult] = {}
