@@ -151,7 +151,7 @@ def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba
     the benchmark's footage: on vtest.avi (768x576, walking people) the largest 2-frame gap values
     were 0.031 / 0.046 / 0.009 and the smallest 8-frame gap values 0.026 / 0.035 / 0.005."""
     h, w = gray_a.shape
-    if np.percentile(np.hypot(f_ab[..., 0], f_ab[..., 1]), 99) >= max_motion * max(h, w):
+    if _percentile99_reaches(np.hypot(f_ab[..., 0], f_ab[..., 1]), max_motion * max(h, w)):
         return False
     if (consistency(f_ab, f_ba) < 0.5).mean() >= max_inconsistent:
         return False
@@ -159,6 +159,21 @@ def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba
     b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     residual = cv2.blur(cv2.absdiff(b_on_a, gray_a).astype(np.float32), (9, 9))
     return bool((residual > 30).mean() < max_residual)
+
+
+def _percentile99_reaches(values: np.ndarray, limit: float) -> bool:
+    """`np.percentile(values, 99) >= limit`, from a count of the values at or above `limit` where
+    that decides it (the two values the percentile interpolates between are both at or above it,
+    or the upper one below it), else from the percentile itself: the same answer without the
+    partial sort (1.3 ms at 640 x 480) in almost every pair."""
+    n = values.size
+    i = int(np.floor(0.99 * (n - 1)))  # the percentile lies between the i-th and (i+1)-th smallest
+    above = int(np.count_nonzero(values >= limit))  # the smallest at or above it is the (n - above)-th
+    if i >= n - above:
+        return True
+    if i + 1 < n - above:
+        return False
+    return bool(np.percentile(values, 99) >= limit)
 
 
 def flow_sees_still_camera(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray,

@@ -89,3 +89,65 @@ def test_short_span_option_is_checked():
     with pytest.raises(ValueError, match="short_span"):
         FlowInterpolator(short_span=-1)
     assert "short_span" in FlowInterpolator.OPTIONS
+
+
+# The cuts that keep every frame the same, bit for bit (docs/interpolation-speed.md)
+
+def _splat_reference(f01, c0, t, grid, front=3.0, fill=3.0):
+    """splat_flow as first written: the samples inside the frame selected first, then summed."""
+    h, w = c0.shape
+    gx, gy = grid
+    vx, vy = -t * f01[..., 0], -t * f01[..., 1]
+    qx, qy = gx - vx, gy - vy
+    mag = np.sqrt(vx * vx + vy * vy)
+    z = (0.2 + c0) * np.exp(np.minimum(mag, 30.0) / front)
+    x0, y0 = np.floor(qx), np.floor(qy)
+    fx, fy = qx - x0, qy - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    n = h * w
+    den, num_x, num_y, cov = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    for dx, dy, wb in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        idx = (yi * w + xi)[ok]
+        wz = (wb * z)[ok]
+        den += np.bincount(idx, wz, n)
+        num_x += np.bincount(idx, wz * vx[ok], n)
+        num_y += np.bincount(idx, wz * vy[ok], n)
+        cov += np.bincount(idx, wb[ok], n)
+    safe = np.maximum(den, 1e-12)
+    out = np.dstack([(num_x / safe).reshape(h, w), (num_y / safe).reshape(h, w)]).astype(np.float32)
+    cov = np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
+    near = cv2.GaussianBlur(cov, (0, 0), fill) + 1e-6
+    filled = np.dstack([cv2.GaussianBlur(out[..., i] * cov, (0, 0), fill) / near for i in range(2)])
+    out = np.where((cov > 0.9)[..., None], out, filled).astype(np.float32)
+    size = 2 * int(round(1.5 * fill)) + 1
+    cov = cv2.morphologyEx(cov, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return out, cov
+
+
+@pytest.mark.parametrize("scale", [1.0, 6.0, 60.0])  # 60: most samples land outside the frame
+@pytest.mark.parametrize("t", [0.25, 0.5, 0.75])
+def test_splat_flow_is_bit_identical_to_selecting_the_samples_first(scale, t):
+    rng = np.random.default_rng(int(scale * 10 + t * 4))
+    h, w = 61, 83
+    f01 = (rng.standard_normal((h, w, 2)) * scale).astype(np.float32)
+    c0 = rng.random((h, w)).astype(np.float32)
+    grid = flow_mod.pixel_grid(h, w)
+    got, want = flow_mod.splat_flow(f01, c0, t, grid), _splat_reference(f01, c0, t, grid)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_the_percentile_check_of_flow_suffices_answers_as_np_percentile():
+    """Including the ties and the limits exactly at the two values the percentile lies between."""
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        n = int(rng.integers(1, 700))
+        v = (rng.random(n) * 20).astype(np.float32)
+        if trial % 3 == 0:
+            v = np.round(v)  # ties
+        s = np.sort(v)
+        i = int(np.floor(0.99 * (n - 1)))
+        for limit in (float(s[i]), float(s[min(i + 1, n - 1)]), float(np.percentile(v, 99)),
+                      float(np.percentile(v, 99)) + 1e-3, float(s[i]) - 1e-3, 0.0, 25.0):
+            assert flow_mod._percentile99_reaches(v, limit) == bool(np.percentile(v, 99) >= limit), (n, limit)
