@@ -87,9 +87,10 @@ def resolve_model(family: str, model: str | None = None) -> str:
     return weights.source(spec.weights, spec.env_var, model)
 
 
-def _load_dtype(family: str, dtype):
-    """`torch_dtype` for from_pretrained. Wan keeps its VAE and CLIP image encoder in float32 (as
-    diffusers' Wan examples load them; both are small) and runs the rest in `dtype`."""
+def load_dtype(family: str, dtype):
+    """`torch_dtype` for from_pretrained: `dtype`, or for Wan a mapping that keeps its VAE and CLIP
+    image encoder in float32 (as diffusers' Wan examples load them; both are small) and the rest
+    in `dtype`. (benchmarks/fullsize.py builds its random models in the same dtypes.)"""
     import torch
 
     if family == "wan" and isinstance(dtype, torch.dtype) and dtype != torch.float32:
@@ -97,11 +98,13 @@ def _load_dtype(family: str, dtype):
     return dtype
 
 
-def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None,
-                  local_only: bool | None = None, cache_dir: str | None = None):
+def load_pipeline(family: str = "ltx", model: str | None = None, device: str | None = None, dtype=None, *,
+                  local_only: bool | None = None, cache_dir: str | None = None, cpu_offload: bool = False,
+                  vae_tiling: bool = False):
     """Load the diffusers pipeline for `family` (see the module docstring for where from).
     `local_only`: never download (None: as the environment says, see `keyrender.core.weights.offline`);
-    `cache_dir`: the Hugging Face hub cache (default: `keyrender.core.weights.hub_cache_dir`)."""
+    `cache_dir`: the Hugging Face hub cache (default: `keyrender.core.weights.hub_cache_dir`);
+    `cpu_offload`, `vae_tiling`: see `place_pipeline`."""
     import torch
 
     spec = model_spec(family)
@@ -120,11 +123,28 @@ def load_pipeline(family: str = "ltx", model: str | None = None, device: str | N
         location = weights.resolve(what, source, spec.weights, offline=offline, cache_dir=cache,
                                    probe_file="model_index.json", env_var=spec.env_var)
         with weights.load_errors(what, location, spec.weights, spec.env_var, catch=(OSError, ValueError)):
-            pipe = cls.from_pretrained(location, torch_dtype=_load_dtype(family, dtype), cache_dir=cache,
+            pipe = cls.from_pretrained(location, torch_dtype=load_dtype(family, dtype), cache_dir=cache,
                                        local_files_only=offline or weights.looks_local(location))
+    return place_pipeline(pipe, device, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
+
+
+def place_pipeline(pipe, device: str | None = None, cpu_offload: bool = False, vae_tiling: bool = False):
+    """Put a video pipeline where it runs and return it: on `device` (default: CUDA when there is
+    one); with `cpu_offload` on a CUDA device, under diffusers' model CPU offload instead (each
+    model moves to the GPU only while it runs: Wan 2.1 FLF2V's transformer alone is 33 GB in
+    bfloat16, its UMT5 encoder 11 GB, so the whole pipeline fits no 24 or 48 GB card otherwise;
+    on the CPU it is ignored); `vae_tiling`: the VAE decodes (and encodes) in tiles, so the
+    decoder's activations no longer grow with the whole clip's size."""
+    import torch
+
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe.to(device)
+    if cpu_offload and str(device).startswith("cuda"):
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -271,6 +291,19 @@ def generation_size(height: int, width: int, multiple: int, max_side: int | None
     return h, w
 
 
+def denoising_steps(steps: int, strength: float) -> tuple[int, int]:
+    """(num_inference_steps to ask the pipeline for, denoising steps it then runs) for `steps` at
+    `denoise_strength` `strength`: a pipeline started from a video runs int(steps * strength) of
+    its schedule (LTXConditionPipeline.get_timesteps), which is none at all when steps * strength
+    < 1 (the flow start would come back through the VAE, called generative); the schedule is
+    lengthened until one step runs, as the keyframes' image-to-image repair does."""
+    steps = int(steps)
+    if strength >= 1.0:
+        return steps, steps
+    asked = max(steps, math.ceil(1.0 / max(float(strength), 1e-6) - 1e-9))
+    return asked, max(1, min(int(asked * strength), asked))
+
+
 def grid_frames(n_times: int, temporal_multiple: int, min_frames: int = 9, max_frames: int = 121) -> int:
     """Frames to generate (A and B included): temporal_multiple * k + 1, at least one per time."""
     need = max(min_frames, n_times + 2)
@@ -287,7 +320,8 @@ class GenerativeInterpolator(CheckedInterpolator):
     `seed`, `max_side` (long side of the generation size; by default the frame is only scaled to
     the model's training area), `max_frames`, `flow_options` (for the flow start and for times
     that fall between generated frames), `offline` (True: never download the weights; None: as
-    KEYRENDER_OFFLINE / HF_HUB_OFFLINE say). `steps`, `guidance_scale`, `negative_prompt` and
+    KEYRENDER_OFFLINE / HF_HUB_OFFLINE say), `cpu_offload` and `vae_tiling` (how the loaded
+    pipeline is placed: `place_pipeline`; a given `pipeline` is used where it is). `steps`, `guidance_scale`, `negative_prompt` and
     `max_frames` default to the family's (`MODELS`); a guidance-distilled checkpoint wants
     guidance_scale=1 and fewer steps.
     """
@@ -297,7 +331,7 @@ class GenerativeInterpolator(CheckedInterpolator):
     #: every variant it builds) before passing them
     OPTIONS = frozenset({"family", "model", "pipeline", "device", "dtype", "steps", "denoise_strength", "prompt",
                          "negative_prompt", "guidance_scale", "seed", "max_side", "max_frames", "flow_options",
-                         "offline"})
+                         "offline", "cpu_offload", "vae_tiling"})
 
     def __init__(
         self,
@@ -316,6 +350,8 @@ class GenerativeInterpolator(CheckedInterpolator):
         max_frames: int | None = None,
         flow_options: dict | None = None,
         offline: bool | None = None,
+        cpu_offload: bool = False,
+        vae_tiling: bool = False,
     ):
         spec = model_spec(family)
         if not 0.0 < denoise_strength <= 1.0:
@@ -339,12 +375,14 @@ class GenerativeInterpolator(CheckedInterpolator):
         self.max_side = max_side
         self.max_frames = max_frames
         self.offline = offline
+        self.cpu_offload, self.vae_tiling = bool(cpu_offload), bool(vae_tiling)
         self.flow = FlowInterpolator(**(flow_options or {}))
 
     @property
     def pipeline(self):
         if self._pipe is None:
-            self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype, local_only=self.offline)
+            self._pipe = load_pipeline(self.spec.family, self.model, self.device, self.dtype, local_only=self.offline,
+                                       cpu_offload=self.cpu_offload, vae_tiling=self.vae_tiling)
         return self._pipe
 
     def _generate(self, a, b, ts, info, hints=()) -> Iterator[np.ndarray]:
@@ -368,6 +406,7 @@ class GenerativeInterpolator(CheckedInterpolator):
             strength = self.denoise_strength if self.spec.family == "ltx" else 1.0  # wan starts from noise
             info.update(mode="generative", backend=self.name, num_frames=n, flow=flow_info.get("mode"),
                         denoise_strength=strength, steps=self.steps,
+                        steps_run=denoising_steps(self.steps, strength)[1],
                         # the verdict of the flow start (what the model was started from, or, for
                         # wan, what its guard saw); the model's own frames are not judged here
                         explained=flow_info.get("explained"), trusted=flow_info.get("trusted"),
@@ -418,13 +457,14 @@ class GenerativeInterpolator(CheckedInterpolator):
             strength = self.denoise_strength
             if strength < 1.0:
                 latents = self._encode_start(pipe, to_pil, gh, gw, gen)
+            num_steps, _ = denoising_steps(self.steps, strength)
             out = pipe(
                 conditions=[
                     LTXVideoCondition(image=to_pil[0], frame_index=0, strength=1.0),
                     LTXVideoCondition(image=to_pil[-1], frame_index=n - 1, strength=1.0),
                 ],
                 prompt=self.prompt, negative_prompt=self.negative_prompt, height=gh, width=gw, num_frames=n,
-                num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
+                num_inference_steps=num_steps, guidance_scale=self.guidance_scale,
                 denoise_strength=strength, latents=latents, generator=gen, output_type="np",
                 **dict(self.spec.call_options),
             ).frames[0]

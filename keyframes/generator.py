@@ -60,13 +60,16 @@ class DiffusersKeyframeGenerator:
     """
 
     def __init__(self, preset: Preset, pipe, name: str, device: str, dtype, id_dim: int,
-                 controlnet_loader=None, annotator_loader=None, style_loader=None):
+                 controlnet_loader=None, annotator_loader=None, style_loader=None, cpu_offload: bool = False):
         self.preset = preset
         self.pipe = pipe
         self.name = name
         self.device = device
         self.dtype = dtype
         self.id_dim = id_dim
+        # `pipe` is under diffusers' model CPU offload: the pipelines derived from it (img2img,
+        # ControlNet) are offloaded too, or their new modules (the ControlNet) would stay on the CPU
+        self.cpu_offload = bool(cpu_offload)
         self.consistent = preset.consistent.check()
         self.style_strength = float(preset.style_strength)
         self.controlnet_strength = 1.0
@@ -78,6 +81,9 @@ class DiffusersKeyframeGenerator:
         self._style_zero: torch.Tensor | None = None
         self._state = ConsistentAttentionState()
         install_consistent_attention(pipe.unet, self._state)
+        # a call decodes (and img2img encodes) every row, context rows included: one at a time, as
+        # a batch of five at 1024 x 1024 the upcast float32 VAE peaks near 17 GB (docs/fullsize.md)
+        pipe.vae.enable_slicing()
         self._controlnet_loader = controlnet_loader
         self._annotator_loader = annotator_loader
         self._controlnets: dict[str, object] = {}
@@ -133,6 +139,8 @@ class DiffusersKeyframeGenerator:
 
         accepted = set(inspect.signature(cls.__init__).parameters)
         pipe = cls(**{k: v for k, v in comps.items() if k in accepted})
+        if self.cpu_offload:
+            pipe.enable_model_cpu_offload(device=self.device)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -137,9 +138,56 @@ def _load_real(preset: Preset, device: str, dtype, offline: bool, cache_dir: str
         except (OSError, ValueError):
             pipe = cls.from_pretrained(base, torch_dtype=dtype, **common, **extra)
     faceid = AdapterFiles(faceid_src, faceid_sub, faceid_name)
-    with component_errors(preset, "faceid", faceid_src), quiet_hf():
-        load_ip_adapters(pipe, faceid, **common)
-    if cpu_offload and device.startswith("cuda"):
+
+    def controlnets(kind):
+        comp = f"controlnet_{kind}"
+        src = resolve_component(preset, comp, offline, cache_dir, probe_file="config.json")
+        with component_errors(preset, comp, src):
+            return ControlNetModel.from_pretrained(src, torch_dtype=dtype, **common)
+
+    def annotators(kind):
+        from .control import load_annotator
+
+        probe = "body_pose_model.pth" if kind == "openpose" else "dpt_hybrid-midas-501f0c75.pt"
+        src = resolve_component(preset, "annotators", offline, cache_dir, probe_file=probe)
+        return load_annotator(kind, src, cache_dir, offline)
+
+    def style(_pipe):
+        # only on the first style image: a run without one never needs these weights
+        return resolve_style(preset, offline, cache_dir)
+
+    name = f"{preset.name}:{base}+{faceid_src}/{faceid_name}"
+    if preset.style is not None:
+        name += f"+style:{preset.source('style')}"
+    return generator_from_pipeline(
+        preset, pipe, faceid, name=name, device=device, dtype=dtype,
+        style=style if preset.style is not None else None, controlnet_loader=controlnets,
+        annotator_loader=annotators, cpu_offload=cpu_offload, vae_tiling=vae_tiling, hub_kwargs=common)
+
+
+def generator_from_pipeline(preset: Preset, pipe, faceid: AdapterFiles, *, name: str, device: str, dtype,
+                            style: Callable[[object], AdapterFiles] | None = None,
+                            controlnet_loader: Callable[[str], object] | None = None,
+                            annotator_loader: Callable[[str], object] | None = None,
+                            cpu_offload: bool = False, vae_tiling: bool = False,
+                            hub_kwargs: dict | None = None) -> DiffusersKeyframeGenerator:
+    """The generator over an assembled SDXL / SD1.5 pipeline (its components in `dtype`): the
+    second half of loading a real preset, after `from_pretrained`.
+
+    FaceID is loaded as IP-Adapter 0 through `load_ip_adapters` (diffusers' `load_ip_adapter`:
+    the file's projection, attention processors and LoRA); then the pipeline goes to `device`,
+    or, with `cpu_offload` on CUDA, under diffusers' model CPU offload; `vae_tiling` decodes in
+    tiles. `style(pipe)` says where the style IP-Adapter is (AdapterFiles); it is called on the
+    first style image only, and the adapter joins FaceID then (a pipeline that already holds an
+    `image_encoder` keeps it). `controlnet_loader(kind)` returns a ControlNetModel on first use
+    of that kind (placed here). `hub_kwargs` go to every hub load (local_files_only, cache_dir).
+    `benchmarks/fullsize.py` builds the real classes at their published configs and comes in here.
+    """
+    hub_kwargs = dict(hub_kwargs or {})
+    offload = bool(cpu_offload) and str(device).startswith("cuda")
+    with component_errors(preset, "faceid", faceid.source), quiet_hf():
+        load_ip_adapters(pipe, faceid, **hub_kwargs)
+    if offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
@@ -149,33 +197,22 @@ def _load_real(preset: Preset, device: str, dtype, offline: bool, cache_dir: str
     id_dim = pipe.unet.encoder_hid_proj.image_projection_layers[0].ff.net[0].proj.in_features
 
     def controlnets(kind):
-        comp = f"controlnet_{kind}"
-        src = resolve_component(preset, comp, offline, cache_dir, probe_file="config.json")
-        with component_errors(preset, comp, src):
-            net = ControlNetModel.from_pretrained(src, torch_dtype=dtype, **common)
-        return net.to(device) if not cpu_offload else net
+        net = controlnet_loader(kind)
+        # under offload the derived ControlNet pipeline is offloaded with it (generator._control_pipe)
+        return net if offload else net.to(device)
 
-    def annotators(kind):
-        from .control import load_annotator
-
-        probe = "body_pose_model.pth" if kind == "openpose" else "dpt_hybrid-midas-501f0c75.pt"
-        src = resolve_component(preset, "annotators", offline, cache_dir, probe_file=probe)
-        return load_annotator(kind, src, cache_dir, offline)
-
-    def style(p):
-        # only on the first style image: a run without one never needs these weights
-        files = resolve_style(preset, offline, cache_dir)
+    def style_loader(p):
+        files = style(p)
         with component_errors(preset, "style", files.source), quiet_hf():
-            load_ip_adapters(p, faceid, files, **common)
-        if cpu_offload and device.startswith("cuda"):
+            load_ip_adapters(p, faceid, files, **hub_kwargs)
+        if offload:
             p.enable_model_cpu_offload(device=device)  # hooks for the new image encoder too
 
-    name = f"{preset.name}:{base}+{faceid_src}/{faceid_name}"
-    if preset.style is not None:
-        name += f"+style:{preset.source('style')}"
     return DiffusersKeyframeGenerator(preset, pipe, name=name, device=device, dtype=dtype, id_dim=id_dim,
-                                      controlnet_loader=controlnets, annotator_loader=annotators,
-                                      style_loader=style if preset.style is not None else None)
+                                      controlnet_loader=controlnets if controlnet_loader is not None else None,
+                                      annotator_loader=annotator_loader,
+                                      style_loader=style_loader if style is not None else None,
+                                      cpu_offload=offload)
 
 
 _CACHE: dict[tuple, DiffusersKeyframeGenerator] = {}

@@ -58,8 +58,11 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_tiny_tokenizer(folder: Path) -> Path:
-    """A byte-level CLIP vocabulary (512 symbols + bos/eos, no merges) in `folder`."""
+def write_tiny_tokenizer(folder: Path, vocab_size: int | None = None) -> Path:
+    """A byte-level CLIP vocabulary (512 symbols + bos/eos, no merges) in `folder`.
+
+    vocab_size: pad the vocabulary with unused entries to this many tokens, bos and eos last
+    (49408: CLIP's own size, with its ids 49406 / 49407), for a text encoder of the real size."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
@@ -70,6 +73,11 @@ def write_tiny_tokenizer(folder: Path) -> Path:
             vocab[c] = len(vocab)
         for c in chars:
             vocab[c + "</w>"] = len(vocab)
+        if vocab_size is not None:
+            if vocab_size < len(vocab) + 2:
+                raise ValueError(f"vocab_size {vocab_size} leaves no room for the {len(vocab)} byte symbols and bos/eos")
+            while len(vocab) < vocab_size - 2:
+                vocab[f"<|unused{len(vocab)}|>"] = len(vocab)
         vocab["<|startoftext|>"] = len(vocab)
         vocab["<|endoftext|>"] = len(vocab)
         _atomic_write(vocab_path, json.dumps(vocab))
@@ -77,10 +85,12 @@ def write_tiny_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def tiny_tokenizers(folder: Path):
+def tiny_tokenizers(folder: Path, vocab_size: int | None = None):
+    """SDXL's two CLIP tokenizers over the byte-level vocabulary (see write_tiny_tokenizer)."""
     from transformers import CLIPTokenizer
 
-    folder = write_tiny_tokenizer(Path(folder) / "tokenizer")
+    sub = "tokenizer" if vocab_size is None else f"tokenizer-{int(vocab_size)}"
+    folder = write_tiny_tokenizer(Path(folder) / sub, vocab_size)
     vocab, merges = str(folder / "vocab.json"), str(folder / "merges.txt")
     tok = CLIPTokenizer(vocab, merges, model_max_length=77)
     tok_2 = CLIPTokenizer(vocab, merges, model_max_length=77, pad_token="!")

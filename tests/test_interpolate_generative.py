@@ -361,3 +361,37 @@ def test_backends_declare_the_options_they_take(name):
 
     with pytest.raises(InputError, match="unknown interpolator 'sora'"):
         backend_options("sora")
+
+
+def test_ltx_runs_at_least_one_denoising_step(tiny_pipe, pair):
+    """From the flow start LTX runs int(steps * denoise_strength) steps of its schedule: one step
+    at strength 0.6 ran none, and the flow start came back through the VAE labelled generative."""
+    a, b = pair
+    calls = []
+    handle = tiny_pipe.transformer.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        info: dict = {}
+        list(gen.GenerativeInterpolator(pipeline=tiny_pipe, steps=1, denoise_strength=0.6).inbetween(a, b, [0.5], info=info))
+    finally:
+        handle.remove()
+    assert calls, "the video model was never called"
+    assert info["mode"] == "generative" and info["steps"] == 1 and info["steps_run"] == 1
+    assert gen.denoising_steps(40, 0.6) == (40, 24) and gen.denoising_steps(1, 0.6) == (2, 1)
+    assert gen.denoising_steps(3, 1.0) == (3, 3) and gen.denoising_steps(2, 0.25) == (4, 1)
+
+
+def test_offload_and_vae_tiling_options_reach_the_pipeline(pair):
+    """cpu_offload / vae_tiling (the memory options a 24-48 GB card needs for Wan 14B) are backend
+    options: the loaded pipeline's VAE tiles; offload applies on CUDA only (ignored on the CPU)."""
+    from keyrender.interpolate import backend_options
+
+    assert {"cpu_offload", "vae_tiling"} <= backend_options("wan")
+    interp = gen.GenerativeInterpolator(family="ltx", model="tiny", device="cpu", steps=2, vae_tiling=True, cpu_offload=True)
+    assert interp.pipeline.vae.use_tiling
+    assert getattr(interp.pipeline, "_all_hooks", []) == []  # no accelerate offload hooks on the CPU
+    a, b = pair
+    info: dict = {}
+    out = list(interp.inbetween(a, b, [0.5], info=info))
+    assert info["mode"] == "generative" and out[0].shape == a.shape
+    placed = gen.place_pipeline(gen.tiny_wan_pipeline(seed=0), "cpu", vae_tiling=True)
+    assert placed.vae.use_tiling

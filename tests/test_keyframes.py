@@ -178,6 +178,21 @@ def test_style_anchor_scene_context(gen):
     assert _diff(gen.generate(text, indices=[0])[0], base) > 0.1
 
 
+def test_rows_are_decoded_one_at_a_time(gen):
+    """A call decodes every row, context rows included (3 keyframes + the scene's anchor keyframe
+    here): one at a time, as a batch the float32 SDXL VAE peaks near 17 GB at
+    1024 x 1024 (docs/fullsize.md). Same pictures either way: decoding is per image."""
+    anchor_img = np.full((64, 64, 3), 90, np.uint8)
+    batches: list[int] = []
+    handle = gen.pipe.vae.decoder.register_forward_pre_hook(lambda m, a: batches.append(int(a[0].shape[0])))
+    try:
+        out = gen.generate(_request(style=StyleAnchor(scene="sc1", anchor_keyframe=anchor_img)))
+    finally:
+        handle.remove()
+    assert sorted(out) == [0, 1, 2]
+    assert batches and set(batches) == {1} and len(batches) == 4, batches
+
+
 def test_controlnet_canny_and_missing_annotator(gen):
     ctrl = np.zeros((64, 64, 3), np.uint8)
     ctrl[16:48, 16:48] = 255
@@ -256,6 +271,35 @@ def test_tiny_on_cuda_fp16(tmp_path):
         assert out[i].shape == (64, 64, 3) and out[i].dtype == np.uint8
         assert np.array_equal(out[i], again[i])
         assert 0 < out[i].mean() < 255
+
+
+@pytest.mark.gpu
+def test_offloaded_generator_runs_its_derived_pipelines_on_cuda(tmp_path):
+    """Under model CPU offload the ControlNet (loaded on first use) and the img2img pipeline are
+    offloaded with the base pipeline: none of their modules is left on the CPU while the UNet runs
+    on CUDA (generator_from_pipeline, the real presets' loader)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from diffusers import StableDiffusionXLPipeline
+
+    from keyrender.keyframes import get_preset
+    from keyrender.keyframes.adapters import AdapterFiles
+    from keyrender.keyframes.loading import generator_from_pipeline
+    from keyrender.keyframes.tiny import tiny_controlnet, tiny_sdxl_components, write_tiny_faceid
+
+    comps = tiny_sdxl_components(tmp_path)
+    controlnet = tiny_controlnet(comps["unet"])
+    pipe = StableDiffusionXLPipeline(**comps, add_watermarker=False)
+    folder, name = write_tiny_faceid(pipe.unet, tmp_path)
+    preset = get_preset("tiny").with_overrides(tiny=False)
+    g = generator_from_pipeline(preset, pipe, AdapterFiles(str(folder), None, name), name="offload", device="cuda",
+                                dtype=torch.float32, controlnet_loader=lambda kind: controlnet, cpu_offload=True)
+    out = g.generate(_request(control_image=np.full((64, 64, 3), 128, np.uint8), control_type="canny"))
+    assert sorted(out) == [0, 1, 2]
+    fixed = g.regenerate(_request(fixed={0: out[0], 2: out[2]}), index=1, init_image=out[1], prompt="a woman",
+                         strength=0.5, attempt=0)
+    assert fixed.shape == (64, 64, 3)
 
 
 def test_consistent_processor_shares_within_cfg_half_only():
