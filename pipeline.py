@@ -52,7 +52,7 @@ __all__ = [
     "Executor", "LocalExecutor", "RayExecutor", "get_executor",
 ]
 
-STAGE_VERSION = "8"  # bump when a stage's output for the same inputs changes
+STAGE_VERSION = "9"  # bump when a stage's output for the same inputs changes
 # 2: a scene's style image conditions its shots through the style IP-Adapter; repairs attend to
 #    the neighbouring keyframes, the scene's anchor and its style image; the flow interpolator
 #    lets untrusted pixels follow the camera and mixes in the cross-fade where its warps disagree
@@ -66,7 +66,8 @@ STAGE_VERSION = "8"  # bump when a stage's output for the same inputs changes
 # 7: large motion: block matches and DIS refined from the match hypothesis
 # 8: between keyframes no cut and no hold: spans that neither the camera nor the flow explains are
 #    bridged as pose changes (interpolate.posechange), the flow backend's detect_cuts off by default
-
+# 9: spans of at most 3 in-betweens (a 2-4 frame gap) with a still camera skip the SIFT matching:
+#    their large-motion hypothesis comes from block matches alone (docs/interpolation-speed.md)
 
 
 def _sha256_file(path: Path, cache: dict[Path, str]) -> str:

@@ -100,6 +100,6 @@ def inbetween(
         if hints and info is not None:
             info["hints"] = f"ignored: {getattr(interp, 'name', type(interp).__name__)} takes no hints"
         return interp.inbetween(frame_a, frame_b, ts, info=info)
-    if hints is None:
+    if not hints:  # (None or none found: an interpolator without hints is called as the Protocol says)
         return interp.inbetween(frame_a, frame_b, ts, info=info)
     return interp.inbetween(frame_a, frame_b, ts, info=info, hints=hints)

@@ -13,6 +13,9 @@ The algorithm, per keyframe pair (A at t=0, B at t=1):
    model, the flow does not explain B from A, the feature matches do not relate the pictures,
    and frames too plain to match differ in colour too; see `_generate`) held (A for t < 0.5, B
    from t >= 0.5) and a related pair that nothing explains cross-faded (`fallback`).
+   The SIFT matching behind the camera solve and the large-motion hypothesis is skipped where
+   DIS's flow, computed first, explains the pair (`flow_suffices`), or, in a short span (a 2-4x
+   retime), shows a still camera (`flow_sees_still_camera`; see `short_span`).
 2. Bidirectional flow A->B and B->A with OpenCV's DIS (Kroeger et al., "Fast Optical Flow using
    Dense Inverse Search", ECCV 2016), computed once per pair at a working resolution (frames are
    downscaled so that the long side is at most `flow_max_side`). DIS estimates at its finest
@@ -81,6 +84,13 @@ from keyrender.interpolate.posechange import (
 #: REVERSAL_FROM px of the fields (largest component), fully REVERSAL_RAMP px later
 REVERSAL_FROM, REVERSAL_RAMP = 1.5, 3.0
 
+#: a camera that moves the frame's corners by less than this share of its diagonal between two
+#: frames is still enough for the flow path in a short span (`flow_sees_still_camera`): the
+#: camera-move suite's views at 2-4 frame gaps (1.25% of the width or more per pair) all keep
+#: the camera path, where it is 1.5 dB better; at 1% some lose it. DIS's own homography on a
+#: still handheld shot (tree.avi) moves the corners by 0.3-1.1 px of 320 x 240 (0.1-0.3%)
+STILL_CAMERA = 0.005
+
 
 @dataclass(frozen=True)
 class PairGuard:
@@ -141,7 +151,7 @@ def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba
     the benchmark's footage: on vtest.avi (768x576, walking people) the largest 2-frame gap values
     were 0.031 / 0.046 / 0.009 and the smallest 8-frame gap values 0.026 / 0.035 / 0.005."""
     h, w = gray_a.shape
-    if np.percentile(np.hypot(f_ab[..., 0], f_ab[..., 1]), 99) >= max_motion * max(h, w):
+    if _percentile99_reaches(np.hypot(f_ab[..., 0], f_ab[..., 1]), max_motion * max(h, w)):
         return False
     if (consistency(f_ab, f_ba) < 0.5).mean() >= max_inconsistent:
         return False
@@ -149,6 +159,40 @@ def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba
     b_on_a = cv2.remap(gray_b, gx + f_ab[..., 0], gy + f_ab[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     residual = cv2.blur(cv2.absdiff(b_on_a, gray_a).astype(np.float32), (9, 9))
     return bool((residual > 30).mean() < max_residual)
+
+
+def _percentile99_reaches(values: np.ndarray, limit: float) -> bool:
+    """`np.percentile(values, 99) >= limit`, from a count of the values at or above `limit` where
+    that decides it (the two values the percentile interpolates between are both at or above it,
+    or the upper one below it), else from the percentile itself: the same answer without the
+    partial sort (1.3 ms at 640 x 480) in almost every pair."""
+    n = values.size
+    i = int(np.floor(0.99 * (n - 1)))  # the percentile lies between the i-th and (i+1)-th smallest
+    above = int(np.count_nonzero(values >= limit))  # the smallest at or above it is the (n - above)-th
+    if i >= n - above:
+        return True
+    if i + 1 < n - above:
+        return False
+    return bool(np.percentile(values, 99) >= limit)
+
+
+def flow_sees_still_camera(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray,
+                           max_move: float = STILL_CAMERA) -> bool:
+    """Whether DIS's own flow (`working_flows`' output) shows a still camera: one homography
+    explains at least half of A's forward-backward consistent pixels, which cover at least a
+    quarter of the frame (see `global_motion`), and it moves no corner of the frame by `max_move`
+    of the frame's diagonal or more.
+
+    Such a pair needs no camera solve from feature matches: the flow follows a camera this still
+    as well as the camera path does. It says nothing about a subject that DIS lost (a hand
+    crossing a still frame passes); in a short span those are left to the block matches (see
+    `FlowInterpolator`, `short_span`)."""
+    h, w = gray_a.shape
+    hom = global_motion(f_ab, consistency(f_ab, f_ba), min_move=0.0)
+    if hom is None:
+        return False
+    corners = np.float32([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]]).reshape(-1, 1, 2)
+    return bool(np.abs(cv2.perspectiveTransform(corners, hom) - corners).max() < max_move * float(np.hypot(h, w)))
 
 
 class _PairState:
@@ -264,7 +308,9 @@ class _PairState:
                 if tt * self.raw_max[i] <= REVERSAL_FROM:
                     continue
                 s, k = splat_flow(self.raw[i], vis, tt, grid)
-                k = k * np.clip((np.abs(s).max(-1) - REVERSAL_FROM) / REVERSAL_RAMP, 0.0, 1.0)
+                # (the larger component per pixel; numpy's max over a last axis of 2 costs 70x this)
+                big = np.maximum(np.abs(s[..., 0]), np.abs(s[..., 1]))
+                k = k * np.clip((big - REVERSAL_FROM) / REVERSAL_RAMP, 0.0, 1.0)
                 fts[i] = fts[i] + k[..., None] * (s - fts[i])
             ft0, ft1 = fts
         # (isolated wrong vectors, e.g. where a match's region meets a splatted one, would each
@@ -387,7 +433,19 @@ class FlowInterpolator(CheckedInterpolator):
     fails, where DIS misses a large motion, and DIS refined from it; see `match_flow`,
     `block_matches`, `dis_refine`) and `flow_reversal` (flows to time t splatted forward where the motion is
     large; see `splat_flow`), `flow_gate` (DIS first, and the SIFT matching behind both only where
-    the flow does not explain a small motion; see `flow_suffices`).
+    the flow does not explain a small motion; see `flow_suffices`), `short_span` (a pair asked for
+    at most this many in-betweens, a 2-4x retime of footage, skips the SIFT matching also where
+    the flow misses a subject, as long as the flow shows a still camera (`flow_sees_still_camera`): its
+    large-motion hypothesis comes from the block matches alone; 0 turns it off).
+
+    Why the span's length decides: SIFT on both frames and their matching cost several times
+    the rest of a pair (DIS, the fields, one warp), so in a pair with one to three in-betweens
+    they are most of its time, and at a 2-4 frame gap they bought nothing measurable over the
+    block matches (tree.avi, vtest.avi: -0.007..+0.003 dB per row; see
+    docs/interpolation-speed.md); across keyframe spacing (8-48 frames) they are a small part of
+    the pair and find the walkers that the block matches miss (vtest.avi k=8: about 1 dB). A
+    consequence: the frame at a time t of a short span can differ from the frame at the same t of
+    a longer one.
     """
 
     name = "flow"
@@ -395,7 +453,7 @@ class FlowInterpolator(CheckedInterpolator):
     OPTIONS = frozenset({"preset", "flow_max_side", "variational_iterations", "static_threshold", "cut_threshold",
                          "detect_cuts", "on_cut", "strip_rows", "camera_motion", "hedge", "hedge_level",
                          "camera_min_move", "feature_max_side", "related_matches", "match_flow", "flow_reversal",
-                         "flow_gate"})
+                         "flow_gate", "short_span"})
 
     def __init__(
         self,
@@ -416,6 +474,7 @@ class FlowInterpolator(CheckedInterpolator):
         match_flow: bool = True,
         flow_reversal: bool = True,
         flow_gate: bool = True,
+        short_span: int = 3,
     ):
         if preset not in DIS_PRESETS:
             raise ValueError(f"preset: unknown DIS preset {preset!r}; known: {', '.join(DIS_PRESETS)}")
@@ -450,6 +509,9 @@ class FlowInterpolator(CheckedInterpolator):
         self.match_flow = bool(match_flow)
         self.flow_reversal = bool(flow_reversal)
         self.flow_gate = bool(flow_gate)
+        if short_span < 0:
+            raise ValueError(f"short_span: must be >= 0, got {short_span}")
+        self.short_span = int(short_span)
 
     def _generate(self, a, b, ts, info, hints=()) -> Iterator[np.ndarray]:
         if not ts:
@@ -470,6 +532,7 @@ class FlowInterpolator(CheckedInterpolator):
             return
         h, w = a.shape[:2]
         flows = None
+        blocks_only = False  # the large-motion hypothesis from block matches alone (no SIFT)
         features = self.camera_motion or self.match_flow
         if features and self.flow_gate and guard.mode == "flow":
             # DIS first: where it explains a small motion, no SIFT (see `flow_suffices`); else the
@@ -478,6 +541,14 @@ class FlowInterpolator(CheckedInterpolator):
             if flow_suffices(*flows):
                 features = False
                 info["features"] = "skipped: small motion that the flow explains (see flow_suffices)"
+            elif len(ts) <= self.short_span and flow_sees_still_camera(*flows, max(STILL_CAMERA, self.camera_min_move)):
+                # a short span (a 2-4x retime): SIFT on both frames would cost several times the
+                # rest of the pair; where the camera is still it adds nothing that the block
+                # matches do not (see `short_span`)
+                features = False
+                blocks_only = self.match_flow
+                info["features"] = ("skipped: a short span and a still camera; large motion from "
+                                    "block matches (see flow_sees_still_camera)")
         matches = fit = None
         if features and self.camera_motion:
             matches, fit = pair_camera(a, b, self.feature_max_side)
@@ -558,6 +629,8 @@ class FlowInterpolator(CheckedInterpolator):
                     yield cross_fade(a, b, t)
                 return
         if state is None:
+            if blocks_only:
+                full = (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
             state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
                                matches=full, reversal=self.flow_reversal, flows=flows)
         explained, textured = state_explained(state)

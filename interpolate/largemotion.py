@@ -113,15 +113,18 @@ def splat_flow(f01: np.ndarray, c0: np.ndarray, t: float, grid: tuple[np.ndarray
     num_x = np.zeros(n)
     num_y = np.zeros(n)
     cov = np.zeros(n)
+    # (samples that land outside the frame go to one extra bin, dropped: the frame's bins sum the
+    # same samples in the same order as with the samples selected first, without the copies)
+    vxr, vyr = vx.ravel(), vy.ravel()
     for dx, dy, wb in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         xi, yi = x0 + dx, y0 + dy
         ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        idx = (yi * w + xi)[ok]
-        wz = (wb * z)[ok]
-        den += np.bincount(idx, wz, n)
-        num_x += np.bincount(idx, wz * vx[ok], n)
-        num_y += np.bincount(idx, wz * vy[ok], n)
-        cov += np.bincount(idx, wb[ok], n)
+        idx = np.where(ok, yi * w + xi, n).ravel()
+        wz = (wb * z).ravel()
+        den += np.bincount(idx, wz, n + 1)[:n]
+        num_x += np.bincount(idx, wz * vxr, n + 1)[:n]
+        num_y += np.bincount(idx, wz * vyr, n + 1)[:n]
+        cov += np.bincount(idx, wb.ravel(), n + 1)[:n]
     safe = np.maximum(den, 1e-12)
     out = np.dstack([(num_x / safe).reshape(h, w), (num_y / safe).reshape(h, w)]).astype(np.float32)
     cov = np.clip(cov.reshape(h, w), 0.0, 1.0).astype(np.float32)
