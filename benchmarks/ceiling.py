@@ -4,7 +4,7 @@ For each in-between of a keyframe gap, keyrender's flow backend sees only the ke
 The oracle is also given the real frame T at time t, and measures the flows from T itself to A
 and to B with the same machinery keyrender uses for A<->B (DIS at the same working size, the
 SIFT-match hypothesis kept per pixel where it warps better, the consistency check and its
-substitutes: `_PairState(T, A)`, `_PairState(T, B)`). Those flows are the best this family of
+substitutes: `FlowPairState(T, A)`, `FlowPairState(T, B)`). Those flows are the best this family of
 flow estimators can do for frame t; they are rendered through keyrender's own warp
 (`render_time`) with:
 
@@ -46,14 +46,16 @@ from interpolation import DATA, EXTRA, decode_distinct, psnr
 from keyrender.interpolate import inbetween  # noqa: E402
 from keyrender.interpolate.camera import match_features  # noqa: E402
 from keyrender.interpolate.flow import (  # noqa: E402
-    FlowInterpolator, _PairState, cross_fade, flow_suffices, render_time, working_flows,
+    FlowInterpolator, FlowPairState, cross_fade, flow_suffices, render_time, working_flows,
 )
 from keyrender.interpolate.flowcore import inside_frame  # noqa: E402
 
 
 class _OracleState:
-    """A duck-typed pair state for `render_time`: fixed flows from frame t to A and B (at a
+    """A pair state for `render_time` (`flow.PairState`): fixed flows from frame t to A and B (at a
     working resolution) and A's weight."""
+
+    linear_edges = False
 
     def __init__(self, ft0, ft1, wa, size, grid):
         self.ft0, self.ft1, self.wa = ft0, ft1, wa
@@ -64,13 +66,17 @@ class _OracleState:
     def fields(self, t, hedge=0.0, hedge_level=50.0):
         return self.ft0, self.ft1, self.wa, None
 
+    def fade_fields(self, t):
+        return None
 
-def _flow_from(truth: np.ndarray, key: np.ndarray, max_side: int) -> _PairState:
+
+def _flow_from(truth: np.ndarray, key: np.ndarray, max_side: int) -> FlowPairState:
     """keyrender's flow machinery from the real frame to a keyframe (DIS + match hypothesis +
     consistency and substitutes); `.f01` is T -> key, `.c0` T's visibility in key."""
     m = match_features(truth, key, max_side)
     full = (m[0] / m[2], m[1] / m[2]) if m is not None else None
-    return _PairState(truth, key, max_side, "medium", 1, camera=True, matches=full, reversal=False)
+    return FlowPairState(truth, key, max_side=max_side, preset="medium", variational=1, camera=True, matches=full,
+                         reversal=False)
 
 
 def oracle(a: np.ndarray, b: np.ndarray, truth: np.ndarray, t: float, max_side: int = 640) -> dict[str, np.ndarray]:
@@ -98,17 +104,17 @@ def _best_of(ia: np.ndarray, ib: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where((ea <= eb)[..., None], ia, ib).round().astype(np.uint8)
 
 
-def our_state(a: np.ndarray, b: np.ndarray, max_side: int = 640) -> _PairState:
+def our_state(a: np.ndarray, b: np.ndarray, max_side: int = 640) -> FlowPairState:
     """keyrender's still-camera pair state as `FlowInterpolator` builds it with its defaults."""
     flows = working_flows(a, b, max_side, "medium", 1)
     full = None
     if not flow_suffices(*flows):
         m = match_features(a, b, max_side)
         full = (m[0] / m[2], m[1] / m[2])
-    return _PairState(a, b, max_side, "medium", 1, camera=True, matches=full, flows=flows)
+    return FlowPairState(a, b, max_side=max_side, preset="medium", variational=1, camera=True, matches=full, flows=flows)
 
 
-def ours_oracle_blend(a: np.ndarray, b: np.ndarray, state: _PairState, truth: np.ndarray, t: float) -> np.ndarray:
+def ours_oracle_blend(a: np.ndarray, b: np.ndarray, state: FlowPairState, truth: np.ndarray, t: float) -> np.ndarray:
     ft0, ft1, wa, _ = state.fields(t)
     grid = (state.gx, state.gy)
     ia = render_time(a, b, _OracleState(ft0, ft1, np.ones_like(wa), state.size, grid), t).astype(np.float32)

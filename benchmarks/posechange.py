@@ -212,8 +212,8 @@ def run_method(name: str, a: np.ndarray, b: np.ndarray, hints: list, tmp: Path) 
     if name == "camera state + face":
         from keyrender.interpolate.posechange import subject_similarity
 
-        state = CameraPairState(a, b, subject_similarity(hints[0]), 640, "medium", 1)
-        return [render_time(a, b, state, t, 256, 0.5, 50.0) for t in times], {"mode": "camera state + face"}
+        state = CameraPairState(a, b, subject_similarity(hints[0]), max_side=640, preset="medium", variational=1)
+        return [render_time(a, b, state, t, strip_rows=256, hedge=0.5, hedge_level=50.0) for t in times], {"mode": "camera state + face"}
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
 
 

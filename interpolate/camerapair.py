@@ -80,7 +80,9 @@ class CameraPairState:
     (content entering or leaving the frame) is taken from that keyframe by the in-frame weights.
     """
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, max_side: int, preset: str,
+    linear_edges = True  # (a `flow.PairState`: the camera's fields extrapolate linearly past the edge)
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, matrix: np.ndarray, *, max_side: int, preset: str,
                  variational: int | None):
         views = halfway_views(a, b, matrix, max_side)
         (h, w), (fh, fw), cf, path_f = views.size, views.flow_size, views.scale, views.path

@@ -60,7 +60,7 @@ re-exports the helpers' public names.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -137,7 +137,7 @@ def working_flows(a: np.ndarray, b: np.ndarray, max_side: int, preset: str, vari
     return ga, gb, f_ab, f_ba
 
 
-def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray,
+def flow_suffices(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray, *,
                   max_motion: float = 0.025, max_inconsistent: float = 0.05, max_residual: float = 0.01) -> bool:
     """Whether DIS alone explains the pair (`working_flows`' output): the motion is small (99th
     percentile under `max_motion` of the long side), forward-backward consistent (under
@@ -195,11 +195,33 @@ def flow_sees_still_camera(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndar
     return bool(np.abs(cv2.perspectiveTransform(corners, hom) - corners).max() < max_move * float(np.hypot(h, w)))
 
 
-class _PairState:
-    """Everything computed once per pair, at the working resolution."""
+class PairState(Protocol):
+    """What `render_time` needs of a pair's state, whichever way the pair was explained
+    (`FlowPairState`, `camerapair.CameraPairState`, `posechange.PoseState`): the frame's `size`
+    and the fields' working size `wsize` (h, w), the working pixel grid `gx`, `gy`, and per time t
+    the flows from t to A and B with A's weight and the hedge's share (`fields`), the camera-aligned
+    cross-fade's fields or None (`fade_fields`); `linear_edges`: whether the fields are
+    extrapolated linearly beyond the frame's edge when upsampled (a camera's zoom stays exact)."""
+
+    size: tuple[int, int]
+    wsize: tuple[int, int]
+    gx: np.ndarray
+    gy: np.ndarray
+    linear_edges: bool
+
+    def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]: ...
+
+    def fade_fields(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None: ...
+
+
+class FlowPairState:
+    """Everything computed once per pair, at the working resolution (a `PairState`)."""
+
+    linear_edges = False
 
     def __init__(
-        self, a: np.ndarray, b: np.ndarray, max_side: int, preset: str, variational: int | None,
+        self, a: np.ndarray, b: np.ndarray, *, max_side: int, preset: str, variational: int | None,
         camera: bool = True, check_cut: bool = False, matches: tuple[np.ndarray, np.ndarray] | None = None,
         reversal: bool = True, flows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
         densify: bool = True,
@@ -290,6 +312,10 @@ class _PairState:
         self.size = (h, w)
         self.wsize = (wh, ww)
 
+    def fade_fields(self, t: float) -> None:
+        """No camera: the hedge fades between the raw keyframes."""
+        return None
+
     def fields(self, t: float, hedge: float = 0.0, hedge_level: float = 50.0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per time t, at working resolution: the flows F_t0 and F_t1 (2 channels each), the
@@ -327,7 +353,7 @@ class _PairState:
 
 
 def render_time(
-    a: np.ndarray, b: np.ndarray, state: _PairState, t: float, strip_rows: int = 256,
+    a: np.ndarray, b: np.ndarray, state: PairState, t: float, *, strip_rows: int = 256,
     hedge: float = 0.0, hedge_level: float = 50.0,
 ) -> np.ndarray:
     """One in-between at time t: warp A and B to t and blend, in strips of `strip_rows` rows.
@@ -338,7 +364,7 @@ def render_time(
     full-resolution float fields of the whole image."""
     ft0, ft1, wa, share = state.fields(t, hedge, hedge_level)
     # a camera move: the hedge fades between the camera-aligned keyframes, not the raw ones
-    cam = state.fade_fields(t) if share is not None and hasattr(state, "fade_fields") else None
+    cam = state.fade_fields(t) if share is not None else None
     h, w = state.size
     wh, ww = state.wsize
     (f0x, f0y), (f1x, f1y) = cv2.split(ft0), cv2.split(ft1)
@@ -365,7 +391,7 @@ def render_time(
                 e[:, -1] = 2 * e[:, -2] - e[:, -3]
             return e
 
-        linear = cam is not None or isinstance(state, CameraPairState)
+        linear = cam is not None or state.linear_edges
         layers = [ext(f, sx if i % 2 == 0 else sy, linear) for i, f in enumerate(flows)] + [ext(f) for f in weights]
         pad = 1
         xs = np.arange(w, dtype=np.float32)[None, :]
@@ -457,6 +483,7 @@ class FlowInterpolator(CheckedInterpolator):
 
     def __init__(
         self,
+        *,
         preset: str = "medium",
         flow_max_side: int = 640,
         variational_iterations: int | None = 1,
@@ -573,13 +600,14 @@ class FlowInterpolator(CheckedInterpolator):
             info["camera"] = {**fit.summary(h, w), "explains": cam is not None}
         if cam is not None and cam.corner_motion(h, w) >= self.camera_min_move * float(np.hypot(h, w)):
             # 1. the camera moved: it explains B from A (see `CameraPairState`)
-            state = CameraPairState(a, b, cam.matrix, self.flow_max_side, self.preset, self.variational_iterations)
+            state = CameraPairState(a, b, cam.matrix, max_side=self.flow_max_side, preset=self.preset,
+                                   variational=self.variational_iterations)
             explained, textured = state_explained(state)
             if textured < POSE_FROM and not self.detect_cuts:
                 # 1'. the model explains too little of the textured picture (its matches are on a
                 # subject over backgrounds that differ): a pose change, along the camera when no
                 # subject is named
-                yield from self._pose(a, b, ts, info, hints, f"the camera model explains only {round(100 * textured)}% "
+                yield from self._pose(a, b, ts, info, hints, why=f"the camera model explains only {round(100 * textured)}% "
                                       f"of the textured picture", camera=cam.matrix)
                 return
             info.update(mode="camera", similarity=round(state.similarity, 4), flow_size=list(state.flow_size),
@@ -588,19 +616,20 @@ class FlowInterpolator(CheckedInterpolator):
                         explained=round(explained, 3))
             judged(info)
             for t in ts:
-                yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)
+                yield render_time(a, b, state, t, strip_rows=self.strip_rows, hedge=self.hedge, hedge_level=self.hedge_level)
             return
         state = None
         if guard.mode == "check":
             # 2. a still camera (or none found) and a low plain correlation: the flow decides
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               check_cut=True, matches=full, reversal=self.flow_reversal)
+            state = FlowPairState(a, b, max_side=self.flow_max_side, preset=self.preset,
+                                  variational=self.variational_iterations, camera=self.camera_motion, check_cut=True,
+                                  matches=full, reversal=self.flow_reversal)
             sim = state.similarity
             info["similarity"] = round(sim, 4)
             if sim < self.cut_threshold and not self.detect_cuts:
                 # 3. neither the camera nor the flow explains B from A: between keyframes, a pose
                 # change (see `posechange`), never a cut
-                yield from self._pose(a, b, ts, info, hints, "neither a camera move nor the flow explains B from A")
+                yield from self._pose(a, b, ts, info, hints, why="neither a camera move nor the flow explains B from A")
                 return
             if sim < self.cut_threshold:
                 # 3'. footage (`detect_cuts`): a cut when the pictures share nothing (no camera
@@ -631,22 +660,23 @@ class FlowInterpolator(CheckedInterpolator):
         if state is None:
             if blocks_only:
                 full = (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
-            state = _PairState(a, b, self.flow_max_side, self.preset, self.variational_iterations, self.camera_motion,
-                               matches=full, reversal=self.flow_reversal, flows=flows)
+            state = FlowPairState(a, b, max_side=self.flow_max_side, preset=self.preset,
+                                  variational=self.variational_iterations, camera=self.camera_motion, matches=full,
+                                  reversal=self.flow_reversal, flows=flows)
         explained, textured = state_explained(state)
         if textured < POSE_FROM and not self.detect_cuts:
             # 4. the flow explains too little of the textured picture to be followed: a pose change
             yield from self._pose(a, b, ts, info, hints,
-                                  f"the flow explains only {round(100 * textured)}% of the textured picture")
+                                  why=f"the flow explains only {round(100 * textured)}% of the textured picture")
             return
         info.update(mode="flow", flow_size=list(state.flow_size), camera_motion=state.global_motion is not None,
                     occluded_fraction=round(float(((state.c0 < 0.5).mean() + (state.c1 < 0.5).mean()) / 2), 4),
                     explained=round(explained, 3))
         judged(info)
         for t in ts:
-            yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)
+            yield render_time(a, b, state, t, strip_rows=self.strip_rows, hedge=self.hedge, hedge_level=self.hedge_level)
 
-    def _pose(self, a, b, ts, info, hints, why: str, camera: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    def _pose(self, a, b, ts, info, hints, *, why: str, camera: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """A pair that nothing explains, bridged continuously (see `posechange`): the largest
         subject of `hints` followed and the others moved in their regions, the consistent residual
         morphed, the rest dissolved. Without hints: along `camera` when a camera model was found
@@ -670,4 +700,4 @@ class FlowInterpolator(CheckedInterpolator):
         info.update(flow_size=list(state.flow_size), overlap=round(state.overlap, 4), explained=round(explained, 3))
         judged(info)
         for t in ts:
-            yield render_time(a, b, state, t, self.strip_rows, self.hedge, self.hedge_level)
+            yield render_time(a, b, state, t, strip_rows=self.strip_rows, hedge=self.hedge, hedge_level=self.hedge_level)

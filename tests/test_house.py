@@ -101,16 +101,6 @@ def _click_command(fn: ast.FunctionDef) -> bool:
     return any("command" in ast.unparse(d) for d in fn.decorator_list)
 
 
-#: functions still over the limit (being reworked in the stage folders); the list only shrinks
-KNOWN_LONG = {
-    "interpolate/flow.py FlowInterpolator.__init__",
-    "interpolate/flow.py _PairState.__init__",
-    "interpolate/flow.py render_time",
-    "interpolate/flow.py flow_suffices",
-    "interpolate/flow.py FlowInterpolator._pose",
-}
-
-
 def _functions():
     for rel, tree in _modules():
         for node in tree.body:
@@ -124,4 +114,4 @@ def _functions():
 
 def test_no_function_takes_more_than_six_positional_parameters():
     long = {name for name, fn in _functions() if len(_positional(fn)) > 6 and not _click_command(fn)}
-    assert long - KNOWN_LONG == set()
+    assert long == set()

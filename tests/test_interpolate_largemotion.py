@@ -11,7 +11,7 @@ import pytest
 
 from keyrender.interpolate import inbetween
 from keyrender.interpolate.flow import (
-    FlowInterpolator, _PairState, block_matches, dis_refine, match_flow, pick_flow, pixel_grid, render_time,
+    FlowInterpolator, FlowPairState, block_matches, dis_refine, match_flow, pick_flow, pixel_grid, render_time,
 )
 from helpers import psnr
 
@@ -110,7 +110,7 @@ def test_densify_carries_a_subject_that_no_feature_match_names():
     roi = (slice(200, 248), slice(120, 168))
     out = {}
     for densify in (False, True):
-        state = _PairState(a, b, 640, "medium", 1, matches=none, densify=densify)
+        state = FlowPairState(a, b, max_side=640, preset="medium", variational=1, matches=none, densify=densify)
         out[densify] = psnr(render_time(a, b, state, 0.5, hedge=0.5)[roi], truth[roi])
     assert out[True] > out[False] + 4.0, out
 
