@@ -446,22 +446,6 @@ def count_params(model) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _attention_layers(unet) -> list[tuple[str, int, bool]]:
-    """(processor name, hidden size, is cross-attention) of every attention processor of `unet`,
-    in `unet.attn_processors` order (the k of the `ip_adapter.{k}.*` keys)."""
-    blocks = list(unet.config.block_out_channels)
-    out = []
-    for name in unet.attn_processors.keys():
-        if name.startswith("mid_block"):
-            hidden = blocks[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
-        else:
-            hidden = blocks[int(name[len("down_blocks.")])]
-        out.append((name, hidden, not name.endswith("attn1.processor")))
-    return out
-
-
 def adapter_shapes(component: Component, unet) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the adapter file of `component` (FaceID or the plain IP-Adapter) for
     `unet` (works on meta): `image_proj.*` (the projection) and `ip_adapter.{k}.*` (k: the
@@ -483,7 +467,9 @@ def adapter_shapes(component: Component, unet) -> dict[str, tuple[int, ...]]:
     else:
         raise ValueError(f"{component.name} is not an adapter")
     rank = int(cfg.get("lora_rank") or 0)
-    for k, (_, hidden, is_cross) in enumerate(_attention_layers(unet)):
+    from keyrender.keyframes.tiny import attention_layers
+
+    for k, (_, hidden, is_cross) in enumerate(attention_layers(unet)):
         kv_in = cross if is_cross else hidden
         if rank:
             for proj, fan_in in (("to_q", hidden), ("to_k", kv_in), ("to_v", kv_in), ("to_out", hidden)):

@@ -204,21 +204,28 @@ def _ip_attention_weights(unet, rnd) -> dict:
     """The `ip_adapter.{k}.to_k_ip` / `to_v_ip` weights every IP-Adapter file holds, one pair per
     cross-attention layer of `unet` (k = 1, 3, 5, ...), drawn with `rnd(*shape, std=...)`."""
     cross = unet.config.cross_attention_dim
-    blocks = list(unet.config.block_out_channels)
     out: dict = {}
-    key_id = 1
+    for k, (_, hidden, is_cross) in enumerate(attention_layers(unet)):
+        if is_cross:
+            out[f"ip_adapter.{k}.to_k_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
+            out[f"ip_adapter.{k}.to_v_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
+    return out
+
+
+def attention_layers(unet) -> list[tuple[str, int, bool]]:
+    """(processor name, hidden size, is cross-attention) of every attention processor of `unet`,
+    in `unet.attn_processors` order: the k of an IP-Adapter file's `ip_adapter.{k}.*` keys
+    (benchmarks/fullsize_models.py sizes the real files by it too)."""
+    blocks = list(unet.config.block_out_channels)
+    out = []
     for name in unet.attn_processors.keys():
-        if name.endswith("attn1.processor"):
-            continue
         if name.startswith("mid_block"):
             hidden = blocks[-1]
         elif name.startswith("up_blocks"):
             hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
         else:
             hidden = blocks[int(name[len("down_blocks.")])]
-        out[f"ip_adapter.{key_id}.to_k_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
-        out[f"ip_adapter.{key_id}.to_v_ip.weight"] = rnd(hidden, cross, std=cross**-0.5 * 2)
-        key_id += 2
+        out.append((name, hidden, not name.endswith("attn1.processor")))
     return out
 
 
