@@ -174,9 +174,7 @@ class VideoWriter:
             raise ValueError(f"frame {self.frames} is {frame.shape[1]}x{frame.shape[0]}, the video is {self.width}x{self.height}")
         if (self.enc_width, self.enc_height) != (self.width, self.height):
             frame = np.pad(frame, ((0, self.enc_height - self.height), (0, self.enc_width - self.width), (0, 0)), mode="edge")
-        # converted to the stream's yuv420p here, not inside encode(): the encoder's own conversion
-        # gave different files for the same frames (tests/test_pipeline.py: up to 16 of 60 encodes)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv420p")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.frames
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
