@@ -177,13 +177,14 @@ def face_path(hint, t: float) -> tuple[np.ndarray, np.ndarray]:
     return path.at(t)[:2], path.at(t - 1.0)[:2]
 
 
-def run_method(name: str, a: np.ndarray, b: np.ndarray, hints: list, tmp: Path) -> tuple[list[np.ndarray], dict]:
-    """The 23 in-betweens of one method, and what it said about the span."""
+def run_method(name: str, a: np.ndarray, b: np.ndarray, hints: list, tmp: Path,
+               n: int = N_MID) -> tuple[list[np.ndarray], dict]:
+    """The `n` in-betweens (at t = 1/(n+1) ... n/(n+1)) of one method, and what it said about the span."""
     from keyrender.interpolate import inbetween
     from keyrender.interpolate.camerapair import CameraPairState
     from keyrender.interpolate.flow import FlowInterpolator, cross_fade, render_time
 
-    times = [i / (N_MID + 1) for i in range(1, N_MID + 1)]
+    times = [i / (n + 1) for i in range(1, n + 1)]
     info: dict = {}
     h, w = a.shape[:2]
     if name == "keyrender":
@@ -197,8 +198,8 @@ def run_method(name: str, a: np.ndarray, b: np.ndarray, hints: list, tmp: Path) 
     if name == "minterpolate":
         from interpolation import minterpolate  # benchmarks/interpolation.py: the same peer settings
 
-        out, _, _ = minterpolate([a, b], N_MID + 1, tmp)
-        return [np.ascontiguousarray(f) for f in out[1 : N_MID + 1]], {"mode": "minterpolate"}
+        out, _, _ = minterpolate([a, b], n + 1, tmp)
+        return [np.ascontiguousarray(f) for f in out[1 : n + 1]], {"mode": "minterpolate"}
     if not hints:
         return [cross_fade(a, b, t) for t in times], {"mode": "cross-fade (no face)"}
     if name == "aligned cross-fade":
@@ -377,11 +378,7 @@ def footage_suite(methods: list[str], tmp: Path, emb, k: int = 24) -> list[dict]
             hints = largest_face_hints(a, b, emb)
             la, lb = (hints[0].points_a, hints[0].points_b) if hints else (None, None)
             for m in [m for m in methods if m in FOOTAGE_METHODS]:
-                if m == "minterpolate":
-                    mi, _, _ = __import__("interpolation").minterpolate([a, b], k, tmp)
-                    mids, info = [np.ascontiguousarray(f) for f in mi[1:k]], {"mode": "minterpolate"}
-                else:
-                    mids, info = _footage_method(m, a, b, hints, k)
+                mids, info = run_method(m, a, b, hints, tmp, n=k - 1)
                 ps = [float(peak_signal_noise_ratio(t_, f, data_range=255)) for t_, f in zip(truth, mids)]
                 tear = max(sm.tear(a, b, f, (j + 1) / k, la, lb) for j, f in enumerate(mids))
                 out.append({"span": f"{i}-{i + k}", "method": m, "psnr": float(np.mean(ps)), "tear": float(tear),
@@ -389,21 +386,6 @@ def footage_suite(methods: list[str], tmp: Path, emb, k: int = 24) -> list[dict]
                 print(f"Megamind {i:3d}-{i + k:3d} {m:20s} {str(info.get('mode')):12s} PSNR {np.mean(ps):6.2f} "
                       f"tear {100 * tear:5.2f}%", flush=True)
     return out
-
-
-def _footage_method(m: str, a, b, hints, k: int):
-    from keyrender.interpolate import inbetween
-    from keyrender.interpolate.flow import FlowInterpolator, cross_fade
-
-    times = [j / k for j in range(1, k)]
-    info: dict = {}
-    if m == "keyrender":
-        return list(inbetween(a, b, times, info=info, hints=hints or None)), info
-    if m == "keyrender, no hints":
-        return list(inbetween(a, b, times, info=info)), info
-    if m == "keyrender before":
-        return list(FlowInterpolator(detect_cuts=True).inbetween(a, b, times, info=info)), info
-    return [cross_fade(a, b, t) for t in times], {"mode": "cross-fade"}
 
 
 def print_footage(rows: list[dict], methods: list[str]) -> None:
