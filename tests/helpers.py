@@ -75,3 +75,16 @@ def run_python(code: str, *argv, env: dict | None = None, heavy: tuple[str, ...]
 def heavy_imports(code: str, *argv, env: dict | None = None, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     """Which of `heavy` `code` imports, run in a fresh Python (see `run_python`)."""
     return run_python(code, *argv, env=env, heavy=heavy)[0]
+
+
+def can_mount_tmpfs(options: str) -> bool:
+    """Whether `unshare -rm` can mount a tmpfs with `options` ("ro", "size=64k") in a private mount
+    namespace (no privileges, nothing outside the test sees it): tests of real full or read-only
+    file systems skip without it."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o {options} tmpfs /mnt"], capture_output=True)
+    return p.returncode == 0

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from keyrender.cli import main
-from helpers import run
+from helpers import can_mount_tmpfs, run
 
 
 # ---- 1. never replace what keyrender did not write -------------------------------------------
@@ -490,17 +490,7 @@ def test_check_says_a_truncated_video_is_truncated(tmp_path, tiny_pack):
     assert audit["truncated"] and 0 < audit["frames_decoded"] < 48 and audit["drift"] is False
 
 
-def _unshare_works() -> bool:
-    import shutil
-    import subprocess
-
-    if not shutil.which("unshare"):
-        return False
-    p = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o ro tmpfs /mnt"], capture_output=True)
-    return p.returncode == 0
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs `unshare -rm` (a private mount namespace) to mount a read-only tmpfs")
+@pytest.mark.skipif(not can_mount_tmpfs("ro"), reason="needs `unshare -rm` (a private mount namespace) to mount a read-only tmpfs")
 def test_interpolate_into_a_real_read_only_file_system(project, tmp_path):
     """A real read-only mount (a tmpfs in a private mount namespace: no privileges, nothing
     outside the test sees it); as root, a chmod would not stop a write."""

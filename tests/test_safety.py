@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from keyrender.cli import main
-from helpers import run
+from helpers import can_mount_tmpfs, run
 
 
 def _tree(p: Path) -> dict[str, bytes]:
@@ -442,16 +442,7 @@ def test_interpolate_into_a_nearly_full_disk_is_one_line(project, tmp_path, monk
     assert "the disk is full" in line, line
 
 
-def _unshare_works() -> bool:
-    import subprocess
-
-    if not shutil.which("unshare"):
-        return False
-    p = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
-    return p.returncode == 0
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs `unshare -rm` (a private mount namespace) to mount a small tmpfs")
+@pytest.mark.skipif(not can_mount_tmpfs("size=64k"), reason="needs `unshare -rm` (a private mount namespace) to mount a small tmpfs")
 def test_a_really_nearly_full_disk_is_called_full(project, tmp_path):
     """A real 200 KB file system (a tmpfs in a private mount namespace): the keyframe PNGs no
     longer fit, and the run says so in one line (exit 1), as for ENOSPC."""
