@@ -96,10 +96,10 @@ def inbetween(
     interp = backend if not isinstance(backend, str) else get_interpolator(backend, **options)
     if not isinstance(backend, str) and options:
         raise InterpolationInputError(f"options {sorted(options)} given with an Interpolator instance; pass them to its constructor")
-    if not takes_hints(interp):
-        if hints and info is not None:
+    if hints and not takes_hints(interp):
+        if info is not None:
             info["hints"] = f"ignored: {getattr(interp, 'name', type(interp).__name__)} takes no hints"
-        return interp.inbetween(frame_a, frame_b, ts, info=info)
-    if not hints:  # (None or none found: an interpolator without hints is called as the Protocol says)
+        hints = None
+    if not hints:  # (None or none found: called as the Protocol says, without a hints keyword)
         return interp.inbetween(frame_a, frame_b, ts, info=info)
     return interp.inbetween(frame_a, frame_b, ts, info=info, hints=hints)
