@@ -443,18 +443,29 @@ def span_hints(shot, context: RenderContext, loop) -> Callable:
     embedder = context.embedder() if shot.characters else None
     if embedder is None or not callable(getattr(embedder, "faces", None)):
         return lambda a, b: []
-    return lambda a, b: largest_face_hints(a, b, embedder)
+    seen = _FacesOnce(embedder)  # a keyframe inside the shot ends one span and starts the next
+    return lambda a, b: largest_face_hints(a, b, seen)
+
+
+class _FacesOnce:
+    """An embedder's `faces`, found once per image (by identity) for one shot's keyframes."""
+
+    def __init__(self, embedder):
+        self.embedder, self._seen = embedder, {}
+
+    def faces(self, image):
+        hit = self._seen.get(id(image))
+        if hit is None or hit[0] is not image:
+            hit = self._seen[id(image)] = (image, self.embedder.faces(image))
+        return hit[1]
 
 
 def span_repair(job: ShotJob, kf: Keyframes, span: int, repair):
     """The repair of keyframe span `span` (keyframes span and span + 1): `repair`, except for a
     span between two storyboard images, which is the user's picture and only checked (its
     failing frames flagged) unless the shot asks for it (`storyboard_repair` on)."""
-    if repair is None or job.shot.storyboard_repair:
-        return repair
-    if span not in kf.generated and span + 1 not in kf.generated:
-        return None
-    return repair
+    touches_generated = span in kf.generated or span + 1 in kf.generated
+    return repair if touches_generated or job.shot.storyboard_repair else None
 
 
 def span_inbetweeners(job: ShotJob, context: RenderContext, generated: set[int],
