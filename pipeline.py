@@ -34,7 +34,9 @@ from keyrender.core.shotlist import Scene, Shot, ShotList, load_shotlist
 from keyrender.identity.cast import find_cast
 from keyrender.identity.identity import JUDGE_RULES
 from keyrender.outputs.manifest import cached_result, is_done, Manifest, read_manifest, SCHEMA as MANIFEST_SCHEMA
-from keyrender.outputs.folder import LOCK_FILE, LOCK_OWNER, claim, output_problems, owner_problem, temp_file_is_ours
+from keyrender.outputs.folder import (
+    LOCK_FILE, LOCK_OWNER, REPORT, TIMELINE, claim, output_problems, owner_problem, temp_file_is_ours,
+)
 from keyrender.outputs.staging import clean_leftovers, written_by_keyrender
 from keyrender.shot.models import RenderContext
 from keyrender.shot.options import (
@@ -283,7 +285,7 @@ def _write_run_files(run: RunResult, shotlist: ShotList, emit: Callback,
         order = {s.id: i for i, s in enumerate(shotlist.shots)}
         shots = sorted([*run.shots, *unselected], key=lambda r: order.get(r.shot, len(order)))
         shown = RunResult(shots, run.out, strict=run.strict)
-    for attr, write, name in (("report", write_report, "report.html"), ("timeline", write_otio, "timeline.otio")):
+    for attr, write, name in (("report", write_report, REPORT), ("timeline", write_otio, TIMELINE)):
         try:
             setattr(run, attr, write(shown, shotlist, run.out / name))
         except KeyrenderError as exc:
