@@ -151,24 +151,34 @@ def sanity_alignment(tmp: Path) -> str:
     return f"alignment check (brightness ramp, k=2): minterpolate frame j vs truth j {aligned:.1f} dB, vs j+1 {shifted:.1f} dB"
 
 
-def bench_clip(frames: list[np.ndarray], k: int, interp: FlowInterpolator, tmp: Path) -> dict:
-    last = (len(frames) - 1) // k * k
-    keys = frames[: last + 1 : k]
+def interpolate_keys(keys: list[np.ndarray], k: int, interp) -> tuple[dict[int, np.ndarray], float, float, dict, list[dict]]:
+    """keyrender's k - 1 in-betweens of every pair of `keys` (k frames apart): frame index -> frame,
+    wall and CPU seconds spent in them, the pairs' modes counted, and each pair's info."""
+    from keyrender.interpolate import inbetween
+
     times = [j / k for j in range(1, k)]
-    truth_idx = [i for i in range(last + 1) if i % k]
-    # ours
-    ours: dict[int, np.ndarray] = {}
+    frames: dict[int, np.ndarray] = {}
     modes: dict[str, int] = {}
-    t_ours = c_ours = 0.0
+    infos: list[dict] = []
+    wall = cpu = 0.0
     for p in range(len(keys) - 1):
         info: dict = {}
         t0, c0 = time.perf_counter(), time.process_time()
         outs = list(inbetween(keys[p], keys[p + 1], times, backend=interp, info=info))
-        t_ours += time.perf_counter() - t0
-        c_ours += time.process_time() - c0
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         modes[info["mode"]] = modes.get(info["mode"], 0) + 1
+        infos.append(info)
         for j, f in enumerate(outs, 1):
-            ours[p * k + j] = f
+            frames[p * k + j] = f
+    return frames, wall, cpu, modes, infos
+
+
+def bench_clip(frames: list[np.ndarray], k: int, interp: FlowInterpolator, tmp: Path) -> dict:
+    last = (len(frames) - 1) // k * k
+    keys = frames[: last + 1 : k]
+    truth_idx = [i for i in range(last + 1) if i % k]
+    ours, t_ours, c_ours, modes, _ = interpolate_keys(keys, k, interp)
     fade = {p * k + j: cross_fade(keys[p], keys[p + 1], j / k) for p in range(len(keys) - 1) for j in range(1, k)}
     mi_frames, t_mi, c_mi = minterpolate(keys, k, tmp)
     if len(mi_frames) <= last:

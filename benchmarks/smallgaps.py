@@ -47,7 +47,6 @@ def worker(clip: Path, k: int, limit: int, out: Path) -> None:
     sys.path.insert(0, str(HERE))
     import interpolation as bench  # noqa: E402  (its helpers: decoding, PSNR, SSIM)
     import keyrender
-    from keyrender.interpolate import inbetween
     from keyrender.interpolate.flow import FlowInterpolator
 
     if str(clip) in ("camera", "camera-course"):
@@ -56,25 +55,13 @@ def worker(clip: Path, k: int, limit: int, out: Path) -> None:
     frames, _ = bench.decode_distinct(clip, limit or None)
     last = (len(frames) - 1) // k * k
     keys = frames[: last + 1 : k]
-    times = [j / k for j in range(1, k)]
-    interp = FlowInterpolator()
-    wall = cpu = 0.0
+    ours, wall, cpu, modes, infos = bench.interpolate_keys(keys, k, FlowInterpolator())
+    skipped = sum("features" in info for info in infos)
     psnr, ssim, digests = [], [], []
-    modes: dict[str, int] = {}
-    skipped = 0
-    for p in range(len(keys) - 1):
-        info: dict = {}
-        t0, c0 = time.perf_counter(), time.process_time()
-        outs = list(inbetween(keys[p], keys[p + 1], times, backend=interp, info=info))
-        wall += time.perf_counter() - t0
-        cpu += time.process_time() - c0
-        modes[info["mode"]] = modes.get(info["mode"], 0) + 1
-        skipped += "features" in info
-        for j, f in enumerate(outs, 1):
-            truth = frames[p * k + j]
-            psnr.append(bench.psnr(f, truth))
-            ssim.append(bench.ssim(f, truth))
-            digests.append(hashlib.sha256(np.ascontiguousarray(f).data).hexdigest()[:16])
+    for i, f in sorted(ours.items()):
+        psnr.append(bench.psnr(f, frames[i]))
+        ssim.append(bench.ssim(f, frames[i]))
+        digests.append(hashlib.sha256(np.ascontiguousarray(f).data).hexdigest()[:16])
     n = len(digests)
     out.write_text(json.dumps({
         "package": str(Path(keyrender.__file__).parent), "n": n, "pairs": len(keys) - 1,
